@@ -1,0 +1,16 @@
+//! Keyward's domain, free of I/O so that every rule here can be tested and
+//! benchmarked on its own: the secret-key format, typed ids, permissions,
+//! money in micro-dollars and human durations.
+
+pub mod base62;
+pub mod duration;
+pub mod id;
+pub mod key;
+pub mod money;
+pub mod permissions;
+pub mod time;
+
+pub use id::{AuditId, KeyId, ProjectId, UserId};
+pub use key::{KeyFormatError, KeyHash, KeyKind, PlainKey};
+pub use money::Micros;
+pub use permissions::{Access, EndpointGroup, Permissions};

@@ -1,0 +1,145 @@
+//! What a key may do: All, Read only, or Restricted with none/read/write per
+//! endpoint group. Stored and sent as JSON:
+//!
+//! ```json
+//! {"mode":"all"}
+//! {"mode":"read_only"}
+//! {"mode":"restricted","models":"read","chat_completions":"write","embeddings":"none","usage":"read","keys":"none"}
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+/// How far a key may use one endpoint group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Access {
+    #[default]
+    None,
+    Read,
+    Write,
+}
+
+/// The endpoint groups permissions are granted on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EndpointGroup {
+    /// `/v1/models`
+    Models,
+    /// `/v1/chat/completions` and `/v1/completions`
+    ChatCompletions,
+    /// `/v1/embeddings`
+    Embeddings,
+    /// `/v1/organization/usage/…`, `/v1/organization/costs`
+    Usage,
+    /// the project's own `/v1/organization/projects/{id}/api_keys`
+    Keys,
+}
+
+impl EndpointGroup {
+    pub const ALL: [EndpointGroup; 5] = [
+        EndpointGroup::Models,
+        EndpointGroup::ChatCompletions,
+        EndpointGroup::Embeddings,
+        EndpointGroup::Usage,
+        EndpointGroup::Keys,
+    ];
+
+    /// The scope name shown in "missing scope" errors, e.g. `keys.write`.
+    pub fn scope(self, access: Access) -> String {
+        let group = match self {
+            EndpointGroup::Models => "models",
+            EndpointGroup::ChatCompletions => "chat.completions",
+            EndpointGroup::Embeddings => "embeddings",
+            EndpointGroup::Usage => "usage",
+            EndpointGroup::Keys => "keys",
+        };
+        let level = match access {
+            Access::None => "none",
+            Access::Read => "read",
+            Access::Write => "write",
+        };
+        format!("{group}.{level}")
+    }
+}
+
+/// Per-group access of a Restricted key; a group left out has no access.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Restricted {
+    pub models: Access,
+    pub chat_completions: Access,
+    pub embeddings: Access,
+    pub usage: Access,
+    pub keys: Access,
+}
+
+/// A key's permissions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum Permissions {
+    #[default]
+    All,
+    ReadOnly,
+    Restricted(Restricted),
+}
+
+impl Permissions {
+    /// The access granted on `group`.
+    pub fn access(&self, group: EndpointGroup) -> Access {
+        match self {
+            Permissions::All => Access::Write,
+            Permissions::ReadOnly => Access::Read,
+            Permissions::Restricted(r) => match group {
+                EndpointGroup::Models => r.models,
+                EndpointGroup::ChatCompletions => r.chat_completions,
+                EndpointGroup::Embeddings => r.embeddings,
+                EndpointGroup::Usage => r.usage,
+                EndpointGroup::Keys => r.keys,
+            },
+        }
+    }
+
+    /// Whether `needed` access on `group` is granted (write implies read).
+    pub fn allows(&self, group: EndpointGroup, needed: Access) -> bool {
+        self.access(group) >= needed
+    }
+
+    /// Whether everything `other` grants is granted here too: a key may only
+    /// create keys no more powerful than itself.
+    pub fn covers(&self, other: &Permissions) -> bool {
+        EndpointGroup::ALL
+            .iter()
+            .all(|&g| self.access(g) >= other.access(g))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_shapes() {
+        let p: Permissions = serde_json::from_str(r#"{"mode":"read_only"}"#).unwrap();
+        assert_eq!(p, Permissions::ReadOnly);
+        let p: Permissions =
+            serde_json::from_str(r#"{"mode":"restricted","models":"read","keys":"write"}"#).unwrap();
+        assert_eq!(p.access(EndpointGroup::Keys), Access::Write);
+        assert_eq!(p.access(EndpointGroup::Embeddings), Access::None);
+        assert!(serde_json::from_str::<Permissions>(r#"{"mode":"root"}"#).is_err());
+        assert!(serde_json::from_str::<Permissions>(r#"{"mode":"restricted","modles":"read"}"#).is_err());
+        assert_eq!(serde_json::to_string(&Permissions::All).unwrap(), r#"{"mode":"all"}"#);
+    }
+
+    #[test]
+    fn ordering_of_grants() {
+        assert!(Permissions::ReadOnly.allows(EndpointGroup::Keys, Access::Read));
+        assert!(!Permissions::ReadOnly.allows(EndpointGroup::Keys, Access::Write));
+        assert!(Permissions::All.covers(&Permissions::ReadOnly));
+        assert!(!Permissions::ReadOnly.covers(&Permissions::All));
+        let r = Permissions::Restricted(Restricted {
+            keys: Access::Write,
+            ..Restricted::default()
+        });
+        assert!(!r.covers(&Permissions::ReadOnly));
+        assert!(Permissions::ReadOnly.covers(&Permissions::Restricted(Restricted::default())));
+    }
+}
