@@ -1,1 +1,55 @@
+//! The services behind every way into Keyward: the management API, the CLI
+//! and the dashboard call these functions, never the store directly, so each
+//! rule (who may do what, what is valid, what gets audited) lives once.
 
+mod accounts;
+mod audit;
+mod caller;
+mod error;
+mod keys;
+mod projects;
+mod validate;
+
+use std::sync::Arc;
+
+pub use accounts::NewAccount;
+pub use caller::{Caller, Principal};
+pub use error::{AuthError, ServiceError};
+pub use keys::{CreatedKey, KeyPatch, KeyRef, KeySpec, MAX_ROTATION_GRACE_SECONDS};
+pub use validate::MAX_NAME_CHARS;
+use keyward_store::Store;
+
+/// Operator settings the services enforce.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// The most active (unrevoked, unexpired) keys one project may hold.
+    pub max_active_keys_per_project: Option<i64>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            max_active_keys_per_project: Some(1000),
+        }
+    }
+}
+
+/// The services, sharing one store.
+#[derive(Clone)]
+pub struct Services {
+    store: Arc<dyn Store>,
+    policy: Policy,
+}
+
+impl Services {
+    pub fn new(store: Arc<dyn Store>, policy: Policy) -> Self {
+        Services { store, policy }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+}
+
+/// Largest page a list returns; the default is 20.
+pub const MAX_PAGE: u32 = 100;

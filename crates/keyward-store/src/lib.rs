@@ -1,1 +1,14 @@
+//! Keyward's storage. Everything persistent goes through the [`Store`] trait;
+//! [`SqlStore`] implements it for SQLite (the embedded default) and
+//! PostgreSQL with one set of portable queries and a migrations folder per
+//! backend.
 
+mod error;
+mod records;
+mod sql;
+mod store;
+
+pub use error::StoreError;
+pub use records::*;
+pub use sql::{Backend, SqlStore};
+pub use store::Store;

@@ -1,0 +1,112 @@
+//! Accounts: sign-up (with a Default project), password checks, lookups.
+
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use keyward_core::{time::now_unix, ProjectId, UserId};
+use keyward_store::{Project, User, UserRole};
+use serde_json::json;
+
+use crate::audit::{entry, Target};
+use crate::caller::Caller;
+use crate::error::{Result, ServiceError};
+use crate::{validate, Services};
+
+/// What sign-up needs. The password is dropped once hashed.
+pub struct NewAccount<'a> {
+    pub email: &'a str,
+    pub password: &'a str,
+    /// `None`: operator if this is the first account, else user.
+    pub role: Option<UserRole>,
+}
+
+impl Services {
+    /// Creates an account and its Default project. The first account of an
+    /// installation is its operator.
+    pub async fn create_account(&self, caller: &Caller, new: NewAccount<'_>) -> Result<(User, Project)> {
+        let email = validate::email(new.email)?;
+        validate::password(new.password)?;
+        if self.store.user_by_email(&email).await?.is_some() {
+            return Err(ServiceError::Conflict(format!(
+                "An account with the email {email} already exists; log in instead."
+            )));
+        }
+        let role = match new.role {
+            Some(r) => r,
+            None if self.store.count_users().await? == 0 => UserRole::Operator,
+            None => UserRole::User,
+        };
+        let now = now_unix();
+        let user = User {
+            id: UserId::generate(),
+            name: email.split('@').next().unwrap_or_default().to_owned(),
+            email,
+            password_hash: hash_password(new.password)?,
+            role,
+            created_at: now,
+        };
+        let audit = entry(
+            caller,
+            "user.created",
+            Target { kind: "user", id: user.id.as_str(), project: None, owner: Some(&user.id) },
+            json!({ "email": user.email, "role": role.as_str() }),
+        );
+        self.store.insert_user(&user, &audit).await.map_err(|e| match e {
+            keyward_store::StoreError::Conflict(_) => ServiceError::Conflict(format!(
+                "An account with the email {} already exists; log in instead.",
+                user.email
+            )),
+            other => other.into(),
+        })?;
+        let project = Project {
+            id: ProjectId::generate(),
+            name: "Default project".into(),
+            created_at: now,
+            archived_at: None,
+        };
+        let audit = entry(
+            caller,
+            "project.created",
+            Target { kind: "project", id: project.id.as_str(), project: Some(&project.id), owner: Some(&user.id) },
+            json!({ "name": project.name }),
+        );
+        self.store.insert_project(&project, &user.id, &audit).await?;
+        Ok((user, project))
+    }
+
+    /// The account with `email` if `password` is right. The same error for a
+    /// wrong password and an unknown email.
+    pub async fn verify_password(&self, email: &str, password: &str) -> Result<User> {
+        let wrong = || ServiceError::invalid("password", "Incorrect email or password.");
+        let email = email.trim().to_lowercase();
+        let Some(user) = self.store.user_by_email(&email).await? else {
+            // Spend the same time as a real check, so timing does not tell
+            // which emails have accounts.
+            let _ = hash_password(password);
+            return Err(wrong());
+        };
+        let parsed = PasswordHash::new(&user.password_hash)
+            .map_err(|_| ServiceError::Conflict("This account's password hash is unreadable; reset it.".into()))?;
+        Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .map_err(|_| wrong())?;
+        Ok(user)
+    }
+
+    pub async fn user(&self, id: &UserId) -> Result<User> {
+        self.store.user(id).await?.ok_or_else(|| ServiceError::not_found("user", id))
+    }
+
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<User>> {
+        Ok(self.store.user_by_email(&email.trim().to_lowercase()).await?)
+    }
+}
+
+/// argon2id with the crate's default (OWASP-recommended) parameters.
+fn hash_password(password: &str) -> Result<String> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| ServiceError::invalid("password", format!("The password cannot be hashed: {e}.")))
+}

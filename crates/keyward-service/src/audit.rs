@@ -1,0 +1,82 @@
+//! Audit entries: every change records who made it, from where, and when.
+
+use keyward_core::{time::now_unix, AuditId, ProjectId, UserId};
+use keyward_store::{AuditEntry, AuditFilter, Listed, Page};
+
+use crate::caller::Caller;
+use crate::error::{Result, ServiceError};
+use crate::Services;
+
+/// What an audit entry is about.
+pub(crate) struct Target<'a> {
+    pub kind: &'static str,
+    pub id: &'a str,
+    pub project: Option<&'a ProjectId>,
+    pub owner: Option<&'a UserId>,
+}
+
+pub(crate) fn entry(caller: &Caller, action: &str, target: Target<'_>, details: serde_json::Value) -> AuditEntry {
+    AuditEntry {
+        id: AuditId::generate(),
+        actor: caller.actor(),
+        action: action.to_owned(),
+        target_type: target.kind.to_owned(),
+        target_id: target.id.to_owned(),
+        project_id: target.project.cloned(),
+        owner_id: target.owner.cloned(),
+        details,
+        source_ip: caller.source_ip.clone(),
+        created_at: now_unix(),
+    }
+}
+
+impl Services {
+    /// The audit log the caller may read: its projects' events and its own
+    /// account's (admin keys), optionally narrowed to some projects and actions.
+    pub async fn list_audit_logs(
+        &self,
+        caller: &Caller,
+        project_ids: Vec<ProjectId>,
+        actions: Vec<String>,
+        page: &Page,
+    ) -> Result<Listed<AuditEntry>> {
+        let user = caller.require_user("organization.audit_logs.read")?;
+        let mut visible = Vec::new();
+        let mut cursor = Page { after: None, limit: crate::MAX_PAGE };
+        loop {
+            let listed = self.store.projects_of(&user.id, true, &cursor).await?.unwrap_or(Listed {
+                items: vec![],
+                has_more: false,
+            });
+            cursor.after = listed.items.last().map(|(p, _)| p.id.to_string());
+            visible.extend(listed.items.into_iter().map(|(p, _)| p.id));
+            if !listed.has_more {
+                break;
+            }
+        }
+        let filter = if project_ids.is_empty() {
+            AuditFilter { project_ids: visible, owner_id: Some(user.id.clone()), actions }
+        } else {
+            if let Some(unknown) = project_ids.iter().find(|p| !visible.contains(p)) {
+                return Err(ServiceError::not_found("project", unknown));
+            }
+            AuditFilter { project_ids, owner_id: None, actions }
+        };
+        self.store
+            .list_audit(&filter, page)
+            .await?
+            .map_err(|_| cursor_error(page))
+    }
+}
+
+/// `after` named nothing in the listed collection.
+pub(crate) fn cursor_error(page: &Page) -> ServiceError {
+    ServiceError::invalid(
+        "after",
+        format!(
+            "`after` is `{}`, which is not an id in this list; pass the `last_id` of the previous page.",
+            page.after.as_deref().unwrap_or_default().chars().take(64).collect::<String>()
+        ),
+    )
+}
+

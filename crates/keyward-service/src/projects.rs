@@ -1,0 +1,97 @@
+//! Projects: create, list, retrieve, rename, archive.
+
+use keyward_core::{time::now_unix, ProjectId};
+use keyward_store::{Listed, MemberRole, Page, Project};
+use serde_json::json;
+
+use crate::audit::{cursor_error, entry, Target};
+use crate::caller::Caller;
+use crate::error::{Result, ServiceError};
+use crate::{validate, Services};
+
+impl Services {
+    /// Creates a project owned by the calling user.
+    pub async fn create_project(&self, caller: &Caller, name: &str) -> Result<Project> {
+        let user = caller.require_user("organization.projects.write")?;
+        let project = Project {
+            id: ProjectId::generate(),
+            name: validate::required_name("name", name)?,
+            created_at: now_unix(),
+            archived_at: None,
+        };
+        let audit = entry(
+            caller,
+            "project.created",
+            Target { kind: "project", id: project.id.as_str(), project: Some(&project.id), owner: Some(&user.id) },
+            json!({ "name": project.name }),
+        );
+        self.store.insert_project(&project, &user.id, &audit).await?;
+        Ok(project)
+    }
+
+    /// The caller's projects, newest first.
+    pub async fn list_projects(&self, caller: &Caller, include_archived: bool, page: &Page) -> Result<Listed<Project>> {
+        let user = caller.require_user("organization.projects.read")?;
+        let listed = self
+            .store
+            .projects_of(&user.id, include_archived, page)
+            .await?
+            .map_err(|_| cursor_error(page))?;
+        Ok(Listed {
+            items: listed.items.into_iter().map(|(p, _)| p).collect(),
+            has_more: listed.has_more,
+        })
+    }
+
+    pub async fn project(&self, caller: &Caller, id: &ProjectId) -> Result<Project> {
+        self.project_role(caller, id).await?;
+        self.store.project(id).await?.ok_or_else(|| ServiceError::not_found("project", id))
+    }
+
+    /// Renames a project; owners only.
+    pub async fn rename_project(&self, caller: &Caller, id: &ProjectId, name: &str) -> Result<Project> {
+        let mut project = self.owned_project(caller, id).await?;
+        project.name = validate::required_name("name", name)?;
+        let audit = entry(
+            caller,
+            "project.updated",
+            Target { kind: "project", id: id.as_str(), project: Some(id), owner: None },
+            json!({ "name": project.name }),
+        );
+        self.store.rename_project(id, &project.name, &audit).await?;
+        Ok(project)
+    }
+
+    /// Archives a project: its keys stop working and no new ones can be made.
+    /// Idempotent; owners only.
+    pub async fn archive_project(&self, caller: &Caller, id: &ProjectId) -> Result<Project> {
+        let mut project = self.owned_project(caller, id).await?;
+        if project.archived_at.is_none() {
+            let now = now_unix();
+            let audit = entry(
+                caller,
+                "project.archived",
+                Target { kind: "project", id: id.as_str(), project: Some(id), owner: None },
+                json!({}),
+            );
+            self.store.archive_project(id, now, &audit).await?;
+            project.archived_at = Some(now);
+        }
+        Ok(project)
+    }
+
+    /// Every project, for the operator's CLI.
+    pub async fn all_projects(&self) -> Result<Vec<Project>> {
+        Ok(self.store.all_projects().await?)
+    }
+
+    async fn owned_project(&self, caller: &Caller, id: &ProjectId) -> Result<Project> {
+        if self.project_role(caller, id).await? != MemberRole::Owner {
+            return Err(ServiceError::PermissionDenied {
+                scope: "organization.projects.write".into(),
+                hint: "Only a project's owners can rename or archive it.",
+            });
+        }
+        self.store.project(id).await?.ok_or_else(|| ServiceError::not_found("project", id))
+    }
+}

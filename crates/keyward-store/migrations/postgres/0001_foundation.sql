@@ -1,0 +1,83 @@
+-- Accounts, projects, keys and the audit log. Times are Unix seconds,
+-- money is integer micro-dollars. Secrets are stored only as SHA-256 hashes.
+CREATE TABLE users (
+    seq           BIGSERIAL PRIMARY KEY,
+    id            TEXT    NOT NULL UNIQUE,
+    email         TEXT    NOT NULL UNIQUE,
+    name          TEXT    NOT NULL,
+    password_hash TEXT    NOT NULL,
+    role          TEXT    NOT NULL,
+    created_at    BIGINT NOT NULL
+);
+
+CREATE TABLE projects (
+    seq         BIGSERIAL PRIMARY KEY,
+    id          TEXT    NOT NULL UNIQUE,
+    name        TEXT    NOT NULL,
+    created_at  BIGINT NOT NULL,
+    archived_at BIGINT
+);
+
+CREATE TABLE project_members (
+    project_id TEXT    NOT NULL REFERENCES projects (id),
+    user_id    TEXT    NOT NULL REFERENCES users (id),
+    role       TEXT    NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (project_id, user_id)
+);
+CREATE INDEX project_members_user ON project_members (user_id);
+
+CREATE TABLE api_keys (
+    seq                   BIGSERIAL PRIMARY KEY,
+    id                    TEXT    NOT NULL UNIQUE,
+    kind                  TEXT    NOT NULL,
+    project_id            TEXT REFERENCES projects (id),
+    owner_id              TEXT    NOT NULL REFERENCES users (id),
+    created_by            TEXT    NOT NULL,
+    name                  TEXT    NOT NULL,
+    redacted_value        TEXT    NOT NULL,
+    permissions           TEXT    NOT NULL,
+    allowed_models        TEXT,
+    allowed_ips           TEXT,
+    rpm_limit             BIGINT,
+    tpm_limit             BIGINT,
+    max_concurrent        BIGINT,
+    monthly_budget_micros BIGINT,
+    created_at            BIGINT NOT NULL,
+    last_used_at          BIGINT,
+    expires_at            BIGINT,
+    revoked_at            BIGINT,
+    revoked_by            TEXT,
+    revoke_reason         TEXT,
+    revoke_note           TEXT
+);
+CREATE INDEX api_keys_project ON api_keys (project_id, seq);
+CREATE INDEX api_keys_owner ON api_keys (owner_id, kind, seq);
+CREATE INDEX api_keys_expiry ON api_keys (expires_at) WHERE revoked_at IS NULL AND expires_at IS NOT NULL;
+
+-- One row per live secret of a key: normally one, two during a rotation's
+-- grace period. `hash` is SHA-256 of the whole key string.
+CREATE TABLE api_key_secrets (
+    hash       BYTEA   NOT NULL PRIMARY KEY,
+    key_id     TEXT    NOT NULL REFERENCES api_keys (id),
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT
+);
+CREATE INDEX api_key_secrets_key ON api_key_secrets (key_id);
+
+CREATE TABLE audit_log (
+    seq         BIGSERIAL PRIMARY KEY,
+    id          TEXT    NOT NULL UNIQUE,
+    actor_type  TEXT    NOT NULL,
+    actor_id    TEXT,
+    action      TEXT    NOT NULL,
+    target_type TEXT    NOT NULL,
+    target_id   TEXT    NOT NULL,
+    project_id  TEXT,
+    owner_id    TEXT,
+    details     TEXT    NOT NULL,
+    source_ip   TEXT,
+    created_at  BIGINT NOT NULL
+);
+CREATE INDEX audit_log_project ON audit_log (project_id, seq);
+CREATE INDEX audit_log_owner ON audit_log (owner_id, seq);

@@ -1,0 +1,256 @@
+//! The records the store reads and writes. They are plain data; the rules
+//! about them live in keyward-service.
+
+use keyward_core::{KeyId, KeyKind, Micros, Permissions, ProjectId, UserId};
+use serde::{Deserialize, Serialize};
+
+/// An operator runs the installation; a user owns projects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UserRole {
+    Operator,
+    User,
+}
+
+impl UserRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserRole::Operator => "operator",
+            UserRole::User => "user",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "operator" => Some(UserRole::Operator),
+            "user" => Some(UserRole::User),
+            _ => None,
+        }
+    }
+}
+
+/// An account. `password_hash` is an argon2id PHC string, never a password.
+#[derive(Clone)]
+pub struct User {
+    pub id: UserId,
+    pub email: String,
+    pub name: String,
+    pub password_hash: String,
+    pub role: UserRole,
+    pub created_at: i64,
+}
+
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("email", &self.email)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Project {
+    pub id: ProjectId,
+    pub name: String,
+    pub created_at: i64,
+    pub archived_at: Option<i64>,
+}
+
+/// A user's role in one project.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberRole {
+    Reader,
+    Member,
+    Owner,
+}
+
+impl MemberRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberRole::Owner => "owner",
+            MemberRole::Member => "member",
+            MemberRole::Reader => "reader",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "owner" => Some(MemberRole::Owner),
+            "member" => Some(MemberRole::Member),
+            "reader" => Some(MemberRole::Reader),
+            _ => None,
+        }
+    }
+}
+
+/// Why a key stopped working.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevokeReason {
+    /// Its owner (or someone allowed to) revoked it.
+    User,
+    /// It was found exposed in public.
+    Exposed,
+    /// Its expiry time passed.
+    Expired,
+    /// An operator revoked it.
+    Admin,
+}
+
+impl RevokeReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RevokeReason::User => "user",
+            RevokeReason::Exposed => "exposed",
+            RevokeReason::Expired => "expired",
+            RevokeReason::Admin => "admin",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "user" => Some(RevokeReason::User),
+            "exposed" => Some(RevokeReason::Exposed),
+            "expired" => Some(RevokeReason::Expired),
+            "admin" => Some(RevokeReason::Admin),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revocation {
+    pub at: i64,
+    /// The actor that revoked it, as in the audit log (`user_…`, `key_…`, `cli`, `system`).
+    pub by: String,
+    pub reason: RevokeReason,
+    /// Free text, e.g. where an exposed key was found.
+    pub note: Option<String>,
+}
+
+/// Per-key rate limits; `None` means no limit of that kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RateLimits {
+    pub requests_per_minute: Option<i64>,
+    pub tokens_per_minute: Option<i64>,
+    pub max_concurrent_requests: Option<i64>,
+}
+
+/// Everything about a key except its secret.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyRecord {
+    pub id: KeyId,
+    pub kind: KeyKind,
+    /// `None` for admin keys, which belong to an account rather than a project.
+    pub project_id: Option<ProjectId>,
+    pub owner_id: UserId,
+    pub created_by: String,
+    pub name: String,
+    pub redacted_value: String,
+    pub permissions: Permissions,
+    pub allowed_models: Option<Vec<String>>,
+    pub allowed_ips: Option<Vec<String>>,
+    pub rate_limits: RateLimits,
+    pub monthly_budget: Option<Micros>,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub expires_at: Option<i64>,
+    pub revoked: Option<Revocation>,
+}
+
+impl KeyRecord {
+    /// Active: neither revoked nor past its expiry at `now`.
+    pub fn is_active(&self, now: i64) -> bool {
+        self.revoked.is_none() && self.expires_at.is_none_or(|t| t > now)
+    }
+}
+
+/// A key found by the hash of a presented secret.
+#[derive(Debug, Clone)]
+pub struct SecretMatch {
+    pub key: KeyRecord,
+    /// When this particular secret stops working (set on the old secret by a rotation).
+    pub secret_expires_at: Option<i64>,
+}
+
+/// Who did something, as recorded in the audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    User(UserId),
+    Key(KeyId),
+    Cli,
+    System,
+}
+
+impl Actor {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Actor::User(_) => "user",
+            Actor::Key(_) => "api_key",
+            Actor::Cli => "cli",
+            Actor::System => "system",
+        }
+    }
+
+    pub fn id(&self) -> Option<&str> {
+        match self {
+            Actor::User(id) => Some(id.as_str()),
+            Actor::Key(id) => Some(id.as_str()),
+            Actor::Cli | Actor::System => None,
+        }
+    }
+
+    /// `user_…`, `key_…`, `cli` or `system`: how `created_by` and `revoked_by` name an actor.
+    pub fn label(&self) -> String {
+        self.id().unwrap_or(self.kind()).to_owned()
+    }
+}
+
+/// One audit-log entry: who did what to which object, when and from where.
+#[derive(Debug, Clone)]
+pub struct AuditEntry {
+    pub id: keyward_core::AuditId,
+    pub actor: Actor,
+    pub action: String,
+    pub target_type: String,
+    pub target_id: String,
+    pub project_id: Option<ProjectId>,
+    /// The account the event belongs to, for events outside any project (admin keys).
+    pub owner_id: Option<UserId>,
+    pub details: serde_json::Value,
+    pub source_ip: Option<String>,
+    pub created_at: i64,
+}
+
+/// A cursor page: items after the one with id `after`, at most `limit`.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    pub after: Option<String>,
+    pub limit: u32,
+}
+
+/// One page of results, newest first.
+#[derive(Debug, Clone)]
+pub struct Listed<T> {
+    pub items: Vec<T>,
+    pub has_more: bool,
+}
+
+/// Which keys to list.
+#[derive(Debug, Clone)]
+pub enum KeyScope {
+    Project(ProjectId),
+    AdminKeysOf(UserId),
+}
+
+/// Which audit entries to list: those of the given projects or account.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub project_ids: Vec<ProjectId>,
+    pub owner_id: Option<UserId>,
+    pub actions: Vec<String>,
+}
+
+/// The store's answer when `after` names nothing in the listed collection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnknownCursor;

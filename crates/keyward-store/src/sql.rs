@@ -1,0 +1,772 @@
+//! [`Store`] over SQLite or PostgreSQL through sqlx's `Any` driver: one set of
+//! portable queries (`$n` placeholders, which both accept), one migrations
+//! folder per backend. Writers that read-then-write start with a write, so
+//! SQLite takes its write lock first and PostgreSQL locks the row.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Once;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use keyward_core::{AuditId, KeyHash, KeyId, KeyKind, Micros, Permissions, ProjectId, UserId};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::migrate::Migrator;
+use sqlx::{Any, AnyPool, Executor, Row, Transaction};
+
+use crate::error::{Result, StoreError};
+use crate::records::*;
+use crate::store::Store;
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
+
+/// Which database a [`SqlStore`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    fn of_url(url: &str) -> Result<Self> {
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Backend::Postgres)
+        } else {
+            Err(StoreError::Config(
+                "the database URL must start with sqlite:, postgres:// or postgresql://".into(),
+            ))
+        }
+    }
+}
+
+/// The SQL store.
+#[derive(Clone)]
+pub struct SqlStore {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+const KEY_COLUMNS: &str = "id, kind, project_id, owner_id, created_by, name, redacted_value, \
+     permissions, allowed_models, allowed_ips, rpm_limit, tpm_limit, max_concurrent, \
+     monthly_budget_micros, created_at, last_used_at, expires_at, revoked_at, revoked_by, \
+     revoke_reason, revoke_note";
+
+const AUDIT_COLUMNS: &str = "id, actor_type, actor_id, action, target_type, target_id, \
+     project_id, owner_id, details, source_ip, created_at";
+
+/// Lists fetch one row more than asked, to tell whether there are more.
+fn listed<T>(mut items: Vec<T>, limit: u32) -> Listed<T> {
+    let has_more = items.len() > limit as usize;
+    items.truncate(limit as usize);
+    Listed { items, has_more }
+}
+
+impl SqlStore {
+    /// Connects to `url` (`sqlite://path?mode=rwc`, `postgres://…`).
+    pub async fn connect(url: &str) -> Result<Self> {
+        static DRIVERS: Once = Once::new();
+        DRIVERS.call_once(sqlx::any::install_default_drivers);
+        let backend = Backend::of_url(url)?;
+        let options = AnyPoolOptions::new()
+            .max_connections(match backend {
+                Backend::Sqlite => 8,
+                Backend::Postgres => 16,
+            })
+            .acquire_timeout(Duration::from_secs(10));
+        let options = match backend {
+            Backend::Sqlite => options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute(
+                        "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
+                    )
+                    .await?;
+                    Ok(())
+                })
+            }),
+            Backend::Postgres => options,
+        };
+        let pool = options.connect(url).await?;
+        if backend == Backend::Sqlite {
+            // WAL is a property of the database file: setting it once persists.
+            pool.execute("PRAGMA journal_mode = WAL").await?;
+        }
+        Ok(SqlStore { pool, backend })
+    }
+
+    /// Opens (creating if needed) `keyward.db` in `dir`.
+    pub async fn open_sqlite_dir(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError::Config(format!("cannot create the data directory {}: {e}", dir.display()))
+        })?;
+        let file = dir.join("keyward.db");
+        let url = format!("sqlite://{}?mode=rwc", file.display());
+        // Reject paths sqlx's URL parser would misread before we hand it over.
+        sqlx::sqlite::SqliteConnectOptions::from_str(&url).map_err(|e| {
+            StoreError::Config(format!("cannot use {} as a database file: {e}", file.display()))
+        })?;
+        Self::connect(&url).await
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn cursor(&self, sql: &str, binds: &[&str]) -> Result<Result<i64, UnknownCursor>> {
+        let mut q = sqlx::query(sql);
+        for b in binds {
+            q = q.bind(*b);
+        }
+        Ok(match q.fetch_optional(&self.pool).await? {
+            Some(row) => Ok(row.try_get::<i64, _>(0)?),
+            None => Err(UnknownCursor),
+        })
+    }
+}
+
+async fn insert_audit(tx: &mut Transaction<'_, Any>, e: &AuditEntry) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO audit_log (id, actor_type, actor_id, action, target_type, target_id, \
+         project_id, owner_id, details, source_ip, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(e.id.as_str())
+    .bind(e.actor.kind())
+    .bind(e.actor.id())
+    .bind(e.action.as_str())
+    .bind(e.target_type.as_str())
+    .bind(e.target_id.as_str())
+    .bind(e.project_id.as_ref().map(|p| p.as_str()))
+    .bind(e.owner_id.as_ref().map(|u| u.as_str()))
+    .bind(e.details.to_string())
+    .bind(e.source_ip.as_deref())
+    .bind(e.created_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+fn parse_id<T>(row: &AnyRow, col: &str, parse: fn(&str) -> Result<T, keyward_core::id::IdError>) -> Result<T> {
+    let s: String = row.try_get(col)?;
+    parse(&s).map_err(|e| corrupt(format!("{col}: {e}")))
+}
+
+fn parse_opt_id<T>(
+    row: &AnyRow,
+    col: &str,
+    parse: fn(&str) -> Result<T, keyward_core::id::IdError>,
+) -> Result<Option<T>> {
+    let s: Option<String> = row.try_get(col)?;
+    s.map(|s| parse(&s).map_err(|e| corrupt(format!("{col}: {e}")))).transpose()
+}
+
+fn json_list(row: &AnyRow, col: &str) -> Result<Option<Vec<String>>> {
+    let s: Option<String> = row.try_get(col)?;
+    s.map(|s| serde_json::from_str(&s).map_err(|e| corrupt(format!("{col}: {e}")))).transpose()
+}
+
+fn to_json_list(v: &Option<Vec<String>>) -> Option<String> {
+    v.as_ref().map(|l| serde_json::Value::from(l.clone()).to_string())
+}
+
+fn user_from_row(row: &AnyRow) -> Result<User> {
+    let role: String = row.try_get("role")?;
+    Ok(User {
+        id: parse_id(row, "id", UserId::parse)?,
+        email: row.try_get("email")?,
+        name: row.try_get("name")?,
+        password_hash: row.try_get("password_hash")?,
+        role: UserRole::parse(&role).ok_or_else(|| corrupt(format!("user role {role}")))?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn project_from_row(row: &AnyRow) -> Result<Project> {
+    Ok(Project {
+        id: parse_id(row, "id", ProjectId::parse)?,
+        name: row.try_get("name")?,
+        created_at: row.try_get("created_at")?,
+        archived_at: row.try_get("archived_at")?,
+    })
+}
+
+fn member_role(row: &AnyRow) -> Result<MemberRole> {
+    let role: String = row.try_get("role")?;
+    MemberRole::parse(&role).ok_or_else(|| corrupt(format!("member role {role}")))
+}
+
+fn key_from_row(row: &AnyRow) -> Result<KeyRecord> {
+    let kind: String = row.try_get("kind")?;
+    let permissions: String = row.try_get("permissions")?;
+    let revoked_at: Option<i64> = row.try_get("revoked_at")?;
+    let revoked = match revoked_at {
+        None => None,
+        Some(at) => {
+            let reason: String = row.try_get("revoke_reason")?;
+            Some(Revocation {
+                at,
+                by: row.try_get::<Option<String>, _>("revoked_by")?.unwrap_or_default(),
+                reason: RevokeReason::parse(&reason).ok_or_else(|| corrupt(format!("revoke reason {reason}")))?,
+                note: row.try_get("revoke_note")?,
+            })
+        }
+    };
+    Ok(KeyRecord {
+        id: parse_id(row, "id", KeyId::parse)?,
+        kind: KeyKind::from_db(&kind).ok_or_else(|| corrupt(format!("key kind {kind}")))?,
+        project_id: parse_opt_id(row, "project_id", ProjectId::parse)?,
+        owner_id: parse_id(row, "owner_id", UserId::parse)?,
+        created_by: row.try_get("created_by")?,
+        name: row.try_get("name")?,
+        redacted_value: row.try_get("redacted_value")?,
+        permissions: serde_json::from_str::<Permissions>(&permissions)
+            .map_err(|e| corrupt(format!("permissions: {e}")))?,
+        allowed_models: json_list(row, "allowed_models")?,
+        allowed_ips: json_list(row, "allowed_ips")?,
+        rate_limits: RateLimits {
+            requests_per_minute: row.try_get("rpm_limit")?,
+            tokens_per_minute: row.try_get("tpm_limit")?,
+            max_concurrent_requests: row.try_get("max_concurrent")?,
+        },
+        monthly_budget: row.try_get::<Option<i64>, _>("monthly_budget_micros")?.map(Micros),
+        created_at: row.try_get("created_at")?,
+        last_used_at: row.try_get("last_used_at")?,
+        expires_at: row.try_get("expires_at")?,
+        revoked,
+    })
+}
+
+fn audit_from_row(row: &AnyRow) -> Result<AuditEntry> {
+    let actor_type: String = row.try_get("actor_type")?;
+    let actor = match actor_type.as_str() {
+        "user" => Actor::User(parse_id(row, "actor_id", UserId::parse)?),
+        "api_key" => Actor::Key(parse_id(row, "actor_id", KeyId::parse)?),
+        "cli" => Actor::Cli,
+        "system" => Actor::System,
+        other => return Err(corrupt(format!("actor type {other}"))),
+    };
+    let details: String = row.try_get("details")?;
+    Ok(AuditEntry {
+        id: parse_id(row, "id", AuditId::parse)?,
+        actor,
+        action: row.try_get("action")?,
+        target_type: row.try_get("target_type")?,
+        target_id: row.try_get("target_id")?,
+        project_id: parse_opt_id(row, "project_id", ProjectId::parse)?,
+        owner_id: parse_opt_id(row, "owner_id", UserId::parse)?,
+        details: serde_json::from_str(&details).map_err(|e| corrupt(format!("audit details: {e}")))?,
+        source_ip: row.try_get("source_ip")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn migrate(&self) -> Result<()> {
+        match self.backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS.run(&self.pool).await?,
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(&self.pool).await?,
+        }
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn insert_user(&self, user: &User, audit: &AuditEntry) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO users (id, email, name, password_hash, role, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(user.id.as_str())
+        .bind(user.email.as_str())
+        .bind(user.name.as_str())
+        .bind(user.password_hash.as_str())
+        .bind(user.role.as_str())
+        .bind(user.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| StoreError::from_insert(e, "an account with this email"))?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn user(&self, id: &UserId) -> Result<Option<User>> {
+        sqlx::query("SELECT * FROM users WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(user_from_row)
+            .transpose()
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<User>> {
+        sqlx::query("SELECT * FROM users WHERE email = $1")
+            .bind(email)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(user_from_row)
+            .transpose()
+    }
+
+    async fn count_users(&self) -> Result<i64> {
+        Ok(sqlx::query("SELECT COUNT(*) FROM users")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?)
+    }
+
+    async fn insert_project(&self, project: &Project, owner: &UserId, audit: &AuditEntry) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO projects (id, name, created_at, archived_at) VALUES ($1, $2, $3, $4)")
+            .bind(project.id.as_str())
+            .bind(project.name.as_str())
+            .bind(project.created_at)
+            .bind(project.archived_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| StoreError::from_insert(e, "a project with this id"))?;
+        sqlx::query("INSERT INTO project_members (project_id, user_id, role, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(project.id.as_str())
+            .bind(owner.as_str())
+            .bind(MemberRole::Owner.as_str())
+            .bind(project.created_at)
+            .execute(&mut *tx)
+            .await?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn project(&self, id: &ProjectId) -> Result<Option<Project>> {
+        sqlx::query("SELECT * FROM projects WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(project_from_row)
+            .transpose()
+    }
+
+    async fn projects_of(
+        &self,
+        user: &UserId,
+        include_archived: bool,
+        page: &Page,
+    ) -> Result<Result<Listed<(Project, MemberRole)>, UnknownCursor>> {
+        let before = match &page.after {
+            None => i64::MAX,
+            Some(after) => match self
+                .cursor(
+                    "SELECT p.seq FROM projects p JOIN project_members m ON m.project_id = p.id \
+                     WHERE p.id = $1 AND m.user_id = $2",
+                    &[after, user.as_str()],
+                )
+                .await?
+            {
+                Ok(seq) => seq,
+                Err(e) => return Ok(Err(e)),
+            },
+        };
+        let rows = sqlx::query(
+            "SELECT p.*, m.role FROM projects p JOIN project_members m ON m.project_id = p.id \
+             WHERE m.user_id = $1 AND p.seq < $2 AND ($3 = 1 OR p.archived_at IS NULL) \
+             ORDER BY p.seq DESC LIMIT $4",
+        )
+        .bind(user.as_str())
+        .bind(before)
+        .bind(i64::from(include_archived))
+        .bind(i64::from(page.limit) + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let items = rows
+            .iter()
+            .map(|r| Ok((project_from_row(r)?, member_role(r)?)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Ok(listed(items, page.limit)))
+    }
+
+    async fn all_projects(&self) -> Result<Vec<Project>> {
+        sqlx::query("SELECT * FROM projects ORDER BY seq")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(project_from_row)
+            .collect()
+    }
+
+    async fn membership(&self, project: &ProjectId, user: &UserId) -> Result<Option<MemberRole>> {
+        sqlx::query("SELECT role FROM project_members WHERE project_id = $1 AND user_id = $2")
+            .bind(project.as_str())
+            .bind(user.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(member_role)
+            .transpose()
+    }
+
+    async fn members(&self, project: &ProjectId) -> Result<Vec<(UserId, MemberRole)>> {
+        let rows = sqlx::query("SELECT user_id, role FROM project_members WHERE project_id = $1 ORDER BY created_at")
+            .bind(project.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        let mut members = rows
+            .iter()
+            .map(|r| Ok((parse_id(r, "user_id", UserId::parse)?, member_role(r)?)))
+            .collect::<Result<Vec<_>>>()?;
+        members.sort_by(|a, b| b.1.cmp(&a.1));
+        Ok(members)
+    }
+
+    async fn rename_project(&self, id: &ProjectId, name: &str, audit: &AuditEntry) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE projects SET name = $1 WHERE id = $2")
+            .bind(name)
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn archive_project(&self, id: &ProjectId, at: i64, audit: &AuditEntry) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query("UPDATE projects SET archived_at = $1 WHERE id = $2 AND archived_at IS NULL")
+            .bind(at)
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 1 {
+            insert_audit(&mut tx, audit).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn insert_key(
+        &self,
+        key: &KeyRecord,
+        hash: &KeyHash,
+        active_cap: Option<i64>,
+        audit: &AuditEntry,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        if let (Some(project), Some(cap)) = (&key.project_id, active_cap) {
+            // A no-op write first: SQLite takes its write lock, PostgreSQL
+            // locks the project row, so concurrent creates count in turn.
+            sqlx::query("UPDATE projects SET name = name WHERE id = $1")
+                .bind(project.as_str())
+                .execute(&mut *tx)
+                .await?;
+            let active: i64 = sqlx::query(
+                "SELECT COUNT(*) FROM api_keys WHERE project_id = $1 AND revoked_at IS NULL \
+                 AND (expires_at IS NULL OR expires_at > $2)",
+            )
+            .bind(project.as_str())
+            .bind(key.created_at)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+            if active >= cap {
+                return Err(StoreError::KeyCapReached(cap));
+            }
+        }
+        sqlx::query(
+            "INSERT INTO api_keys (id, kind, project_id, owner_id, created_by, name, redacted_value, \
+             permissions, allowed_models, allowed_ips, rpm_limit, tpm_limit, max_concurrent, \
+             monthly_budget_micros, created_at, last_used_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+        )
+        .bind(key.id.as_str())
+        .bind(key.kind.as_str())
+        .bind(key.project_id.as_ref().map(|p| p.as_str()))
+        .bind(key.owner_id.as_str())
+        .bind(key.created_by.as_str())
+        .bind(key.name.as_str())
+        .bind(key.redacted_value.as_str())
+        .bind(serde_json::to_string(&key.permissions).map_err(|e| corrupt(e))?)
+        .bind(to_json_list(&key.allowed_models))
+        .bind(to_json_list(&key.allowed_ips))
+        .bind(key.rate_limits.requests_per_minute)
+        .bind(key.rate_limits.tokens_per_minute)
+        .bind(key.rate_limits.max_concurrent_requests)
+        .bind(key.monthly_budget.map(|m| m.0))
+        .bind(key.created_at)
+        .bind(key.last_used_at)
+        .bind(key.expires_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| StoreError::from_insert(e, "a key with this id"))?;
+        sqlx::query("INSERT INTO api_key_secrets (hash, key_id, created_at, expires_at) VALUES ($1, $2, $3, NULL)")
+            .bind(hash.as_bytes().to_vec())
+            .bind(key.id.as_str())
+            .bind(key.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| StoreError::from_insert(e, "a key with this secret"))?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn key(&self, id: &KeyId) -> Result<Option<KeyRecord>> {
+        sqlx::query(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1"))
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(key_from_row)
+            .transpose()
+    }
+
+    async fn key_by_hash(&self, hash: &KeyHash) -> Result<Option<SecretMatch>> {
+        let sql = format!(
+            "SELECT {}, s.expires_at AS secret_expires_at FROM api_key_secrets s \
+             JOIN api_keys k ON k.id = s.key_id WHERE s.hash = $1",
+            KEY_COLUMNS
+                .split(", ")
+                .map(|c| format!("k.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let Some(row) = sqlx::query(&sql)
+            .bind(hash.as_bytes().to_vec())
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(SecretMatch {
+            key: key_from_row(&row)?,
+            secret_expires_at: row.try_get("secret_expires_at")?,
+        }))
+    }
+
+    async fn list_keys(&self, scope: &KeyScope, page: &Page) -> Result<Result<Listed<KeyRecord>, UnknownCursor>> {
+        let (filter, owner) = match scope {
+            KeyScope::Project(p) => ("kind = 'project' AND project_id = $1", p.as_str()),
+            KeyScope::AdminKeysOf(u) => ("kind = 'admin' AND owner_id = $1", u.as_str()),
+        };
+        let before = match &page.after {
+            None => i64::MAX,
+            Some(after) => match self
+                .cursor(&format!("SELECT seq FROM api_keys WHERE {filter} AND id = $2"), &[owner, after])
+                .await?
+            {
+                Ok(seq) => seq,
+                Err(e) => return Ok(Err(e)),
+            },
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE {filter} AND seq < $2 ORDER BY seq DESC LIMIT $3"
+        ))
+        .bind(owner)
+        .bind(before)
+        .bind(i64::from(page.limit) + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let items = rows.iter().map(key_from_row).collect::<Result<Vec<_>>>()?;
+        Ok(Ok(listed(items, page.limit)))
+    }
+
+    async fn update_key(&self, key: &KeyRecord, audit: &AuditEntry) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE api_keys SET name = $1, permissions = $2, allowed_models = $3, allowed_ips = $4, \
+             rpm_limit = $5, tpm_limit = $6, max_concurrent = $7, monthly_budget_micros = $8, \
+             expires_at = $9 WHERE id = $10",
+        )
+        .bind(key.name.as_str())
+        .bind(serde_json::to_string(&key.permissions).map_err(|e| corrupt(e))?)
+        .bind(to_json_list(&key.allowed_models))
+        .bind(to_json_list(&key.allowed_ips))
+        .bind(key.rate_limits.requests_per_minute)
+        .bind(key.rate_limits.tokens_per_minute)
+        .bind(key.rate_limits.max_concurrent_requests)
+        .bind(key.monthly_budget.map(|m| m.0))
+        .bind(key.expires_at)
+        .bind(key.id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn revoke_key(&self, id: &KeyId, revocation: &Revocation, audit: &AuditEntry) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE api_keys SET revoked_at = $1, revoked_by = $2, revoke_reason = $3, revoke_note = $4 \
+             WHERE id = $5 AND revoked_at IS NULL",
+        )
+        .bind(revocation.at)
+        .bind(revocation.by.as_str())
+        .bind(revocation.reason.as_str())
+        .bind(revocation.note.as_deref())
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn rotate_key(
+        &self,
+        id: &KeyId,
+        new_hash: &KeyHash,
+        new_redacted: &str,
+        now: i64,
+        old_secrets_expire_at: i64,
+        audit: &AuditEntry,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE api_keys SET redacted_value = $1 WHERE id = $2")
+            .bind(new_redacted)
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE api_key_secrets SET expires_at = $1 \
+             WHERE key_id = $2 AND (expires_at IS NULL OR expires_at > $1)",
+        )
+        .bind(old_secrets_expire_at)
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM api_key_secrets WHERE key_id = $1 AND expires_at <= $2")
+            .bind(id.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO api_key_secrets (hash, key_id, created_at, expires_at) VALUES ($1, $2, $3, NULL)")
+            .bind(new_hash.as_bytes().to_vec())
+            .bind(id.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| StoreError::from_insert(e, "a key with this secret"))?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn touch_keys(&self, uses: &[(KeyId, i64)]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for (id, at) in uses {
+            sqlx::query(
+                "UPDATE api_keys SET last_used_at = $1 WHERE id = $2 \
+                 AND (last_used_at IS NULL OR last_used_at < $1)",
+            )
+            .bind(*at)
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn keys_expired_by(&self, now: i64, limit: u32) -> Result<Vec<KeyRecord>> {
+        sqlx::query(&format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE revoked_at IS NULL AND expires_at IS NOT NULL \
+             AND expires_at <= $1 ORDER BY expires_at LIMIT $2"
+        ))
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(key_from_row)
+        .collect()
+    }
+
+    async fn purge_expired_secrets(&self, now: i64) -> Result<u64> {
+        Ok(sqlx::query("DELETE FROM api_key_secrets WHERE expires_at IS NOT NULL AND expires_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+
+    async fn list_audit(&self, filter: &AuditFilter, page: &Page) -> Result<Result<Listed<AuditEntry>, UnknownCursor>> {
+        // Placeholders are numbered as the binds are collected.
+        let mut binds: Vec<String> = Vec::new();
+        let mut placeholder = |v: &str| {
+            binds.push(v.to_owned());
+            format!("${}", binds.len())
+        };
+        let mut scope: Vec<String> = Vec::new();
+        if !filter.project_ids.is_empty() {
+            let list: Vec<String> = filter.project_ids.iter().map(|p| placeholder(p.as_str())).collect();
+            scope.push(format!("project_id IN ({})", list.join(", ")));
+        }
+        if let Some(owner) = &filter.owner_id {
+            scope.push(format!("(project_id IS NULL AND owner_id = {})", placeholder(owner.as_str())));
+        }
+        if scope.is_empty() {
+            return Ok(Ok(Listed { items: vec![], has_more: false }));
+        }
+        let mut conditions = vec![format!("({})", scope.join(" OR "))];
+        if !filter.actions.is_empty() {
+            let list: Vec<String> = filter.actions.iter().map(|a| placeholder(a)).collect();
+            conditions.push(format!("action IN ({})", list.join(", ")));
+        }
+        let condition = conditions.join(" AND ");
+        let before = match &page.after {
+            None => i64::MAX,
+            Some(after) => {
+                let sql = format!("SELECT seq FROM audit_log WHERE {condition} AND id = {}", placeholder(after));
+                let refs: Vec<&str> = binds.iter().map(String::as_str).collect();
+                let found = self.cursor(&sql, &refs).await?;
+                binds.pop();
+                match found {
+                    Ok(seq) => seq,
+                    Err(e) => return Ok(Err(e)),
+                }
+            }
+        };
+        let n = binds.len();
+        let sql = format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE {condition} AND seq < ${} ORDER BY seq DESC LIMIT ${}",
+            n + 1,
+            n + 2
+        );
+        let mut q = sqlx::query(&sql);
+        for b in &binds {
+            q = q.bind(b.as_str());
+        }
+        let rows = q
+            .bind(before)
+            .bind(i64::from(page.limit) + 1)
+            .fetch_all(&self.pool)
+            .await?;
+        let items = rows.iter().map(audit_from_row).collect::<Result<Vec<_>>>()?;
+        Ok(Ok(listed(items, page.limit)))
+    }
+}

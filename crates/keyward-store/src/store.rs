@@ -1,0 +1,85 @@
+use async_trait::async_trait;
+use keyward_core::{KeyHash, KeyId, ProjectId, UserId};
+
+use crate::error::Result;
+use crate::records::*;
+
+/// Everything Keyward persists. Every mutation takes the audit entry that
+/// describes it and writes both in one transaction, so the log cannot miss a
+/// change that happened nor record one that did not.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Brings the schema up to date.
+    async fn migrate(&self) -> Result<()>;
+    /// Whether the database answers.
+    async fn ping(&self) -> Result<()>;
+
+    // Accounts
+    async fn insert_user(&self, user: &User, audit: &AuditEntry) -> Result<()>;
+    async fn user(&self, id: &UserId) -> Result<Option<User>>;
+    async fn user_by_email(&self, email: &str) -> Result<Option<User>>;
+    async fn count_users(&self) -> Result<i64>;
+
+    // Projects
+    /// Inserts a project with `owner` as its first member (role owner).
+    async fn insert_project(&self, project: &Project, owner: &UserId, audit: &AuditEntry) -> Result<()>;
+    async fn project(&self, id: &ProjectId) -> Result<Option<Project>>;
+    /// The projects `user` belongs to, with their role, newest first.
+    async fn projects_of(
+        &self,
+        user: &UserId,
+        include_archived: bool,
+        page: &Page,
+    ) -> Result<Result<Listed<(Project, MemberRole)>, UnknownCursor>>;
+    /// Every project, oldest first (for the operator's CLI).
+    async fn all_projects(&self) -> Result<Vec<Project>>;
+    async fn membership(&self, project: &ProjectId, user: &UserId) -> Result<Option<MemberRole>>;
+    /// The project's members with their roles, owners first.
+    async fn members(&self, project: &ProjectId) -> Result<Vec<(UserId, MemberRole)>>;
+    async fn rename_project(&self, id: &ProjectId, name: &str, audit: &AuditEntry) -> Result<()>;
+    async fn archive_project(&self, id: &ProjectId, at: i64, audit: &AuditEntry) -> Result<()>;
+
+    // Keys
+    /// Inserts a key and its secret's hash. With `active_cap`, fails with
+    /// [`crate::StoreError::KeyCapReached`] when the key's project already has
+    /// that many active keys; the check and the insert are atomic.
+    async fn insert_key(
+        &self,
+        key: &KeyRecord,
+        hash: &KeyHash,
+        active_cap: Option<i64>,
+        audit: &AuditEntry,
+    ) -> Result<()>;
+    async fn key(&self, id: &KeyId) -> Result<Option<KeyRecord>>;
+    /// The key whose (current or grace-period) secret hashes to `hash`.
+    async fn key_by_hash(&self, hash: &KeyHash) -> Result<Option<SecretMatch>>;
+    async fn list_keys(&self, scope: &KeyScope, page: &Page) -> Result<Result<Listed<KeyRecord>, UnknownCursor>>;
+    /// Writes the key's mutable settings: name, permissions, allow-lists, limits, budget, expiry.
+    async fn update_key(&self, key: &KeyRecord, audit: &AuditEntry) -> Result<()>;
+    /// Revokes the key and drops its secrets; `false` if it was revoked already.
+    async fn revoke_key(&self, id: &KeyId, revocation: &Revocation, audit: &AuditEntry) -> Result<bool>;
+    /// Adds `new_hash` as the key's secret; every older secret stops working
+    /// at `old_secrets_expire_at`.
+    async fn rotate_key(
+        &self,
+        id: &KeyId,
+        new_hash: &KeyHash,
+        new_redacted: &str,
+        now: i64,
+        old_secrets_expire_at: i64,
+        audit: &AuditEntry,
+    ) -> Result<()>;
+    /// Records when keys were last used (batched by the caller).
+    async fn touch_keys(&self, uses: &[(KeyId, i64)]) -> Result<()>;
+    /// Active keys whose expiry is at or before `now`.
+    async fn keys_expired_by(&self, now: i64, limit: u32) -> Result<Vec<KeyRecord>>;
+    /// Drops secrets whose grace period ended before `now`.
+    async fn purge_expired_secrets(&self, now: i64) -> Result<u64>;
+
+    // Audit log
+    async fn list_audit(
+        &self,
+        filter: &AuditFilter,
+        page: &Page,
+    ) -> Result<Result<Listed<AuditEntry>, UnknownCursor>>;
+}
