@@ -207,19 +207,28 @@ impl Services {
     }
 
     /// A project's keys, newest first.
-    pub async fn list_project_keys(&self, caller: &Caller, project: &ProjectId, page: &Page) -> Result<Listed<KeyRecord>> {
+    pub async fn list_project_keys(
+        &self,
+        caller: &Caller,
+        project: &ProjectId,
+        include_revoked: bool,
+        page: &Page,
+    ) -> Result<Listed<KeyRecord>> {
         self.authorize_keys(caller, project, Access::Read).await?;
-        self.list_keys(&KeyScope::Project(project.clone()), page).await
+        self.list_keys(&KeyScope::Project(project.clone()), include_revoked, page).await
     }
 
     /// The calling user's admin keys, newest first.
     pub async fn list_admin_keys(&self, caller: &Caller, page: &Page) -> Result<Listed<KeyRecord>> {
         let user = caller.require_user("organization.admin_api_keys.read")?;
-        self.list_keys(&KeyScope::AdminKeysOf(user.id.clone()), page).await
+        self.list_keys(&KeyScope::AdminKeysOf(user.id.clone()), false, page).await
     }
 
-    async fn list_keys(&self, scope: &KeyScope, page: &Page) -> Result<Listed<KeyRecord>> {
-        self.store.list_keys(scope, page).await?.map_err(|_| cursor_error(page))
+    async fn list_keys(&self, scope: &KeyScope, include_revoked: bool, page: &Page) -> Result<Listed<KeyRecord>> {
+        self.store
+            .list_keys(scope, include_revoked, page)
+            .await?
+            .map_err(|_| cursor_error(page))
     }
 
     /// One key the caller may see.
@@ -433,9 +442,17 @@ impl Services {
             .ok_or_else(|| ServiceError::Conflict(format!("Project {project} has no members to own the key.")))
     }
 
-    /// The user who owns a key, for display.
-    pub async fn key_owner(&self, key: &KeyRecord) -> Result<Option<User>> {
-        Ok(self.store.user(&key.owner_id).await?)
+    /// The user who owns a key and their role (in the key's project, or in
+    /// the installation for admin keys), for display.
+    pub async fn key_owner(&self, key: &KeyRecord) -> Result<Option<(User, &'static str)>> {
+        let Some(user) = self.store.user(&key.owner_id).await? else {
+            return Ok(None);
+        };
+        let role = match &key.project_id {
+            Some(p) => self.store.membership(p, &user.id).await?.map_or("former member", |r| r.as_str()),
+            None => user.role.as_str(),
+        };
+        Ok(Some((user, role)))
     }
 }
 

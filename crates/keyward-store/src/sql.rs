@@ -564,7 +564,12 @@ impl Store for SqlStore {
         }))
     }
 
-    async fn list_keys(&self, scope: &KeyScope, page: &Page) -> Result<Result<Listed<KeyRecord>, UnknownCursor>> {
+    async fn list_keys(
+        &self,
+        scope: &KeyScope,
+        include_revoked: bool,
+        page: &Page,
+    ) -> Result<Result<Listed<KeyRecord>, UnknownCursor>> {
         let (filter, owner) = match scope {
             KeyScope::Project(p) => ("kind = 'project' AND project_id = $1", p.as_str()),
             KeyScope::AdminKeysOf(u) => ("kind = 'admin' AND owner_id = $1", u.as_str()),
@@ -580,7 +585,9 @@ impl Store for SqlStore {
             },
         };
         let rows = sqlx::query(&format!(
-            "SELECT {KEY_COLUMNS} FROM api_keys WHERE {filter} AND seq < $2 ORDER BY seq DESC LIMIT $3"
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE {filter} AND seq < $2 AND {revoked} \
+             ORDER BY seq DESC LIMIT $3",
+            revoked = if include_revoked { "1 = 1" } else { "revoked_at IS NULL" }
         ))
         .bind(owner)
         .bind(before)

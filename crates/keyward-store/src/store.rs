@@ -53,7 +53,13 @@ pub trait Store: Send + Sync + 'static {
     async fn key(&self, id: &KeyId) -> Result<Option<KeyRecord>>;
     /// The key whose (current or grace-period) secret hashes to `hash`.
     async fn key_by_hash(&self, hash: &KeyHash) -> Result<Option<SecretMatch>>;
-    async fn list_keys(&self, scope: &KeyScope, page: &Page) -> Result<Result<Listed<KeyRecord>, UnknownCursor>>;
+    /// Keys newest first; revoked ones only with `include_revoked`.
+    async fn list_keys(
+        &self,
+        scope: &KeyScope,
+        include_revoked: bool,
+        page: &Page,
+    ) -> Result<Result<Listed<KeyRecord>, UnknownCursor>>;
     /// Writes the key's mutable settings: name, permissions, allow-lists, limits, budget, expiry.
     async fn update_key(&self, key: &KeyRecord, audit: &AuditEntry) -> Result<()>;
     /// Revokes the key and drops its secrets; `false` if it was revoked already.

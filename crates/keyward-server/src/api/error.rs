@@ -1,0 +1,163 @@
+//! Errors in OpenAI's shape: `{"error":{"message","type","param","code"}}`.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use keyward_service::{AuthError, ServiceError};
+use serde::Serialize;
+
+/// An error as the API returns it.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub kind: &'static str,
+    pub message: String,
+    pub param: Option<String>,
+    pub code: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Inner<'a>,
+}
+
+#[derive(Serialize)]
+struct Inner<'a> {
+    message: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    param: Option<&'a str>,
+    code: Option<&'a str>,
+}
+
+impl ApiError {
+    pub fn invalid(param: Option<String>, message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            kind: "invalid_request_error",
+            message: message.into(),
+            param,
+            code: None,
+        }
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            kind: "invalid_request_error",
+            message: message.into(),
+            param: None,
+            code: Some("not_found"),
+        }
+    }
+
+    pub fn internal() -> Self {
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            kind: "server_error",
+            message: "The server had an error while processing your request. Try again; if it keeps happening, report it to the operator with the x-request-id of the response.".into(),
+            param: None,
+            code: None,
+        }
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            kind: "server_error",
+            message: message.into(),
+            param: None,
+            code: None,
+        }
+    }
+
+    /// 401 for a key that was given but is not accepted; shows only its mask.
+    pub fn bad_key(presented: &str) -> Self {
+        ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            kind: "invalid_request_error",
+            message: format!(
+                "Incorrect API key provided: {}. You can find your API keys in the Keyward dashboard under API keys.",
+                keyward_core::key::mask(presented)
+            ),
+            param: None,
+            code: Some("invalid_api_key"),
+        }
+    }
+
+    pub fn missing_key() -> Self {
+        ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            kind: "invalid_request_error",
+            message: "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY). You can create keys in the Keyward dashboard under API keys.".into(),
+            param: None,
+            code: None,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Body {
+            error: Inner {
+                message: &self.message,
+                kind: self.kind,
+                param: self.param.as_deref(),
+                code: self.code,
+            },
+        };
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        let message = e.to_string();
+        match e {
+            // The caller's key is already known valid here; a 401 from a
+            // service means a key-level problem with no secret to mask.
+            ServiceError::Unauthenticated(AuthError::Missing) => ApiError::missing_key(),
+            ServiceError::Unauthenticated(_) => ApiError {
+                status: StatusCode::UNAUTHORIZED,
+                kind: "invalid_request_error",
+                message: "Incorrect API key provided.".into(),
+                param: None,
+                code: Some("invalid_api_key"),
+            },
+            ServiceError::NotFound { .. } => ApiError::not_found(message),
+            ServiceError::Invalid { param, .. } => ApiError::invalid(param.map(str::to_owned), message),
+            ServiceError::PermissionDenied { .. } => ApiError {
+                status: StatusCode::UNAUTHORIZED,
+                kind: "invalid_request_error",
+                message,
+                param: None,
+                code: Some("insufficient_permissions"),
+            },
+            ServiceError::Conflict(_) => ApiError {
+                status: StatusCode::CONFLICT,
+                kind: "invalid_request_error",
+                message,
+                param: None,
+                code: Some("conflict"),
+            },
+            ServiceError::KeyCapReached(_) => ApiError {
+                status: StatusCode::CONFLICT,
+                kind: "invalid_request_error",
+                message,
+                param: None,
+                code: Some("active_key_limit_reached"),
+            },
+            ServiceError::Store(e) => {
+                tracing::error!(error = %e, "store failure");
+                ApiError::internal()
+            }
+        }
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

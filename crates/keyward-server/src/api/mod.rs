@@ -1,0 +1,104 @@
+//! The management HTTP API, shaped like OpenAI's Admin API, and its OpenAPI
+//! document. Handlers are thin: they read input, call a service, shape output.
+
+mod admin_keys;
+mod audit_logs;
+mod auth;
+pub mod error;
+mod extract;
+mod health;
+pub mod objects;
+pub mod present;
+mod project_keys;
+mod projects;
+mod request_id;
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{middleware, Json, Router};
+use keyward_service::Services;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use error::ApiError;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub services: Services,
+    pub max_body_bytes: usize,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Keyward management API", description = "OpenAI Admin-API-shaped management of projects, secret keys and audit logs."),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("sk-kwadmin-… or sk-kw-…").build()),
+        );
+    }
+}
+
+/// The routes that need a key, with their OpenAPI description.
+fn management(state: AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(projects::list, projects::create))
+        .routes(routes!(projects::retrieve, projects::modify))
+        .routes(routes!(projects::archive))
+        .routes(routes!(project_keys::list, project_keys::create))
+        .routes(routes!(project_keys::retrieve, project_keys::modify, project_keys::delete))
+        .routes(routes!(project_keys::rotate))
+        .routes(routes!(admin_keys::list, admin_keys::create))
+        .routes(routes!(admin_keys::retrieve, admin_keys::delete))
+        .routes(routes!(audit_logs::list))
+        .split_for_parts();
+    let router = router.layer(middleware::from_fn_with_state(state, auth::require_key));
+    (router, api)
+}
+
+/// The whole HTTP application.
+pub fn app(state: AppState) -> Router {
+    let (management, mut openapi) = management(state.clone());
+    let (public, public_api) = OpenApiRouter::new()
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .split_for_parts();
+    openapi.merge(public_api);
+    let openapi = std::sync::Arc::new(openapi);
+    Router::new()
+        .merge(management)
+        .merge(public)
+        .route("/openapi.json", get(move || async move { Json(openapi.as_ref().clone()) }))
+        .fallback(|| async { ApiError::not_found("Unknown request URL. See /openapi.json for the endpoints Keyward serves.") })
+        .method_not_allowed_fallback(|| async {
+            ApiError {
+                status: StatusCode::METHOD_NOT_ALLOWED,
+                kind: "invalid_request_error",
+                message: "This endpoint does not accept that HTTP method. See /openapi.json.".into(),
+                param: None,
+                code: Some("method_not_allowed"),
+            }
+            .into_response()
+        })
+        .with_state(state)
+        .layer(TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, Duration::from_secs(60)))
+        .layer(CatchPanicLayer::custom(|_| ApiError::internal().into_response()))
+        .layer(middleware::from_fn(request_id::assign))
+}

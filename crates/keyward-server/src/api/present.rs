@@ -1,0 +1,53 @@
+//! Turns key records into API objects, looking each owner up once per response.
+
+use std::collections::HashMap;
+
+use keyward_service::{ServiceError, Services};
+use keyward_store::KeyRecord;
+
+use super::objects::{KeyObject, Owner};
+
+pub async fn keys(services: &Services, keys: Vec<KeyRecord>) -> Result<Vec<KeyObject>, ServiceError> {
+    let mut owners: HashMap<(String, Option<String>), Owner> = HashMap::new();
+    let mut out = Vec::with_capacity(keys.len());
+    for key in keys {
+        let cache_key = (key.owner_id.to_string(), key.project_id.as_ref().map(ToString::to_string));
+        let owner = match owners.get(&cache_key) {
+            Some(o) => o.clone(),
+            None => {
+                let o = owner(services, &key).await?;
+                owners.insert(cache_key, o.clone());
+                o
+            }
+        };
+        out.push(KeyObject::new(key, owner));
+    }
+    Ok(out)
+}
+
+pub async fn key(services: &Services, key: KeyRecord) -> Result<KeyObject, ServiceError> {
+    let owner = owner(services, &key).await?;
+    Ok(KeyObject::new(key, owner))
+}
+
+async fn owner(services: &Services, key: &KeyRecord) -> Result<Owner, ServiceError> {
+    Ok(match services.key_owner(key).await? {
+        Some((user, role)) => Owner::of(Some(user), role),
+        None => Owner::of(None, ""),
+    })
+}
+
+/// A just-created or rotated key with its secret, sent with
+/// `Cache-Control: no-store` so no cache keeps it.
+pub async fn created(services: &Services, created: keyward_service::CreatedKey) -> Result<axum::response::Response, ServiceError> {
+    use axum::http::{header, HeaderValue};
+    use axum::response::IntoResponse;
+
+    let value = created.secret.expose().to_owned();
+    let key = key(services, created.key).await?;
+    let mut response = axum::Json(super::objects::CreatedKeyObject { key, value }).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}

@@ -1,0 +1,142 @@
+//! The command line. Every command calls the same services as the HTTP API.
+
+mod admin;
+mod keys;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use keyward_service::ServiceError;
+
+use crate::config::{Config, LogFormat, Overrides};
+
+#[derive(Debug, Parser)]
+#[command(name = "keyward", version, about = "Self-hosted API keys, limits and metering for AI APIs.")]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Address to listen on (default 127.0.0.1:8080).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Create or update the database schema, then exit.
+    Migrate {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Operator accounts.
+    Admin {
+        #[command(subcommand)]
+        command: admin::AdminCommand,
+    },
+    /// Create, list, revoke and rotate secret keys.
+    Keys {
+        #[command(subcommand)]
+        command: keys::KeysCommand,
+    },
+}
+
+/// Where the configuration and the database are.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreArgs {
+    /// TOML configuration file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory holding the SQLite database (default ./keyward-data).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// PostgreSQL URL; overrides KEYWARD_DATABASE_URL and the config file.
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
+}
+
+impl StoreArgs {
+    fn config(&self, listen: Option<std::net::SocketAddr>) -> Result<Config, CliError> {
+        Config::load(
+            self.config.as_deref(),
+            &Overrides {
+                listen,
+                data_dir: self.data_dir.clone(),
+                database_url: self.database_url.clone(),
+            },
+        )
+        .map_err(CliError::Usage)
+    }
+}
+
+/// A failed command: `Usage` for the caller's mistakes (exit 2), `Failed`
+/// for everything else (exit 1).
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Usage(_) => 2,
+            CliError::Failed(_) => 1,
+        }
+    }
+}
+
+impl From<ServiceError> for CliError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Store(s) => CliError::Failed(anyhow::Error::new(s)),
+            other => CliError::Usage(other.to_string()),
+        }
+    }
+}
+
+fn init_logging(format: LogFormat, default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+pub async fn run(args: Args) -> Result<ExitCode, CliError> {
+    match args.command {
+        Command::Serve { store, listen } => {
+            let config = store.config(listen)?;
+            init_logging(config.log.format, "info");
+            crate::serve::run(config).await?;
+        }
+        Command::Migrate { store } => {
+            let config = store.config(None)?;
+            init_logging(config.log.format, "warn");
+            crate::serve::open_services(&config).await?;
+            eprintln!("The database schema is up to date.");
+        }
+        Command::Admin { command } => admin::run(command).await?,
+        Command::Keys { command } => return keys::run(command).await,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Opens the services for a one-shot command.
+async fn services(store: &StoreArgs) -> Result<keyward_service::Services, CliError> {
+    let config = store.config(None)?;
+    init_logging(config.log.format, "warn");
+    Ok(crate::serve::open_services(&config).await?)
+}

@@ -1,0 +1,125 @@
+//! Configuration: defaults, then a TOML file, then `KEYWARD_*` environment
+//! variables (nested keys with `__`, e.g. `KEYWARD_LIMITS__MAX_ACTIVE_KEYS_PER_PROJECT`),
+//! then command-line flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP server listens on.
+    pub listen: SocketAddr,
+    /// Where the SQLite database (and, later, model weights) live.
+    pub data_dir: PathBuf,
+    /// `postgres://…` to use PostgreSQL instead of SQLite in `data_dir`.
+    /// Never logged: it may carry a password.
+    pub database_url: Option<String>,
+    pub limits: Limits,
+    pub log: Log,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// The most active keys one project may hold (0: no cap).
+    pub max_active_keys_per_project: i64,
+    /// Largest management-API request body, in bytes.
+    pub max_body_bytes: usize,
+    /// How often expired keys are swept and revoked, in seconds.
+    pub expiry_sweep_seconds: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_active_keys_per_project: 1000,
+            max_body_bytes: 1 << 20,
+            expiry_sweep_seconds: 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// `text` (default) or `json`.
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./keyward-data"),
+            database_url: None,
+            limits: Limits::default(),
+            log: Log::default(),
+        }
+    }
+}
+
+/// Top-level keys read from the environment; other `KEYWARD_*` variables
+/// (such as the test suite's) are left alone.
+const ENV_KEYS: &[&str] = &["listen", "data_dir", "database_url", "limits", "log"];
+
+/// Command-line values that override the file and the environment.
+#[derive(Debug, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+}
+
+impl Config {
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, String> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(format!(
+                    "the config file {} does not exist; check the --config path",
+                    file.display()
+                ));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        figment = figment
+            .merge(
+                Env::prefixed("KEYWARD_")
+                    .split("__")
+                    .filter(|k| ENV_KEYS.iter().any(|known| k.as_str().starts_with(known))),
+            )
+            .merge(Serialized::defaults(overrides));
+        figment
+            .extract()
+            .map_err(|e| format!("the configuration is not valid: {e}"))
+    }
+
+    /// The database to open: `database_url`, or SQLite in `data_dir`.
+    pub fn database(&self) -> Database<'_> {
+        match &self.database_url {
+            Some(url) => Database::Url(url),
+            None => Database::SqliteDir(&self.data_dir),
+        }
+    }
+}
+
+pub enum Database<'a> {
+    Url(&'a str),
+    SqliteDir(&'a Path),
+}

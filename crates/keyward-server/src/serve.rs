@@ -1,0 +1,99 @@
+//! `keyward serve`: open the store, start background work, serve HTTP until
+//! SIGTERM or Ctrl-C, then stop gracefully.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::serve::ListenerExt;
+use keyward_service::{Policy, Services};
+use keyward_store::{SqlStore, Store};
+use tokio::net::TcpListener;
+
+use crate::api::{self, AppState};
+use crate::config::{Config, Database};
+
+/// Opens the configured database, brings its schema up to date and wraps it
+/// in the services.
+pub async fn open_services(config: &Config) -> anyhow::Result<Services> {
+    let store = match config.database() {
+        Database::Url(url) => SqlStore::connect(url)
+            .await
+            .context("cannot connect to the database named by database_url / KEYWARD_DATABASE_URL")?,
+        Database::SqliteDir(dir) => SqlStore::open_sqlite_dir(dir)
+            .await
+            .with_context(|| format!("cannot open the SQLite database in {}", dir.display()))?,
+    };
+    store.migrate().await.context("cannot bring the database schema up to date")?;
+    let cap = config.limits.max_active_keys_per_project;
+    let policy = Policy {
+        max_active_keys_per_project: (cap > 0).then_some(cap),
+    };
+    Ok(Services::new(Arc::new(store), policy))
+}
+
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let services = open_services(&config).await?;
+    let sweeper = tokio::spawn(sweep_expired_keys(
+        services.clone(),
+        Duration::from_secs(config.limits.expiry_sweep_seconds.max(1)),
+    ));
+    let state = AppState {
+        services,
+        max_body_bytes: config.limits.max_body_bytes,
+    };
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}; is another process using it?", config.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!("keyward listening on http://{addr}");
+    // Small responses (and, later, SSE frames) must not wait for delayed ACKs.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(
+        listener,
+        api::app(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
+    sweeper.abort();
+    tracing::info!("keyward stopped");
+    Ok(())
+}
+
+/// Revokes keys whose expiry has passed, so lists and the audit log say so.
+async fn sweep_expired_keys(services: Services, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        match services.expire_due_keys().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(count = n, "revoked expired keys"),
+            Err(e) => tracing::warn!(error = %e, "expiry sweep failed; will retry"),
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down");
+}
