@@ -60,7 +60,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
 /// A 400 for a field-level problem. `path` comes from serde_path_to_error
 /// (`.` when the problem is with the whole object, as for unknown fields).
 fn field_error(path: String, detail: &str) -> ApiError {
-    let detail = detail.split(" at line ").next().unwrap_or(detail);
+    let detail = detail
+        .split(" at line ")
+        .next()
+        .unwrap_or(detail)
+        .replace("expected i64", "expected an integer")
+        .replace("expected f64", "expected a number");
+    let detail = detail.as_str();
     // serde names unknown and missing fields inside its message.
     let named = detail
         .strip_prefix("unknown field `")
@@ -69,6 +75,7 @@ fn field_error(path: String, detail: &str) -> ApiError {
         .map(str::to_owned);
     let param = match (named, path.as_str()) {
         (Some(name), "." | "") => Some(name),
+        (Some(name), p) if p == name || p.ends_with(&format!(".{name}")) => Some(p.to_owned()),
         (Some(name), p) => Some(format!("{p}.{name}")),
         (None, "." | "") => None,
         (None, p) => Some(p.to_owned()),

@@ -1,0 +1,263 @@
+//! Test harness: starts the real `keyward` binary on a free port against a
+//! fresh database (SQLite in a temp dir, or a new PostgreSQL database when
+//! `KEYWARD_TEST_DATABASE_URL` is set), and talks HTTP to it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::blocking::Client;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// The database a test server uses.
+pub enum Db {
+    Sqlite,
+    /// A database created for this test, dropped afterwards.
+    Postgres { admin_url: String, name: String, url: String },
+}
+
+impl Db {
+    pub fn fresh() -> Db {
+        let Ok(admin_url) = std::env::var("KEYWARD_TEST_DATABASE_URL") else {
+            return Db::Sqlite;
+        };
+        let name = format!("kw_test_{}", random_suffix());
+        run_pg(&admin_url, &format!("CREATE DATABASE {name}"));
+        let (base, _) = admin_url.rsplit_once('/').expect("KEYWARD_TEST_DATABASE_URL is postgres://host/db");
+        let url = format!("{base}/{name}");
+        Db::Postgres { admin_url, name, url }
+    }
+
+    pub fn url(&self) -> Option<&str> {
+        match self {
+            Db::Sqlite => None,
+            Db::Postgres { url, .. } => Some(url),
+        }
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        if let Db::Postgres { admin_url, name, .. } = self {
+            run_pg(admin_url, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        }
+    }
+}
+
+fn run_pg(url: &str, sql: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(url)
+            .await
+            .expect("KEYWARD_TEST_DATABASE_URL must point at a reachable PostgreSQL");
+        sqlx::Executor::execute(&mut conn, sql).await.expect(sql);
+    });
+}
+
+fn random_suffix() -> String {
+    let mut b = [0u8; 12];
+    keyward_core::base62::fill_random(&mut b);
+    String::from_utf8(b.to_vec()).unwrap().to_lowercase()
+}
+
+/// A running `keyward serve` and the state it uses.
+pub struct Server {
+    child: Child,
+    pub base: String,
+    pub data_dir: tempfile::TempDir,
+    pub db: Db,
+    pub client: Client,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        Self::start_with(&[])
+    }
+
+    /// Starts with extra `KEYWARD_*` environment variables.
+    pub fn start_with(env: &[(&str, &str)]) -> Server {
+        let data_dir = tempfile::tempdir().unwrap();
+        let db = Db::fresh();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_keyward"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir.path())
+            .env("RUST_LOG", "info")
+            .env_remove("KEYWARD_DATABASE_URL")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(url) = db.url() {
+            cmd.env("KEYWARD_DATABASE_URL", url);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start keyward");
+        let stderr = child.stderr.take().unwrap();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.split("listening on ").nth(1) {
+                    let _ = tx.send(addr.trim().to_owned());
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let base = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(b) => b,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("keyward did not start; its log:\n{}", logs.lock().unwrap().join("\n"));
+            }
+        };
+        Server {
+            child,
+            base,
+            data_dir,
+            db,
+            client: Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+            logs,
+        }
+    }
+
+    /// Everything the server has logged so far.
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+
+    /// The `keyward` CLI against this server's store.
+    pub fn cli(&self) -> Command {
+        cli_for(self.data_dir.path().to_path_buf(), self.db.url())
+    }
+
+    /// `keyward admin create` for `email`: returns the admin key.
+    pub fn create_operator(&self, email: &str) -> String {
+        let out = run_with_stdin(self.cli().args(["admin", "create", "--email", email, "--password-stdin"]), PASSWORD);
+        assert!(out.status.success(), "admin create failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    pub fn call(&self, method: &str, path: &str, key: Option<&str>, body: Option<Value>) -> Reply {
+        let url = format!("{}{}", self.base, path);
+        let mut req = self.client.request(method.parse().unwrap(), url);
+        if let Some(k) = key {
+            req = req.bearer_auth(k);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().expect("request");
+        Self::reply(resp)
+    }
+
+    /// A request with a raw body, for malformed input.
+    pub fn raw(&self, method: &str, path: &str, key: &str, body: &'static [u8]) -> Reply {
+        let resp = self
+            .client
+            .request(method.parse().unwrap(), format!("{}{}", self.base, path))
+            .bearer_auth(key)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .expect("request");
+        Self::reply(resp)
+    }
+
+    fn reply(resp: reqwest::blocking::Response) -> Reply {
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = resp.text().unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Reply { status, headers, body }
+    }
+
+    pub fn get(&self, path: &str, key: &str) -> Reply {
+        self.call("GET", path, Some(key), None)
+    }
+
+    pub fn post(&self, path: &str, key: &str, body: Value) -> Reply {
+        self.call("POST", path, Some(key), Some(body))
+    }
+
+    pub fn delete(&self, path: &str, key: &str) -> Reply {
+        self.call("DELETE", path, Some(key), None)
+    }
+
+    /// The first project visible to `admin_key`.
+    pub fn default_project(&self, admin_key: &str) -> String {
+        let r = self.get("/v1/organization/projects", admin_key);
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.body["data"][0]["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Stops the server gracefully (SIGTERM) and waits for it.
+    pub fn stop(&mut self) {
+        #[cfg(unix)]
+        unsafe {
+            libc_kill(self.child.id() as i32, 15);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[cfg(unix)]
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.stop();
+        }
+    }
+}
+
+pub fn cli_for(data_dir: PathBuf, db_url: Option<&str>) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_keyward"));
+    cmd.env_remove("KEYWARD_DATABASE_URL").env_remove("RUST_LOG");
+    cmd.env("KEYWARD_DATA_DIR", data_dir);
+    if let Some(url) = db_url {
+        cmd.env("KEYWARD_DATABASE_URL", url);
+    }
+    cmd
+}
+
+pub fn run_with_stdin(cmd: &mut Command, input: &str) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(format!("{input}\n").as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.stdin(Stdio::null()).output().unwrap()
+}
