@@ -29,7 +29,9 @@ fn verify_and_lookup(c: &mut Criterion) {
             black_box(table.get(&KeyHash::of(k)))
         })
     });
-    group.bench_function("generate", |b| b.iter(|| PlainKey::generate(KeyKind::Project)));
+    group.bench_function("generate", |b| {
+        b.iter(|| PlainKey::generate(KeyKind::Project))
+    });
     group.finish();
 }
 

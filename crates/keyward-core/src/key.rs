@@ -174,7 +174,10 @@ pub fn checksum(random: &[u8]) -> [u8; CHECKSUM_LEN] {
 /// The first 10 characters, `...`, the last 4. Applied to anything shorter
 /// than 14 characters it hides everything.
 pub fn redact(key: &str) -> String {
-    match (key.get(..10), key.len().checked_sub(4).and_then(|i| key.get(i..))) {
+    match (
+        key.get(..10),
+        key.len().checked_sub(4).and_then(|i| key.get(i..)),
+    ) {
         (Some(head), Some(tail)) if key.len() >= 14 => format!("{head}...{tail}"),
         _ => "...".to_owned(),
     }
@@ -273,7 +276,10 @@ mod tests {
     fn rejects_each_kind_of_malformation() {
         assert_eq!(verify(b"sk-xx-abc"), Err(KeyFormatError::Prefix));
         assert_eq!(verify(b"sk-kw-abc"), Err(KeyFormatError::Length));
-        let mut bad = PlainKey::generate(KeyKind::Project).expose().as_bytes().to_vec();
+        let mut bad = PlainKey::generate(KeyKind::Project)
+            .expose()
+            .as_bytes()
+            .to_vec();
         bad[10] = b'_';
         assert_eq!(verify(&bad), Err(KeyFormatError::Alphabet));
     }

@@ -121,12 +121,19 @@ mod tests {
         let p: Permissions = serde_json::from_str(r#"{"mode":"read_only"}"#).unwrap();
         assert_eq!(p, Permissions::ReadOnly);
         let p: Permissions =
-            serde_json::from_str(r#"{"mode":"restricted","models":"read","keys":"write"}"#).unwrap();
+            serde_json::from_str(r#"{"mode":"restricted","models":"read","keys":"write"}"#)
+                .unwrap();
         assert_eq!(p.access(EndpointGroup::Keys), Access::Write);
         assert_eq!(p.access(EndpointGroup::Embeddings), Access::None);
         assert!(serde_json::from_str::<Permissions>(r#"{"mode":"root"}"#).is_err());
-        assert!(serde_json::from_str::<Permissions>(r#"{"mode":"restricted","modles":"read"}"#).is_err());
-        assert_eq!(serde_json::to_string(&Permissions::All).unwrap(), r#"{"mode":"all"}"#);
+        assert!(
+            serde_json::from_str::<Permissions>(r#"{"mode":"restricted","modles":"read"}"#)
+                .is_err()
+        );
+        assert_eq!(
+            serde_json::to_string(&Permissions::All).unwrap(),
+            r#"{"mode":"all"}"#
+        );
     }
 
     #[test]

@@ -73,7 +73,11 @@ fn exhaustive_substitutions_in_the_random_part() {
             }
             let mut changed = original.clone();
             changed[pos] = c;
-            assert!(key::verify(&changed).is_err(), "position {pos} char {}", c as char);
+            assert!(
+                key::verify(&changed).is_err(),
+                "position {pos} char {}",
+                c as char
+            );
         }
     }
 }

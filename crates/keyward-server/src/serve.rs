@@ -18,14 +18,17 @@ use crate::config::{Config, Database};
 /// in the services.
 pub async fn open_services(config: &Config) -> anyhow::Result<Services> {
     let store = match config.database() {
-        Database::Url(url) => SqlStore::connect(url)
-            .await
-            .context("cannot connect to the database named by database_url / KEYWARD_DATABASE_URL")?,
+        Database::Url(url) => SqlStore::connect(url).await.context(
+            "cannot connect to the database named by database_url / KEYWARD_DATABASE_URL",
+        )?,
         Database::SqliteDir(dir) => SqlStore::open_sqlite_dir(dir)
             .await
             .with_context(|| format!("cannot open the SQLite database in {}", dir.display()))?,
     };
-    store.migrate().await.context("cannot bring the database schema up to date")?;
+    store
+        .migrate()
+        .await
+        .context("cannot bring the database schema up to date")?;
     let cap = config.limits.max_active_keys_per_project;
     let policy = Policy {
         max_active_keys_per_project: (cap > 0).then_some(cap),
@@ -43,9 +46,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         services,
         max_body_bytes: config.limits.max_body_bytes,
     };
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}; is another process using it?", config.listen))?;
+    let listener = TcpListener::bind(config.listen).await.with_context(|| {
+        format!(
+            "cannot listen on {}; is another process using it?",
+            config.listen
+        )
+    })?;
     let addr = listener.local_addr()?;
     tracing::info!("keyward listening on http://{addr}");
     // Small responses (and, later, SSE frames) must not wait for delayed ACKs.

@@ -23,7 +23,11 @@ pub struct NewAccount<'a> {
 impl Services {
     /// Creates an account and its Default project. The first account of an
     /// installation is its operator.
-    pub async fn create_account(&self, caller: &Caller, new: NewAccount<'_>) -> Result<(User, Project)> {
+    pub async fn create_account(
+        &self,
+        caller: &Caller,
+        new: NewAccount<'_>,
+    ) -> Result<(User, Project)> {
         let email = validate::email(new.email)?;
         validate::password(new.password)?;
         if self.store.user_by_email(&email).await?.is_some() {
@@ -48,16 +52,24 @@ impl Services {
         let audit = entry(
             caller,
             "user.created",
-            Target { kind: "user", id: user.id.as_str(), project: None, owner: Some(&user.id) },
+            Target {
+                kind: "user",
+                id: user.id.as_str(),
+                project: None,
+                owner: Some(&user.id),
+            },
             json!({ "email": user.email, "role": role.as_str() }),
         );
-        self.store.insert_user(&user, &audit).await.map_err(|e| match e {
-            keyward_store::StoreError::Conflict(_) => ServiceError::Conflict(format!(
-                "An account with the email {} already exists; log in instead.",
-                user.email
-            )),
-            other => other.into(),
-        })?;
+        self.store
+            .insert_user(&user, &audit)
+            .await
+            .map_err(|e| match e {
+                keyward_store::StoreError::Conflict(_) => ServiceError::Conflict(format!(
+                    "An account with the email {} already exists; log in instead.",
+                    user.email
+                )),
+                other => other.into(),
+            })?;
         let project = Project {
             id: ProjectId::generate(),
             name: "Default project".into(),
@@ -67,10 +79,17 @@ impl Services {
         let audit = entry(
             caller,
             "project.created",
-            Target { kind: "project", id: project.id.as_str(), project: Some(&project.id), owner: Some(&user.id) },
+            Target {
+                kind: "project",
+                id: project.id.as_str(),
+                project: Some(&project.id),
+                owner: Some(&user.id),
+            },
             json!({ "name": project.name }),
         );
-        self.store.insert_project(&project, &user.id, &audit).await?;
+        self.store
+            .insert_project(&project, &user.id, &audit)
+            .await?;
         Ok((user, project))
     }
 
@@ -85,8 +104,9 @@ impl Services {
             let _ = hash_password(password);
             return Err(wrong());
         };
-        let parsed = PasswordHash::new(&user.password_hash)
-            .map_err(|_| ServiceError::Conflict("This account's password hash is unreadable; reset it.".into()))?;
+        let parsed = PasswordHash::new(&user.password_hash).map_err(|_| {
+            ServiceError::Conflict("This account's password hash is unreadable; reset it.".into())
+        })?;
         Argon2::default()
             .verify_password(password.as_bytes(), &parsed)
             .map_err(|_| wrong())?;
@@ -94,11 +114,17 @@ impl Services {
     }
 
     pub async fn user(&self, id: &UserId) -> Result<User> {
-        self.store.user(id).await?.ok_or_else(|| ServiceError::not_found("user", id))
+        self.store
+            .user(id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("user", id))
     }
 
     pub async fn user_by_email(&self, email: &str) -> Result<Option<User>> {
-        Ok(self.store.user_by_email(&email.trim().to_lowercase()).await?)
+        Ok(self
+            .store
+            .user_by_email(&email.trim().to_lowercase())
+            .await?)
     }
 }
 
@@ -108,5 +134,7 @@ fn hash_password(password: &str) -> Result<String> {
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
-        .map_err(|e| ServiceError::invalid("password", format!("The password cannot be hashed: {e}.")))
+        .map_err(|e| {
+            ServiceError::invalid("password", format!("The password cannot be hashed: {e}."))
+        })
 }

@@ -15,7 +15,12 @@ pub(crate) struct Target<'a> {
     pub owner: Option<&'a UserId>,
 }
 
-pub(crate) fn entry(caller: &Caller, action: &str, target: Target<'_>, details: serde_json::Value) -> AuditEntry {
+pub(crate) fn entry(
+    caller: &Caller,
+    action: &str,
+    target: Target<'_>,
+    details: serde_json::Value,
+) -> AuditEntry {
     AuditEntry {
         id: AuditId::generate(),
         actor: caller.actor(),
@@ -42,12 +47,19 @@ impl Services {
     ) -> Result<Listed<AuditEntry>> {
         let user = caller.require_user("organization.audit_logs.read")?;
         let mut visible = Vec::new();
-        let mut cursor = Page { after: None, limit: crate::MAX_PAGE };
+        let mut cursor = Page {
+            after: None,
+            limit: crate::MAX_PAGE,
+        };
         loop {
-            let listed = self.store.projects_of(&user.id, true, &cursor).await?.unwrap_or(Listed {
-                items: vec![],
-                has_more: false,
-            });
+            let listed = self
+                .store
+                .projects_of(&user.id, true, &cursor)
+                .await?
+                .unwrap_or(Listed {
+                    items: vec![],
+                    has_more: false,
+                });
             cursor.after = listed.items.last().map(|(p, _)| p.id.to_string());
             visible.extend(listed.items.into_iter().map(|(p, _)| p.id));
             if !listed.has_more {
@@ -55,12 +67,20 @@ impl Services {
             }
         }
         let filter = if project_ids.is_empty() {
-            AuditFilter { project_ids: visible, owner_id: Some(user.id.clone()), actions }
+            AuditFilter {
+                project_ids: visible,
+                owner_id: Some(user.id.clone()),
+                actions,
+            }
         } else {
             if let Some(unknown) = project_ids.iter().find(|p| !visible.contains(p)) {
                 return Err(ServiceError::not_found("project", unknown));
             }
-            AuditFilter { project_ids, owner_id: None, actions }
+            AuditFilter {
+                project_ids,
+                owner_id: None,
+                actions,
+            }
         };
         self.store
             .list_audit(&filter, page)
@@ -79,4 +99,3 @@ pub(crate) fn cursor_error(page: &Page) -> ServiceError {
         ),
     )
 }
-

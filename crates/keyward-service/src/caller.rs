@@ -13,7 +13,7 @@ pub enum Principal {
     /// projects they are a member of, as far as their role there allows.
     User { user: User, via: Actor },
     /// A project key: reaches its own project only, within its permissions.
-    ProjectKey(KeyRecord),
+    ProjectKey(Box<KeyRecord>),
     /// The operator at the machine, through the CLI: reaches everything.
     Cli,
     /// Keyward itself (expiry sweeps): reaches everything.
@@ -57,7 +57,8 @@ impl Caller {
     pub(crate) fn require_user(&self, scope: &str) -> Result<&User> {
         self.user().ok_or_else(|| ServiceError::PermissionDenied {
             scope: scope.to_owned(),
-            hint: "Account-level operations need an admin key (sk-kwadmin-…) or a dashboard session.",
+            hint:
+                "Account-level operations need an admin key (sk-kwadmin-…) or a dashboard session.",
         })
     }
 }
@@ -68,7 +69,12 @@ const PROJECT_KEY_HINT: &str =
 impl Services {
     /// Checks that `caller` may use the keys of `project` with `needed`
     /// access. A project the caller cannot see at all answers NotFound.
-    pub(crate) async fn authorize_keys(&self, caller: &Caller, project: &ProjectId, needed: Access) -> Result<()> {
+    pub(crate) async fn authorize_keys(
+        &self,
+        caller: &Caller,
+        project: &ProjectId,
+        needed: Access,
+    ) -> Result<()> {
         let granted = match &caller.principal {
             Principal::Cli | Principal::System => Access::Write,
             Principal::User { user, .. } => match self.store.membership(project, &user.id).await? {
@@ -94,7 +100,11 @@ impl Services {
     }
 
     /// The caller's role in `project`; NotFound when they are not a member.
-    pub(crate) async fn project_role(&self, caller: &Caller, project: &ProjectId) -> Result<MemberRole> {
+    pub(crate) async fn project_role(
+        &self,
+        caller: &Caller,
+        project: &ProjectId,
+    ) -> Result<MemberRole> {
         match &caller.principal {
             Principal::Cli | Principal::System => Ok(MemberRole::Owner),
             Principal::User { user, .. } => self

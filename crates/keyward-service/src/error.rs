@@ -27,7 +27,10 @@ pub enum ServiceError {
     #[error("No such {what}: {id}")]
     NotFound { what: &'static str, id: String },
     #[error("{message}")]
-    Invalid { param: Option<&'static str>, message: String },
+    Invalid {
+        param: Option<&'static str>,
+        message: String,
+    },
     #[error(
         "You have insufficient permissions for this operation. Missing scopes: {scope}. {hint}"
     )]

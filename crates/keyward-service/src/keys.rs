@@ -1,9 +1,13 @@
 //! Secret keys: create (shown once), list, retrieve, update, revoke, rotate,
 //! expire, and authenticate a presented secret.
 
-use keyward_core::{time::now_unix, Access, KeyHash, KeyId, KeyKind, Micros, Permissions, PlainKey, ProjectId, UserId};
+use keyward_core::{
+    time::now_unix, Access, KeyHash, KeyId, KeyKind, Micros, Permissions, PlainKey, ProjectId,
+    UserId,
+};
 use keyward_store::{
-    Actor, KeyRecord, KeyScope, Listed, Page, RateLimits, Revocation, RevokeReason, SecretMatch, User,
+    Actor, KeyRecord, KeyScope, Listed, Page, RateLimits, Revocation, RevokeReason, SecretMatch,
+    User,
 };
 use serde_json::json;
 
@@ -73,7 +77,10 @@ fn validate_spec(spec: KeySpec, now: i64) -> Result<KeySpec> {
     Ok(KeySpec {
         name: validate::name("name", &spec.name)?,
         permissions: spec.permissions,
-        expires_at: spec.expires_at.map(|t| validate::expires_at(t, now)).transpose()?,
+        expires_at: spec
+            .expires_at
+            .map(|t| validate::expires_at(t, now))
+            .transpose()?,
         allowed_models: spec.allowed_models.map(validate::models).transpose()?,
         allowed_ips: spec.allowed_ips.map(validate::ips).transpose()?,
         rate_limits: validate_limits(spec.rate_limits)?,
@@ -83,8 +90,14 @@ fn validate_spec(spec: KeySpec, now: i64) -> Result<KeySpec> {
 
 fn validate_limits(l: RateLimits) -> Result<RateLimits> {
     Ok(RateLimits {
-        requests_per_minute: l.requests_per_minute.map(|v| validate::limit("requests_per_minute", v)).transpose()?,
-        tokens_per_minute: l.tokens_per_minute.map(|v| validate::limit("tokens_per_minute", v)).transpose()?,
+        requests_per_minute: l
+            .requests_per_minute
+            .map(|v| validate::limit("requests_per_minute", v))
+            .transpose()?,
+        tokens_per_minute: l
+            .tokens_per_minute
+            .map(|v| validate::limit("tokens_per_minute", v))
+            .transpose()?,
         max_concurrent_requests: l
             .max_concurrent_requests
             .map(|v| validate::limit("max_concurrent_requests", v))
@@ -115,8 +128,14 @@ fn action(key: &KeyRecord, verb: &str) -> String {
 impl Services {
     /// Creates a project key. The secret is returned after the row is committed
     /// and is never stored or retrievable again.
-    pub async fn create_project_key(&self, caller: &Caller, project_id: &ProjectId, spec: KeySpec) -> Result<CreatedKey> {
-        self.authorize_keys(caller, project_id, Access::Write).await?;
+    pub async fn create_project_key(
+        &self,
+        caller: &Caller,
+        project_id: &ProjectId,
+        spec: KeySpec,
+    ) -> Result<CreatedKey> {
+        self.authorize_keys(caller, project_id, Access::Write)
+            .await?;
         let project = self
             .store
             .project(project_id)
@@ -125,7 +144,9 @@ impl Services {
         if project.archived_at.is_some() {
             return Err(ServiceError::Invalid {
                 param: None,
-                message: format!("Project {project_id} is archived; create keys in an active project."),
+                message: format!(
+                    "Project {project_id} is archived; create keys in an active project."
+                ),
             });
         }
         if let Principal::ProjectKey(own) = &caller.principal {
@@ -141,7 +162,14 @@ impl Services {
             Principal::ProjectKey(own) => own.owner_id.clone(),
             Principal::Cli | Principal::System => self.project_owner(project_id).await?,
         };
-        self.insert_new_key(caller, KeyKind::Project, Some(project_id.clone()), owner, spec).await
+        self.insert_new_key(
+            caller,
+            KeyKind::Project,
+            Some(project_id.clone()),
+            owner,
+            spec,
+        )
+        .await
     }
 
     /// Creates an admin key for the calling user (or, from the CLI, for `owner`).
@@ -155,12 +183,23 @@ impl Services {
         let owner = match (&caller.principal, owner) {
             (Principal::Cli | Principal::System, Some(owner)) => self.user(owner).await?.id,
             (Principal::Cli | Principal::System, None) => {
-                return Err(ServiceError::invalid("owner", "Name the account that will own the admin key."))
+                return Err(ServiceError::invalid(
+                    "owner",
+                    "Name the account that will own the admin key.",
+                ))
             }
-            _ => caller.require_user("organization.admin_api_keys.write")?.id.clone(),
+            _ => caller
+                .require_user("organization.admin_api_keys.write")?
+                .id
+                .clone(),
         };
-        let spec = KeySpec { name: name.to_owned(), expires_at, ..KeySpec::default() };
-        self.insert_new_key(caller, KeyKind::Admin, None, owner, spec).await
+        let spec = KeySpec {
+            name: name.to_owned(),
+            expires_at,
+            ..KeySpec::default()
+        };
+        self.insert_new_key(caller, KeyKind::Admin, None, owner, spec)
+            .await
     }
 
     async fn insert_new_key(
@@ -202,7 +241,9 @@ impl Services {
             KeyKind::Project => self.policy.max_active_keys_per_project,
             KeyKind::Admin => None,
         };
-        self.store.insert_key(&key, &secret.hash(), cap, &audit).await?;
+        self.store
+            .insert_key(&key, &secret.hash(), cap, &audit)
+            .await?;
         Ok(CreatedKey { key, secret })
     }
 
@@ -215,16 +256,23 @@ impl Services {
         page: &Page,
     ) -> Result<Listed<KeyRecord>> {
         self.authorize_keys(caller, project, Access::Read).await?;
-        self.list_keys(&KeyScope::Project(project.clone()), include_revoked, page).await
+        self.list_keys(&KeyScope::Project(project.clone()), include_revoked, page)
+            .await
     }
 
     /// The calling user's admin keys, newest first.
     pub async fn list_admin_keys(&self, caller: &Caller, page: &Page) -> Result<Listed<KeyRecord>> {
         let user = caller.require_user("organization.admin_api_keys.read")?;
-        self.list_keys(&KeyScope::AdminKeysOf(user.id.clone()), false, page).await
+        self.list_keys(&KeyScope::AdminKeysOf(user.id.clone()), false, page)
+            .await
     }
 
-    async fn list_keys(&self, scope: &KeyScope, include_revoked: bool, page: &Page) -> Result<Listed<KeyRecord>> {
+    async fn list_keys(
+        &self,
+        scope: &KeyScope,
+        include_revoked: bool,
+        page: &Page,
+    ) -> Result<Listed<KeyRecord>> {
         self.store
             .list_keys(scope, include_revoked, page)
             .await?
@@ -237,7 +285,12 @@ impl Services {
     }
 
     /// Changes a key's settings.
-    pub async fn update_key(&self, caller: &Caller, key: KeyRef<'_>, patch: KeyPatch) -> Result<KeyRecord> {
+    pub async fn update_key(
+        &self,
+        caller: &Caller,
+        key: KeyRef<'_>,
+        patch: KeyPatch,
+    ) -> Result<KeyRecord> {
         let mut record = self.resolve(caller, key, Access::Write).await?;
         if let (Principal::ProjectKey(own), Some(p)) = (&caller.principal, &patch.permissions) {
             if !own.permissions.covers(p) {
@@ -318,14 +371,23 @@ impl Services {
         if record.revoked.is_some() {
             return Ok(record);
         }
-        let revocation = Revocation { at: now_unix(), by: caller.actor().label(), reason, note };
+        let revocation = Revocation {
+            at: now_unix(),
+            by: caller.actor().label(),
+            reason,
+            note,
+        };
         let audit = entry(
             caller,
             &action(&record, "revoked"),
             key_target(&record),
             json!({ "reason": reason.as_str(), "note": revocation.note, "redacted_value": record.redacted_value }),
         );
-        if self.store.revoke_key(&record.id, &revocation, &audit).await? {
+        if self
+            .store
+            .revoke_key(&record.id, &revocation, &audit)
+            .await?
+        {
             record.revoked = Some(revocation);
         } else if let Some(now) = self.store.key(&record.id).await? {
             record = now;
@@ -335,7 +397,12 @@ impl Services {
 
     /// Gives a key a new secret with the same settings. The old secret keeps
     /// working for `grace_seconds` (0 to 7 days), then stops.
-    pub async fn rotate_key(&self, caller: &Caller, key: KeyRef<'_>, grace_seconds: i64) -> Result<CreatedKey> {
+    pub async fn rotate_key(
+        &self,
+        caller: &Caller,
+        key: KeyRef<'_>,
+        grace_seconds: i64,
+    ) -> Result<CreatedKey> {
         if !(0..=MAX_ROTATION_GRACE_SECONDS).contains(&grace_seconds) {
             return Err(ServiceError::invalid(
                 "grace_period_seconds",
@@ -347,7 +414,10 @@ impl Services {
         if !record.is_active(now) {
             return Err(ServiceError::Invalid {
                 param: None,
-                message: format!("Key {} is revoked or expired and cannot be rotated; create a new key.", record.id),
+                message: format!(
+                    "Key {} is revoked or expired and cannot be rotated; create a new key.",
+                    record.id
+                ),
             });
         }
         let secret = PlainKey::generate(record.kind);
@@ -358,17 +428,30 @@ impl Services {
             json!({ "old_redacted_value": record.redacted_value, "redacted_value": secret.redacted(), "grace_period_seconds": grace_seconds }),
         );
         self.store
-            .rotate_key(&record.id, &secret.hash(), &secret.redacted(), now, now + grace_seconds, &audit)
+            .rotate_key(
+                &record.id,
+                &secret.hash(),
+                &secret.redacted(),
+                now,
+                now + grace_seconds,
+                &audit,
+            )
             .await?;
         record.redacted_value = secret.redacted();
-        Ok(CreatedKey { key: record, secret })
+        Ok(CreatedKey {
+            key: record,
+            secret,
+        })
     }
 
     /// Revokes every key whose expiry has passed (reason `expired`); returns
     /// how many. Also drops old secrets whose rotation grace has ended.
     pub async fn expire_due_keys(&self) -> Result<usize> {
         let now = now_unix();
-        let system = Caller { principal: Principal::System, source_ip: None };
+        let system = Caller {
+            principal: Principal::System,
+            source_ip: None,
+        };
         let mut count = 0;
         loop {
             let due = self.store.keys_expired_by(now, 500).await?;
@@ -376,8 +459,14 @@ impl Services {
                 break;
             }
             for key in due {
-                let revoked = self.revoke_record(&system, key, RevokeReason::Expired, None).await?;
-                count += usize::from(revoked.revoked.is_some_and(|r| r.reason == RevokeReason::Expired));
+                let revoked = self
+                    .revoke_record(&system, key, RevokeReason::Expired, None)
+                    .await?;
+                count += usize::from(
+                    revoked
+                        .revoked
+                        .is_some_and(|r| r.reason == RevokeReason::Expired),
+                );
             }
         }
         self.store.purge_expired_secrets(now).await?;
@@ -392,8 +481,15 @@ impl Services {
         let key = check_match(found, now_unix())?;
         match key.kind {
             KeyKind::Admin => {
-                let user = self.store.user(&key.owner_id).await?.ok_or(AuthError::Unknown)?;
-                Ok(Principal::User { user, via: Actor::Key(key.id) })
+                let user = self
+                    .store
+                    .user(&key.owner_id)
+                    .await?
+                    .ok_or(AuthError::Unknown)?;
+                Ok(Principal::User {
+                    user,
+                    via: Actor::Key(key.id),
+                })
             }
             KeyKind::Project => {
                 let project = match &key.project_id {
@@ -401,7 +497,7 @@ impl Services {
                     None => None,
                 };
                 match project {
-                    Some(p) if p.archived_at.is_none() => Ok(Principal::ProjectKey(key)),
+                    Some(p) if p.archived_at.is_none() => Ok(Principal::ProjectKey(Box::new(key))),
                     _ => Err(AuthError::Revoked.into()),
                 }
             }
@@ -421,10 +517,14 @@ impl Services {
         }
         match (&record.project_id, &caller.principal) {
             (_, Principal::Cli | Principal::System) => {}
-            (Some(project), _) => self.authorize_keys(caller, project, needed).await.map_err(|e| match e {
-                ServiceError::NotFound { .. } => not_found(),
-                other => other,
-            })?,
+            (Some(project), _) => {
+                self.authorize_keys(caller, project, needed)
+                    .await
+                    .map_err(|e| match e {
+                        ServiceError::NotFound { .. } => not_found(),
+                        other => other,
+                    })?
+            }
             (None, Principal::User { user, .. }) if user.id == record.owner_id => {}
             (None, _) => return Err(not_found()),
         }
@@ -439,7 +539,9 @@ impl Services {
             .into_iter()
             .next()
             .map(|(u, _)| u)
-            .ok_or_else(|| ServiceError::Conflict(format!("Project {project} has no members to own the key.")))
+            .ok_or_else(|| {
+                ServiceError::Conflict(format!("Project {project} has no members to own the key."))
+            })
     }
 
     /// The user who owns a key and their role (in the key's project, or in
@@ -449,7 +551,11 @@ impl Services {
             return Ok(None);
         };
         let role = match &key.project_id {
-            Some(p) => self.store.membership(p, &user.id).await?.map_or("former member", |r| r.as_str()),
+            Some(p) => self
+                .store
+                .membership(p, &user.id)
+                .await?
+                .map_or("former member", |r| r.as_str()),
             None => user.role.as_str(),
         };
         Ok(Some((user, role)))

@@ -16,8 +16,8 @@ pub use accounts::NewAccount;
 pub use caller::{Caller, Principal};
 pub use error::{AuthError, ServiceError};
 pub use keys::{CreatedKey, KeyPatch, KeyRef, KeySpec, MAX_ROTATION_GRACE_SECONDS};
-pub use validate::MAX_NAME_CHARS;
 use keyward_store::Store;
+pub use validate::MAX_NAME_CHARS;
 
 /// Operator settings the services enforce.
 #[derive(Debug, Clone)]

@@ -22,15 +22,27 @@ impl Services {
         let audit = entry(
             caller,
             "project.created",
-            Target { kind: "project", id: project.id.as_str(), project: Some(&project.id), owner: Some(&user.id) },
+            Target {
+                kind: "project",
+                id: project.id.as_str(),
+                project: Some(&project.id),
+                owner: Some(&user.id),
+            },
             json!({ "name": project.name }),
         );
-        self.store.insert_project(&project, &user.id, &audit).await?;
+        self.store
+            .insert_project(&project, &user.id, &audit)
+            .await?;
         Ok(project)
     }
 
     /// The caller's projects, newest first.
-    pub async fn list_projects(&self, caller: &Caller, include_archived: bool, page: &Page) -> Result<Listed<Project>> {
+    pub async fn list_projects(
+        &self,
+        caller: &Caller,
+        include_archived: bool,
+        page: &Page,
+    ) -> Result<Listed<Project>> {
         let user = caller.require_user("organization.projects.read")?;
         let listed = self
             .store
@@ -45,17 +57,30 @@ impl Services {
 
     pub async fn project(&self, caller: &Caller, id: &ProjectId) -> Result<Project> {
         self.project_role(caller, id).await?;
-        self.store.project(id).await?.ok_or_else(|| ServiceError::not_found("project", id))
+        self.store
+            .project(id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("project", id))
     }
 
     /// Renames a project; owners only.
-    pub async fn rename_project(&self, caller: &Caller, id: &ProjectId, name: &str) -> Result<Project> {
+    pub async fn rename_project(
+        &self,
+        caller: &Caller,
+        id: &ProjectId,
+        name: &str,
+    ) -> Result<Project> {
         let mut project = self.owned_project(caller, id).await?;
         project.name = validate::required_name("name", name)?;
         let audit = entry(
             caller,
             "project.updated",
-            Target { kind: "project", id: id.as_str(), project: Some(id), owner: None },
+            Target {
+                kind: "project",
+                id: id.as_str(),
+                project: Some(id),
+                owner: None,
+            },
             json!({ "name": project.name }),
         );
         self.store.rename_project(id, &project.name, &audit).await?;
@@ -71,7 +96,12 @@ impl Services {
             let audit = entry(
                 caller,
                 "project.archived",
-                Target { kind: "project", id: id.as_str(), project: Some(id), owner: None },
+                Target {
+                    kind: "project",
+                    id: id.as_str(),
+                    project: Some(id),
+                    owner: None,
+                },
                 json!({}),
             );
             self.store.archive_project(id, now, &audit).await?;
@@ -92,6 +122,9 @@ impl Services {
                 hint: "Only a project's owners can rename or archive it.",
             });
         }
-        self.store.project(id).await?.ok_or_else(|| ServiceError::not_found("project", id))
+        self.store
+            .project(id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("project", id))
     }
 }

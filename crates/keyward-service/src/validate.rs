@@ -26,7 +26,10 @@ pub fn name(param: &'static str, value: &str) -> Result<String> {
 pub fn required_name(param: &'static str, value: &str) -> Result<String> {
     let v = name(param, value)?;
     if v.is_empty() {
-        return Err(ServiceError::invalid(param, format!("`{param}` must not be empty.")));
+        return Err(ServiceError::invalid(
+            param,
+            format!("`{param}` must not be empty."),
+        ));
     }
     Ok(v)
 }
@@ -97,10 +100,16 @@ pub fn limit(param: &'static str, value: i64) -> Result<i64> {
 pub fn expires_at(value: i64, now: i64) -> Result<i64> {
     const TEN_YEARS: i64 = 10 * 366 * 86_400;
     if value <= now {
-        return Err(ServiceError::invalid("expires_at", "`expires_at` must be in the future (Unix seconds)."));
+        return Err(ServiceError::invalid(
+            "expires_at",
+            "`expires_at` must be in the future (Unix seconds).",
+        ));
     }
     if value > now + TEN_YEARS {
-        return Err(ServiceError::invalid("expires_at", "`expires_at` must be within ten years from now."));
+        return Err(ServiceError::invalid(
+            "expires_at",
+            "`expires_at` must be within ten years from now.",
+        ));
     }
     Ok(value)
 }
@@ -109,12 +118,20 @@ pub fn email(value: &str) -> Result<String> {
     let e = value.trim().to_lowercase();
     let valid = e.len() <= 254
         && !e.chars().any(|c| c.is_whitespace() || c.is_control())
-        && e.split_once('@')
-            .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.') && !domain.contains('@'));
+        && e.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !domain.contains('@')
+        });
     if valid {
         Ok(e)
     } else {
-        Err(ServiceError::invalid("email", "Enter a valid email address, such as you@example.com."))
+        Err(ServiceError::invalid(
+            "email",
+            "Enter a valid email address, such as you@example.com.",
+        ))
     }
 }
 
@@ -124,13 +141,22 @@ pub fn password(value: &str) -> Result<()> {
     const MAX: usize = 1024;
     let n = value.chars().count();
     if n < MIN {
-        return Err(ServiceError::invalid("password", format!("The password must be at least {MIN} characters long.")));
+        return Err(ServiceError::invalid(
+            "password",
+            format!("The password must be at least {MIN} characters long."),
+        ));
     }
     if value.len() > MAX {
-        return Err(ServiceError::invalid("password", format!("The password must be at most {MAX} bytes long.")));
+        return Err(ServiceError::invalid(
+            "password",
+            format!("The password must be at most {MAX} bytes long."),
+        ));
     }
     if value.trim().is_empty() {
-        return Err(ServiceError::invalid("password", "The password must not be only spaces."));
+        return Err(ServiceError::invalid(
+            "password",
+            "The password must not be only spaces.",
+        ));
     }
     Ok(())
 }
@@ -145,7 +171,10 @@ mod tests {
         assert!(name("name", &"x".repeat(257)).is_err());
         assert!(name("name", &"é".repeat(256)).is_ok());
         assert!(name("name", "a\u{7}b").is_err());
-        assert_eq!(ips(vec!["10.1.2.3/8".into(), "::1".into()]).unwrap(), vec!["10.0.0.0/8", "::1/128"]);
+        assert_eq!(
+            ips(vec!["10.1.2.3/8".into(), "::1".into()]).unwrap(),
+            vec!["10.0.0.0/8", "::1/128"]
+        );
         assert!(ips(vec!["10.0.0.300".into()]).is_err());
         assert!(models(vec!["gpt 4".into()]).is_err());
         assert!(limit("rpm", 0).is_err());

@@ -99,13 +99,19 @@ impl SqlStore {
     /// Opens (creating if needed) `keyward.db` in `dir`.
     pub async fn open_sqlite_dir(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| {
-            StoreError::Config(format!("cannot create the data directory {}: {e}", dir.display()))
+            StoreError::Config(format!(
+                "cannot create the data directory {}: {e}",
+                dir.display()
+            ))
         })?;
         let file = dir.join("keyward.db");
         let url = format!("sqlite://{}?mode=rwc", file.display());
         // Reject paths sqlx's URL parser would misread before we hand it over.
         sqlx::sqlite::SqliteConnectOptions::from_str(&url).map_err(|e| {
-            StoreError::Config(format!("cannot use {} as a database file: {e}", file.display()))
+            StoreError::Config(format!(
+                "cannot use {} as a database file: {e}",
+                file.display()
+            ))
         })?;
         Self::connect(&url).await
     }
@@ -160,7 +166,11 @@ fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
 
-fn parse_id<T>(row: &AnyRow, col: &str, parse: fn(&str) -> Result<T, keyward_core::id::IdError>) -> Result<T> {
+fn parse_id<T>(
+    row: &AnyRow,
+    col: &str,
+    parse: fn(&str) -> Result<T, keyward_core::id::IdError>,
+) -> Result<T> {
     let s: String = row.try_get(col)?;
     parse(&s).map_err(|e| corrupt(format!("{col}: {e}")))
 }
@@ -171,16 +181,19 @@ fn parse_opt_id<T>(
     parse: fn(&str) -> Result<T, keyward_core::id::IdError>,
 ) -> Result<Option<T>> {
     let s: Option<String> = row.try_get(col)?;
-    s.map(|s| parse(&s).map_err(|e| corrupt(format!("{col}: {e}")))).transpose()
+    s.map(|s| parse(&s).map_err(|e| corrupt(format!("{col}: {e}"))))
+        .transpose()
 }
 
 fn json_list(row: &AnyRow, col: &str) -> Result<Option<Vec<String>>> {
     let s: Option<String> = row.try_get(col)?;
-    s.map(|s| serde_json::from_str(&s).map_err(|e| corrupt(format!("{col}: {e}")))).transpose()
+    s.map(|s| serde_json::from_str(&s).map_err(|e| corrupt(format!("{col}: {e}"))))
+        .transpose()
 }
 
 fn to_json_list(v: &Option<Vec<String>>) -> Option<String> {
-    v.as_ref().map(|l| serde_json::Value::from(l.clone()).to_string())
+    v.as_ref()
+        .map(|l| serde_json::Value::from(l.clone()).to_string())
 }
 
 fn user_from_row(row: &AnyRow) -> Result<User> {
@@ -219,8 +232,11 @@ fn key_from_row(row: &AnyRow) -> Result<KeyRecord> {
             let reason: String = row.try_get("revoke_reason")?;
             Some(Revocation {
                 at,
-                by: row.try_get::<Option<String>, _>("revoked_by")?.unwrap_or_default(),
-                reason: RevokeReason::parse(&reason).ok_or_else(|| corrupt(format!("revoke reason {reason}")))?,
+                by: row
+                    .try_get::<Option<String>, _>("revoked_by")?
+                    .unwrap_or_default(),
+                reason: RevokeReason::parse(&reason)
+                    .ok_or_else(|| corrupt(format!("revoke reason {reason}")))?,
                 note: row.try_get("revoke_note")?,
             })
         }
@@ -242,7 +258,9 @@ fn key_from_row(row: &AnyRow) -> Result<KeyRecord> {
             tokens_per_minute: row.try_get("tpm_limit")?,
             max_concurrent_requests: row.try_get("max_concurrent")?,
         },
-        monthly_budget: row.try_get::<Option<i64>, _>("monthly_budget_micros")?.map(Micros),
+        monthly_budget: row
+            .try_get::<Option<i64>, _>("monthly_budget_micros")?
+            .map(Micros),
         created_at: row.try_get("created_at")?,
         last_used_at: row.try_get("last_used_at")?,
         expires_at: row.try_get("expires_at")?,
@@ -268,7 +286,8 @@ fn audit_from_row(row: &AnyRow) -> Result<AuditEntry> {
         target_id: row.try_get("target_id")?,
         project_id: parse_opt_id(row, "project_id", ProjectId::parse)?,
         owner_id: parse_opt_id(row, "owner_id", UserId::parse)?,
-        details: serde_json::from_str(&details).map_err(|e| corrupt(format!("audit details: {e}")))?,
+        details: serde_json::from_str(&details)
+            .map_err(|e| corrupt(format!("audit details: {e}")))?,
         source_ip: row.try_get("source_ip")?,
         created_at: row.try_get("created_at")?,
     })
@@ -336,16 +355,23 @@ impl Store for SqlStore {
             .try_get(0)?)
     }
 
-    async fn insert_project(&self, project: &Project, owner: &UserId, audit: &AuditEntry) -> Result<()> {
+    async fn insert_project(
+        &self,
+        project: &Project,
+        owner: &UserId,
+        audit: &AuditEntry,
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("INSERT INTO projects (id, name, created_at, archived_at) VALUES ($1, $2, $3, $4)")
-            .bind(project.id.as_str())
-            .bind(project.name.as_str())
-            .bind(project.created_at)
-            .bind(project.archived_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| StoreError::from_insert(e, "a project with this id"))?;
+        sqlx::query(
+            "INSERT INTO projects (id, name, created_at, archived_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(project.id.as_str())
+        .bind(project.name.as_str())
+        .bind(project.created_at)
+        .bind(project.archived_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| StoreError::from_insert(e, "a project with this id"))?;
         sqlx::query("INSERT INTO project_members (project_id, user_id, role, created_at) VALUES ($1, $2, $3, $4)")
             .bind(project.id.as_str())
             .bind(owner.as_str())
@@ -427,15 +453,17 @@ impl Store for SqlStore {
     }
 
     async fn members(&self, project: &ProjectId) -> Result<Vec<(UserId, MemberRole)>> {
-        let rows = sqlx::query("SELECT user_id, role FROM project_members WHERE project_id = $1 ORDER BY created_at")
-            .bind(project.as_str())
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT user_id, role FROM project_members WHERE project_id = $1 ORDER BY created_at",
+        )
+        .bind(project.as_str())
+        .fetch_all(&self.pool)
+        .await?;
         let mut members = rows
             .iter()
             .map(|r| Ok((parse_id(r, "user_id", UserId::parse)?, member_role(r)?)))
             .collect::<Result<Vec<_>>>()?;
-        members.sort_by(|a, b| b.1.cmp(&a.1));
+        members.sort_by_key(|m| std::cmp::Reverse(m.1));
         Ok(members)
     }
 
@@ -453,11 +481,13 @@ impl Store for SqlStore {
 
     async fn archive_project(&self, id: &ProjectId, at: i64, audit: &AuditEntry) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query("UPDATE projects SET archived_at = $1 WHERE id = $2 AND archived_at IS NULL")
-            .bind(at)
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await?;
+        let done = sqlx::query(
+            "UPDATE projects SET archived_at = $1 WHERE id = $2 AND archived_at IS NULL",
+        )
+        .bind(at)
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await?;
         if done.rows_affected() == 1 {
             insert_audit(&mut tx, audit).await?;
         }
@@ -506,7 +536,7 @@ impl Store for SqlStore {
         .bind(key.created_by.as_str())
         .bind(key.name.as_str())
         .bind(key.redacted_value.as_str())
-        .bind(serde_json::to_string(&key.permissions).map_err(|e| corrupt(e))?)
+        .bind(serde_json::to_string(&key.permissions).map_err(corrupt)?)
         .bind(to_json_list(&key.allowed_models))
         .bind(to_json_list(&key.allowed_ips))
         .bind(key.rate_limits.requests_per_minute)
@@ -577,7 +607,10 @@ impl Store for SqlStore {
         let before = match &page.after {
             None => i64::MAX,
             Some(after) => match self
-                .cursor(&format!("SELECT seq FROM api_keys WHERE {filter} AND id = $2"), &[owner, after])
+                .cursor(
+                    &format!("SELECT seq FROM api_keys WHERE {filter} AND id = $2"),
+                    &[owner, after],
+                )
                 .await?
             {
                 Ok(seq) => seq,
@@ -587,7 +620,11 @@ impl Store for SqlStore {
         let rows = sqlx::query(&format!(
             "SELECT {KEY_COLUMNS} FROM api_keys WHERE {filter} AND seq < $2 AND {revoked} \
              ORDER BY seq DESC LIMIT $3",
-            revoked = if include_revoked { "1 = 1" } else { "revoked_at IS NULL" }
+            revoked = if include_revoked {
+                "1 = 1"
+            } else {
+                "revoked_at IS NULL"
+            }
         ))
         .bind(owner)
         .bind(before)
@@ -606,7 +643,7 @@ impl Store for SqlStore {
              expires_at = $9 WHERE id = $10",
         )
         .bind(key.name.as_str())
-        .bind(serde_json::to_string(&key.permissions).map_err(|e| corrupt(e))?)
+        .bind(serde_json::to_string(&key.permissions).map_err(corrupt)?)
         .bind(to_json_list(&key.allowed_models))
         .bind(to_json_list(&key.allowed_ips))
         .bind(key.rate_limits.requests_per_minute)
@@ -622,7 +659,12 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn revoke_key(&self, id: &KeyId, revocation: &Revocation, audit: &AuditEntry) -> Result<bool> {
+    async fn revoke_key(
+        &self,
+        id: &KeyId,
+        revocation: &Revocation,
+        audit: &AuditEntry,
+    ) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE api_keys SET revoked_at = $1, revoked_by = $2, revoke_reason = $3, revoke_note = $4 \
@@ -714,14 +756,20 @@ impl Store for SqlStore {
     }
 
     async fn purge_expired_secrets(&self, now: i64) -> Result<u64> {
-        Ok(sqlx::query("DELETE FROM api_key_secrets WHERE expires_at IS NOT NULL AND expires_at <= $1")
-            .bind(now)
-            .execute(&self.pool)
-            .await?
-            .rows_affected())
+        Ok(sqlx::query(
+            "DELETE FROM api_key_secrets WHERE expires_at IS NOT NULL AND expires_at <= $1",
+        )
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
     }
 
-    async fn list_audit(&self, filter: &AuditFilter, page: &Page) -> Result<Result<Listed<AuditEntry>, UnknownCursor>> {
+    async fn list_audit(
+        &self,
+        filter: &AuditFilter,
+        page: &Page,
+    ) -> Result<Result<Listed<AuditEntry>, UnknownCursor>> {
         // Placeholders are numbered as the binds are collected.
         let mut binds: Vec<String> = Vec::new();
         let mut placeholder = |v: &str| {
@@ -730,14 +778,24 @@ impl Store for SqlStore {
         };
         let mut scope: Vec<String> = Vec::new();
         if !filter.project_ids.is_empty() {
-            let list: Vec<String> = filter.project_ids.iter().map(|p| placeholder(p.as_str())).collect();
+            let list: Vec<String> = filter
+                .project_ids
+                .iter()
+                .map(|p| placeholder(p.as_str()))
+                .collect();
             scope.push(format!("project_id IN ({})", list.join(", ")));
         }
         if let Some(owner) = &filter.owner_id {
-            scope.push(format!("(project_id IS NULL AND owner_id = {})", placeholder(owner.as_str())));
+            scope.push(format!(
+                "(project_id IS NULL AND owner_id = {})",
+                placeholder(owner.as_str())
+            ));
         }
         if scope.is_empty() {
-            return Ok(Ok(Listed { items: vec![], has_more: false }));
+            return Ok(Ok(Listed {
+                items: vec![],
+                has_more: false,
+            }));
         }
         let mut conditions = vec![format!("({})", scope.join(" OR "))];
         if !filter.actions.is_empty() {
@@ -748,7 +806,10 @@ impl Store for SqlStore {
         let before = match &page.after {
             None => i64::MAX,
             Some(after) => {
-                let sql = format!("SELECT seq FROM audit_log WHERE {condition} AND id = {}", placeholder(after));
+                let sql = format!(
+                    "SELECT seq FROM audit_log WHERE {condition} AND id = {}",
+                    placeholder(after)
+                );
                 let refs: Vec<&str> = binds.iter().map(String::as_str).collect();
                 let found = self.cursor(&sql, &refs).await?;
                 binds.pop();
@@ -773,7 +834,10 @@ impl Store for SqlStore {
             .bind(i64::from(page.limit) + 1)
             .fetch_all(&self.pool)
             .await?;
-        let items = rows.iter().map(audit_from_row).collect::<Result<Vec<_>>>()?;
+        let items = rows
+            .iter()
+            .map(audit_from_row)
+            .collect::<Result<Vec<_>>>()?;
         Ok(Ok(listed(items, page.limit)))
     }
 }

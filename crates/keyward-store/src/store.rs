@@ -22,7 +22,12 @@ pub trait Store: Send + Sync + 'static {
 
     // Projects
     /// Inserts a project with `owner` as its first member (role owner).
-    async fn insert_project(&self, project: &Project, owner: &UserId, audit: &AuditEntry) -> Result<()>;
+    async fn insert_project(
+        &self,
+        project: &Project,
+        owner: &UserId,
+        audit: &AuditEntry,
+    ) -> Result<()>;
     async fn project(&self, id: &ProjectId) -> Result<Option<Project>>;
     /// The projects `user` belongs to, with their role, newest first.
     async fn projects_of(
@@ -63,7 +68,12 @@ pub trait Store: Send + Sync + 'static {
     /// Writes the key's mutable settings: name, permissions, allow-lists, limits, budget, expiry.
     async fn update_key(&self, key: &KeyRecord, audit: &AuditEntry) -> Result<()>;
     /// Revokes the key and drops its secrets; `false` if it was revoked already.
-    async fn revoke_key(&self, id: &KeyId, revocation: &Revocation, audit: &AuditEntry) -> Result<bool>;
+    async fn revoke_key(
+        &self,
+        id: &KeyId,
+        revocation: &Revocation,
+        audit: &AuditEntry,
+    ) -> Result<bool>;
     /// Adds `new_hash` as the key's secret; every older secret stops working
     /// at `old_secrets_expire_at`.
     async fn rotate_key(

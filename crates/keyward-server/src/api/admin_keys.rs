@@ -35,7 +35,10 @@ pub async fn list(
     let has_more = listed.has_more;
     let objects = present::keys(&state.services, listed.items).await?;
     Ok(Json(List::new(
-        keyward_store::Listed { items: objects, has_more },
+        keyward_store::Listed {
+            items: objects,
+            has_more,
+        },
         |k| k.id.clone(),
         |k| k,
     )))
@@ -51,7 +54,12 @@ pub async fn create(
 ) -> ApiResult<Response> {
     let created = state
         .services
-        .create_admin_key(&caller, None, body.name.as_deref().unwrap_or_default(), body.expires_at)
+        .create_admin_key(
+            &caller,
+            None,
+            body.name.as_deref().unwrap_or_default(),
+            body.expires_at,
+        )
         .await?;
     Ok(present::created(&state.services, created).await?)
 }

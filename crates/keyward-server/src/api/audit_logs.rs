@@ -34,18 +34,36 @@ pub async fn list(
     Extension(caller): Extension<Caller>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<List<Value>>> {
-    let page = PageQuery { after: q.after, limit: q.limit }.page()?;
+    let page = PageQuery {
+        after: q.after,
+        limit: q.limit,
+    }
+    .page()?;
     let projects = q
         .project_ids
         .iter()
-        .map(|p| ProjectId::parse(p).map_err(|e| ApiError::invalid(Some("project_ids".into()), format!("{e}."))))
+        .map(|p| {
+            ProjectId::parse(p)
+                .map_err(|e| ApiError::invalid(Some("project_ids".into()), format!("{e}.")))
+        })
         .collect::<Result<Vec<_>, _>>()?;
-    if let Some(bad) = q.event_types.iter().find(|t| t.len() > 64 || !t.bytes().all(|b| b.is_ascii_lowercase() || b == b'.' || b == b'_')) {
+    if let Some(bad) = q.event_types.iter().find(|t| {
+        t.len() > 64
+            || !t
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b == b'.' || b == b'_')
+    }) {
         return Err(ApiError::invalid(
             Some("event_types".into()),
-            format!("`{}` is not an event type such as api_key.created.", bad.chars().take(64).collect::<String>()),
+            format!(
+                "`{}` is not an event type such as api_key.created.",
+                bad.chars().take(64).collect::<String>()
+            ),
         ));
     }
-    let listed = state.services.list_audit_logs(&caller, projects, q.event_types, &page).await?;
+    let listed = state
+        .services
+        .list_audit_logs(&caller, projects, q.event_types, &page)
+        .await?;
     Ok(Json(List::new(listed, |e| e.id.to_string(), audit_object)))
 }

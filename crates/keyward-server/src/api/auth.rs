@@ -19,14 +19,19 @@ pub async fn require_key(State(state): State<AppState>, mut req: Request, next: 
     };
     let principal = match state.services.authenticate(&presented).await {
         Ok(p) => p,
-        Err(ServiceError::Unauthenticated(_)) => return ApiError::bad_key(&presented).into_response(),
+        Err(ServiceError::Unauthenticated(_)) => {
+            return ApiError::bad_key(&presented).into_response()
+        }
         Err(other) => return ApiError::from(other).into_response(),
     };
     let source_ip = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip().to_string());
-    req.extensions_mut().insert(Caller { principal, source_ip });
+    req.extensions_mut().insert(Caller {
+        principal,
+        source_ip,
+    });
     next.run(req).await
 }
 

@@ -130,7 +130,9 @@ impl From<ServiceError> for ApiError {
                 code: Some("invalid_api_key"),
             },
             ServiceError::NotFound { .. } => ApiError::not_found(message),
-            ServiceError::Invalid { param, .. } => ApiError::invalid(param.map(str::to_owned), message),
+            ServiceError::Invalid { param, .. } => {
+                ApiError::invalid(param.map(str::to_owned), message)
+            }
             ServiceError::PermissionDenied { .. } => ApiError {
                 status: StatusCode::UNAUTHORIZED,
                 kind: "invalid_request_error",

@@ -20,14 +20,20 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
 
     async fn from_request(req: Request<Body>, state: &AppState) -> Result<Self, ApiError> {
         let limit = state.max_body_bytes;
-        let bytes = to_bytes(req.into_body(), limit).await.map_err(|_| ApiError {
-            status: StatusCode::PAYLOAD_TOO_LARGE,
-            kind: "invalid_request_error",
-            message: format!("The request body is larger than {limit} bytes; send less."),
-            param: None,
-            code: Some("request_too_large"),
-        })?;
-        let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &bytes };
+        let bytes = to_bytes(req.into_body(), limit)
+            .await
+            .map_err(|_| ApiError {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                kind: "invalid_request_error",
+                message: format!("The request body is larger than {limit} bytes; send less."),
+                param: None,
+                code: Some("request_too_large"),
+            })?;
+        let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            &bytes
+        };
         let de = &mut serde_json::Deserializer::from_slice(text);
         let value = serde_path_to_error::deserialize(de).map_err(|e| {
             let inner = e.inner();
@@ -88,7 +94,11 @@ fn field_error(path: String, detail: &str) -> ApiError {
 }
 
 /// Parses a path segment into a typed id, or a 400 naming the parameter.
-pub fn path_id<T, E: std::fmt::Display>(param: &str, raw: &str, parse: impl Fn(&str) -> Result<T, E>) -> Result<T, ApiError> {
+pub fn path_id<T, E: std::fmt::Display>(
+    param: &str,
+    raw: &str,
+    parse: impl Fn(&str) -> Result<T, E>,
+) -> Result<T, ApiError> {
     parse(raw).map_err(|e| ApiError::invalid(Some(param.to_owned()), format!("{e}.")))
 }
 
@@ -108,12 +118,23 @@ impl PageQuery {
         if !(1..=i64::from(keyward_service::MAX_PAGE)).contains(&limit) {
             return Err(ApiError::invalid(
                 Some("limit".into()),
-                format!("`limit` must be from 1 to {}; got {limit}.", keyward_service::MAX_PAGE),
+                format!(
+                    "`limit` must be from 1 to {}; got {limit}.",
+                    keyward_service::MAX_PAGE
+                ),
             ));
         }
         if let Some(after) = &self.after {
-            if after.is_empty() || after.len() > 64 || !after.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-                return Err(ApiError::invalid(Some("after".into()), "`after` must be an id from a previous page's `last_id`."));
+            if after.is_empty()
+                || after.len() > 64
+                || !after
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            {
+                return Err(ApiError::invalid(
+                    Some("after".into()),
+                    "`after` must be an id from a previous page's `last_id`.",
+                ));
             }
         }
         Ok(keyward_store::Page {
@@ -124,6 +145,8 @@ impl PageQuery {
 }
 
 /// For update bodies: an absent field is `None`, an explicit `null` is `Some(None)`.
-pub fn nullable<'de, T: Deserialize<'de>, D: Deserializer<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+pub fn nullable<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
 }

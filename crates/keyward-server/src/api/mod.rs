@@ -51,7 +51,12 @@ impl Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("sk-kwadmin-… or sk-kw-…").build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("sk-kwadmin-… or sk-kw-…")
+                    .build(),
+            ),
         );
     }
 }
@@ -63,7 +68,11 @@ fn management(state: AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(projects::retrieve, projects::modify))
         .routes(routes!(projects::archive))
         .routes(routes!(project_keys::list, project_keys::create))
-        .routes(routes!(project_keys::retrieve, project_keys::modify, project_keys::delete))
+        .routes(routes!(
+            project_keys::retrieve,
+            project_keys::modify,
+            project_keys::delete
+        ))
         .routes(routes!(project_keys::rotate))
         .routes(routes!(admin_keys::list, admin_keys::create))
         .routes(routes!(admin_keys::retrieve, admin_keys::delete))
@@ -85,20 +94,33 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(management)
         .merge(public)
-        .route("/openapi.json", get(move || async move { Json(openapi.as_ref().clone()) }))
-        .fallback(|| async { ApiError::not_found("Unknown request URL. See /openapi.json for the endpoints Keyward serves.") })
+        .route(
+            "/openapi.json",
+            get(move || async move { Json(openapi.as_ref().clone()) }),
+        )
+        .fallback(|| async {
+            ApiError::not_found(
+                "Unknown request URL. See /openapi.json for the endpoints Keyward serves.",
+            )
+        })
         .method_not_allowed_fallback(|| async {
             ApiError {
                 status: StatusCode::METHOD_NOT_ALLOWED,
                 kind: "invalid_request_error",
-                message: "This endpoint does not accept that HTTP method. See /openapi.json.".into(),
+                message: "This endpoint does not accept that HTTP method. See /openapi.json."
+                    .into(),
                 param: None,
                 code: Some("method_not_allowed"),
             }
             .into_response()
         })
         .with_state(state)
-        .layer(TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, Duration::from_secs(60)))
-        .layer(CatchPanicLayer::custom(|_| ApiError::internal().into_response()))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::GATEWAY_TIMEOUT,
+            Duration::from_secs(60),
+        ))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::internal().into_response()
+        }))
         .layer(middleware::from_fn(request_id::assign))
 }

@@ -46,7 +46,11 @@ impl From<Project> for ProjectObject {
             object: "organization.project",
             name: p.name,
             created_at: p.created_at,
-            status: if p.archived_at.is_some() { "archived" } else { "active" },
+            status: if p.archived_at.is_some() {
+                "archived"
+            } else {
+                "active"
+            },
             archived_at: p.archived_at,
         }
     }
@@ -161,7 +165,9 @@ pub struct DeletedObject {
 /// key named after its type, e.g. `"api_key.created": {"id", "data"}`.
 pub fn audit_object(e: AuditEntry) -> Value {
     let actor = match &e.actor {
-        keyward_store::Actor::User(id) => json!({"type": "session", "session": {"user": {"id": id}, "ip_address": e.source_ip}}),
+        keyward_store::Actor::User(id) => {
+            json!({"type": "session", "session": {"user": {"id": id}, "ip_address": e.source_ip}})
+        }
         keyward_store::Actor::Key(id) => json!({"type": "api_key", "api_key": {"id": id}}),
         keyward_store::Actor::Cli => json!({"type": "cli"}),
         keyward_store::Actor::System => json!({"type": "system"}),

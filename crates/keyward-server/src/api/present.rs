@@ -7,11 +7,17 @@ use keyward_store::KeyRecord;
 
 use super::objects::{KeyObject, Owner};
 
-pub async fn keys(services: &Services, keys: Vec<KeyRecord>) -> Result<Vec<KeyObject>, ServiceError> {
+pub async fn keys(
+    services: &Services,
+    keys: Vec<KeyRecord>,
+) -> Result<Vec<KeyObject>, ServiceError> {
     let mut owners: HashMap<(String, Option<String>), Owner> = HashMap::new();
     let mut out = Vec::with_capacity(keys.len());
     for key in keys {
-        let cache_key = (key.owner_id.to_string(), key.project_id.as_ref().map(ToString::to_string));
+        let cache_key = (
+            key.owner_id.to_string(),
+            key.project_id.as_ref().map(ToString::to_string),
+        );
         let owner = match owners.get(&cache_key) {
             Some(o) => o.clone(),
             None => {
@@ -39,7 +45,10 @@ async fn owner(services: &Services, key: &KeyRecord) -> Result<Owner, ServiceErr
 
 /// A just-created or rotated key with its secret, sent with
 /// `Cache-Control: no-store` so no cache keeps it.
-pub async fn created(services: &Services, created: keyward_service::CreatedKey) -> Result<axum::response::Response, ServiceError> {
+pub async fn created(
+    services: &Services,
+    created: keyward_service::CreatedKey,
+) -> Result<axum::response::Response, ServiceError> {
     use axum::http::{header, HeaderValue};
     use axum::response::IntoResponse;
 

@@ -91,7 +91,12 @@ pub struct RotateBody {
 }
 
 fn budget(usd: f64) -> Result<Micros, ApiError> {
-    Micros::from_usd(usd).map_err(|e| ApiError::invalid(Some("monthly_budget_usd".into()), format!("`monthly_budget_usd` {e}.")))
+    Micros::from_usd(usd).map_err(|e| {
+        ApiError::invalid(
+            Some("monthly_budget_usd".into()),
+            format!("`monthly_budget_usd` {e}."),
+        )
+    })
 }
 
 impl CreateBody {
@@ -118,7 +123,11 @@ impl UpdateBody {
         let (rpm, tpm, conc) = match self.rate_limits {
             None => (None, None, None),
             Some(None) => (Some(None), Some(None), Some(None)),
-            Some(Some(l)) => (l.requests_per_minute, l.tokens_per_minute, l.max_concurrent_requests),
+            Some(Some(l)) => (
+                l.requests_per_minute,
+                l.tokens_per_minute,
+                l.max_concurrent_requests,
+            ),
         };
         Ok(KeyPatch {
             name: self.name,
@@ -129,7 +138,10 @@ impl UpdateBody {
             requests_per_minute: rpm,
             tokens_per_minute: tpm,
             max_concurrent_requests: conc,
-            monthly_budget: self.monthly_budget_usd.map(|b| b.map(budget).transpose()).transpose()?,
+            monthly_budget: self
+                .monthly_budget_usd
+                .map(|b| b.map(budget).transpose())
+                .transpose()?,
         })
     }
 }
@@ -151,12 +163,22 @@ pub async fn list(
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<List<KeyObject>>> {
     let project = path_id("project_id", &project_id, ProjectId::parse)?;
-    let page = PageQuery { after: q.after, limit: q.limit }.page()?;
-    let listed = state.services.list_project_keys(&caller, &project, q.include_revoked, &page).await?;
+    let page = PageQuery {
+        after: q.after,
+        limit: q.limit,
+    }
+    .page()?;
+    let listed = state
+        .services
+        .list_project_keys(&caller, &project, q.include_revoked, &page)
+        .await?;
     let has_more = listed.has_more;
     let objects = present::keys(&state.services, listed.items).await?;
     Ok(Json(List::new(
-        keyward_store::Listed { items: objects, has_more },
+        keyward_store::Listed {
+            items: objects,
+            has_more,
+        },
         |k| k.id.clone(),
         |k| k,
     )))
@@ -172,7 +194,10 @@ pub async fn create(
     ApiJson(body): ApiJson<CreateBody>,
 ) -> ApiResult<Response> {
     let project = path_id("project_id", &project_id, ProjectId::parse)?;
-    let created = state.services.create_project_key(&caller, &project, body.into_spec()?).await?;
+    let created = state
+        .services
+        .create_project_key(&caller, &project, body.into_spec()?)
+        .await?;
     Ok(present::created(&state.services, created).await?)
 }
 
@@ -185,7 +210,10 @@ pub async fn retrieve(
     Path((project_id, key_id)): Path<(String, String)>,
 ) -> ApiResult<Json<KeyObject>> {
     let (project, key) = ids(&project_id, &key_id)?;
-    let record = state.services.key(&caller, KeyRef::InProject(&project, &key)).await?;
+    let record = state
+        .services
+        .key(&caller, KeyRef::InProject(&project, &key))
+        .await?;
     Ok(Json(present::key(&state.services, record).await?))
 }
 
@@ -202,7 +230,11 @@ pub async fn modify(
     let (project, key) = ids(&project_id, &key_id)?;
     let record = state
         .services
-        .update_key(&caller, KeyRef::InProject(&project, &key), body.into_patch()?)
+        .update_key(
+            &caller,
+            KeyRef::InProject(&project, &key),
+            body.into_patch()?,
+        )
         .await?;
     Ok(Json(present::key(&state.services, record).await?))
 }
@@ -218,7 +250,12 @@ pub async fn delete(
     let (project, key) = ids(&project_id, &key_id)?;
     let record = state
         .services
-        .revoke_key(&caller, KeyRef::InProject(&project, &key), RevokeReason::User, None)
+        .revoke_key(
+            &caller,
+            KeyRef::InProject(&project, &key),
+            RevokeReason::User,
+            None,
+        )
         .await?;
     Ok(Json(DeletedObject {
         object: "organization.project.api_key.deleted",
@@ -241,7 +278,11 @@ pub async fn rotate(
     let (project, key) = ids(&project_id, &key_id)?;
     let created = state
         .services
-        .rotate_key(&caller, KeyRef::InProject(&project, &key), body.grace_period_seconds)
+        .rotate_key(
+            &caller,
+            KeyRef::InProject(&project, &key),
+            body.grace_period_seconds,
+        )
         .await?;
     Ok(present::created(&state.services, created).await?)
 }

@@ -37,9 +37,20 @@ pub async fn list(
     Extension(caller): Extension<Caller>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<List<ProjectObject>>> {
-    let page = PageQuery { after: q.after, limit: q.limit }.page()?;
-    let listed = state.services.list_projects(&caller, q.include_archived, &page).await?;
-    Ok(Json(List::new(listed, |p| p.id.to_string(), ProjectObject::from)))
+    let page = PageQuery {
+        after: q.after,
+        limit: q.limit,
+    }
+    .page()?;
+    let listed = state
+        .services
+        .list_projects(&caller, q.include_archived, &page)
+        .await?;
+    Ok(Json(List::new(
+        listed,
+        |p| p.id.to_string(),
+        ProjectObject::from,
+    )))
 }
 
 /// Creates a project owned by the caller.
@@ -50,7 +61,13 @@ pub async fn create(
     Extension(caller): Extension<Caller>,
     ApiJson(body): ApiJson<ProjectBody>,
 ) -> ApiResult<Json<ProjectObject>> {
-    Ok(Json(state.services.create_project(&caller, &body.name).await?.into()))
+    Ok(Json(
+        state
+            .services
+            .create_project(&caller, &body.name)
+            .await?
+            .into(),
+    ))
 }
 
 /// Retrieves a project.
@@ -75,7 +92,13 @@ pub async fn modify(
     ApiJson(body): ApiJson<ProjectBody>,
 ) -> ApiResult<Json<ProjectObject>> {
     let id = path_id("project_id", &project_id, ProjectId::parse)?;
-    Ok(Json(state.services.rename_project(&caller, &id, &body.name).await?.into()))
+    Ok(Json(
+        state
+            .services
+            .rename_project(&caller, &id, &body.name)
+            .await?
+            .into(),
+    ))
 }
 
 /// Archives a project: its keys stop working. Idempotent (owners only).
@@ -87,5 +110,7 @@ pub async fn archive(
     Path(project_id): Path<String>,
 ) -> ApiResult<Json<ProjectObject>> {
     let id = path_id("project_id", &project_id, ProjectId::parse)?;
-    Ok(Json(state.services.archive_project(&caller, &id).await?.into()))
+    Ok(Json(
+        state.services.archive_project(&caller, &id).await?.into(),
+    ))
 }

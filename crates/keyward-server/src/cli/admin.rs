@@ -26,19 +26,39 @@ pub enum AdminCommand {
 }
 
 pub async fn run(command: AdminCommand) -> Result<(), CliError> {
-    let AdminCommand::Create { email, password_stdin: _, store } = command;
+    let AdminCommand::Create {
+        email,
+        password_stdin: _,
+        store,
+    } = command;
     let mut password = String::new();
     std::io::stdin()
         .lock()
         .read_line(&mut password)
-        .map_err(|e| CliError::Usage(format!("cannot read the password from standard input: {e}")))?;
+        .map_err(|e| {
+            CliError::Usage(format!("cannot read the password from standard input: {e}"))
+        })?;
     let password = password.trim_end_matches(['\r', '\n']);
     let services = services(&store).await?;
     let cli = Caller::cli();
     let (user, project) = services
-        .create_account(&cli, NewAccount { email: &email, password, role: Some(UserRole::Operator) })
+        .create_account(
+            &cli,
+            NewAccount {
+                email: &email,
+                password,
+                role: Some(UserRole::Operator),
+            },
+        )
         .await?;
-    let key = services.create_admin_key(&cli, Some(&user.id), "Created by keyward admin create", None).await?;
+    let key = services
+        .create_admin_key(
+            &cli,
+            Some(&user.id),
+            "Created by keyward admin create",
+            None,
+        )
+        .await?;
     eprintln!(
         "Created operator {} ({}) with project \"{}\" ({}).\nAdmin key {} below: save it now, it will not be shown again.",
         user.email, user.id, project.name, project.id, key.key.id

@@ -74,7 +74,14 @@ pub enum KeysCommand {
 pub async fn run(command: KeysCommand) -> Result<ExitCode, CliError> {
     let cli = Caller::cli();
     match command {
-        KeysCommand::Create { name, project, expires_in, permissions, json, store } => {
+        KeysCommand::Create {
+            name,
+            project,
+            expires_in,
+            permissions,
+            json,
+            store,
+        } => {
             let expires_at = expires_in
                 .map(|d| duration::parse_seconds(&d).map(|s| time::now_unix().saturating_add(s)))
                 .transpose()
@@ -93,13 +100,23 @@ pub async fn run(command: KeysCommand) -> Result<ExitCode, CliError> {
             let created = services.create_project_key(&cli, &project, spec).await?;
             print_secret(&services, created, json).await?;
         }
-        KeysCommand::List { project, include_revoked, json, store } => {
+        KeysCommand::List {
+            project,
+            include_revoked,
+            json,
+            store,
+        } => {
             let services = services(&store).await?;
             let project = resolve_project(&services, project.as_deref()).await?;
             let mut keys = Vec::new();
-            let mut page = Page { after: None, limit: keyward_service::MAX_PAGE };
+            let mut page = Page {
+                after: None,
+                limit: keyward_service::MAX_PAGE,
+            };
             loop {
-                let listed = services.list_project_keys(&cli, &project, include_revoked, &page).await?;
+                let listed = services
+                    .list_project_keys(&cli, &project, include_revoked, &page)
+                    .await?;
                 page.after = listed.items.last().map(|k| k.id.to_string());
                 keys.extend(listed.items);
                 if !listed.has_more {
@@ -108,7 +125,10 @@ pub async fn run(command: KeysCommand) -> Result<ExitCode, CliError> {
             }
             if json {
                 let objects = present::keys(&services, keys).await?;
-                println!("{}", serde_json::to_string_pretty(&objects).map_err(anyhow::Error::from)?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&objects).map_err(anyhow::Error::from)?
+                );
             } else {
                 print_table(&keys);
             }
@@ -116,12 +136,23 @@ pub async fn run(command: KeysCommand) -> Result<ExitCode, CliError> {
         KeysCommand::Revoke { key_id, store } => {
             let id = key_id_arg(&key_id)?;
             let services = services(&store).await?;
-            let key = services.revoke_key(&cli, KeyRef::Any(&id), RevokeReason::Admin, None).await?;
-            eprintln!("Revoked {} ({}); every request with it now fails with 401.", key.id, key.redacted_value);
+            let key = services
+                .revoke_key(&cli, KeyRef::Any(&id), RevokeReason::Admin, None)
+                .await?;
+            eprintln!(
+                "Revoked {} ({}); every request with it now fails with 401.",
+                key.id, key.redacted_value
+            );
         }
-        KeysCommand::Rotate { key_id, grace, json, store } => {
+        KeysCommand::Rotate {
+            key_id,
+            grace,
+            json,
+            store,
+        } => {
             let id = key_id_arg(&key_id)?;
-            let grace = duration::parse_seconds(&grace).map_err(|e| CliError::Usage(format!("--grace: {e}")))?;
+            let grace = duration::parse_seconds(&grace)
+                .map_err(|e| CliError::Usage(format!("--grace: {e}")))?;
             let services = services(&store).await?;
             let created = services.rotate_key(&cli, KeyRef::Any(&id), grace).await?;
             print_secret(&services, created, json).await?;
@@ -131,17 +162,25 @@ pub async fn run(command: KeysCommand) -> Result<ExitCode, CliError> {
 }
 
 fn key_id_arg(raw: &str) -> Result<KeyId, CliError> {
-    KeyId::parse(raw).map_err(|e| CliError::Usage(format!("{e}; run `keyward keys list` to see key ids")))
+    KeyId::parse(raw)
+        .map_err(|e| CliError::Usage(format!("{e}; run `keyward keys list` to see key ids")))
 }
 
 /// The secret alone on stdout (so `$(keyward keys create)` captures it), or
 /// the API's JSON object with `value`.
-async fn print_secret(services: &Services, created: keyward_service::CreatedKey, json: bool) -> Result<(), CliError> {
+async fn print_secret(
+    services: &Services,
+    created: keyward_service::CreatedKey,
+    json: bool,
+) -> Result<(), CliError> {
     if json {
         let value = created.secret.expose().to_owned();
         let key = present::key(services, created.key).await?;
         let object = CreatedKeyObject { key, value };
-        println!("{}", serde_json::to_string_pretty(&object).map_err(anyhow::Error::from)?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&object).map_err(anyhow::Error::from)?
+        );
     } else {
         eprintln!(
             "Created key {} \"{}\". Save the secret below now: it will not be shown again.",
@@ -181,7 +220,10 @@ async fn resolve_project(services: &Services, wanted: Option<&str>) -> Result<Pr
 
 fn print_table(keys: &[KeyRecord]) {
     let now = time::now_unix();
-    println!("{:<28} {:<24} {:<18} {:<16} {:<16} {:<10} STATUS", "ID", "NAME", "KEY", "CREATED", "LAST USED", "PERMS");
+    println!(
+        "{:<28} {:<24} {:<18} {:<16} {:<16} {:<10} STATUS",
+        "ID", "NAME", "KEY", "CREATED", "LAST USED", "PERMS"
+    );
     for k in keys {
         let status = match &k.revoked {
             Some(r) => format!("revoked ({})", r.reason.as_str()),
@@ -199,7 +241,8 @@ fn print_table(keys: &[KeyRecord]) {
             k.name.chars().take(24).collect::<String>(),
             k.redacted_value,
             time::format_utc(k.created_at),
-            k.last_used_at.map_or_else(|| "never".into(), time::format_utc),
+            k.last_used_at
+                .map_or_else(|| "never".into(), time::format_utc),
             perms,
             status
         );

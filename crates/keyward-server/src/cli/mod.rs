@@ -13,7 +13,11 @@ use keyward_service::ServiceError;
 use crate::config::{Config, LogFormat, Overrides};
 
 #[derive(Debug, Parser)]
-#[command(name = "keyward", version, about = "Self-hosted API keys, limits and metering for AI APIs.")]
+#[command(
+    name = "keyward",
+    version,
+    about = "Self-hosted API keys, limits and metering for AI APIs."
+)]
 pub struct Args {
     #[command(subcommand)]
     command: Command,

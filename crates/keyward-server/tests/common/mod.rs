@@ -19,7 +19,11 @@ pub const PASSWORD: &str = "correct horse battery staple";
 pub enum Db {
     Sqlite,
     /// A database created for this test, dropped afterwards.
-    Postgres { admin_url: String, name: String, url: String },
+    Postgres {
+        admin_url: String,
+        name: String,
+        url: String,
+    },
 }
 
 impl Db {
@@ -29,9 +33,15 @@ impl Db {
         };
         let name = format!("kw_test_{}", random_suffix());
         run_pg(&admin_url, &format!("CREATE DATABASE {name}"));
-        let (base, _) = admin_url.rsplit_once('/').expect("KEYWARD_TEST_DATABASE_URL is postgres://host/db");
+        let (base, _) = admin_url
+            .rsplit_once('/')
+            .expect("KEYWARD_TEST_DATABASE_URL is postgres://host/db");
         let url = format!("{base}/{name}");
-        Db::Postgres { admin_url, name, url }
+        Db::Postgres {
+            admin_url,
+            name,
+            url,
+        }
     }
 
     pub fn url(&self) -> Option<&str> {
@@ -44,14 +54,23 @@ impl Db {
 
 impl Drop for Db {
     fn drop(&mut self) {
-        if let Db::Postgres { admin_url, name, .. } = self {
-            run_pg(admin_url, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        if let Db::Postgres {
+            admin_url, name, ..
+        } = self
+        {
+            run_pg(
+                admin_url,
+                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            );
         }
     }
 }
 
 fn run_pg(url: &str, sql: &str) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         use sqlx::Connection;
         let mut conn = sqlx::PgConnection::connect(url)
@@ -122,7 +141,10 @@ impl Server {
             Ok(b) => b,
             Err(_) => {
                 let _ = child.kill();
-                panic!("keyward did not start; its log:\n{}", logs.lock().unwrap().join("\n"));
+                panic!(
+                    "keyward did not start; its log:\n{}",
+                    logs.lock().unwrap().join("\n")
+                );
             }
         };
         Server {
@@ -130,7 +152,10 @@ impl Server {
             base,
             data_dir,
             db,
-            client: Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+            client: Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
             logs,
         }
     }
@@ -147,8 +172,16 @@ impl Server {
 
     /// `keyward admin create` for `email`: returns the admin key.
     pub fn create_operator(&self, email: &str) -> String {
-        let out = run_with_stdin(self.cli().args(["admin", "create", "--email", email, "--password-stdin"]), PASSWORD);
-        assert!(out.status.success(), "admin create failed: {}", String::from_utf8_lossy(&out.stderr));
+        let out = run_with_stdin(
+            self.cli()
+                .args(["admin", "create", "--email", email, "--password-stdin"]),
+            PASSWORD,
+        );
+        assert!(
+            out.status.success(),
+            "admin create failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
     }
 
@@ -183,7 +216,11 @@ impl Server {
         let headers = resp.headers().clone();
         let text = resp.text().unwrap();
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Reply { status, headers, body }
+        Reply {
+            status,
+            headers,
+            body,
+        }
     }
 
     pub fn get(&self, path: &str, key: &str) -> Reply {
@@ -239,7 +276,8 @@ impl Drop for Server {
 
 pub fn cli_for(data_dir: PathBuf, db_url: Option<&str>) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_keyward"));
-    cmd.env_remove("KEYWARD_DATABASE_URL").env_remove("RUST_LOG");
+    cmd.env_remove("KEYWARD_DATABASE_URL")
+        .env_remove("RUST_LOG");
     cmd.env("KEYWARD_DATA_DIR", data_dir);
     if let Some(url) = db_url {
         cmd.env("KEYWARD_DATABASE_URL", url);
@@ -254,7 +292,12 @@ pub fn run_with_stdin(cmd: &mut Command, input: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(format!("{input}\n").as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{input}\n").as_bytes())
+        .unwrap();
     child.wait_with_output().unwrap()
 }
 
