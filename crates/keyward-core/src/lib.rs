@@ -12,5 +12,5 @@ pub mod time;
 
 pub use id::{AuditId, KeyId, ProjectId, UserId};
 pub use key::{KeyFormatError, KeyHash, KeyKind, PlainKey};
-pub use money::Micros;
+pub use money::{Micros, Price};
 pub use permissions::{Access, EndpointGroup, Permissions};

@@ -36,9 +36,41 @@ impl fmt::Debug for Micros {
     }
 }
 
+/// A model's price: micro-dollars per million input and output tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Price {
+    pub input_per_mtok: Micros,
+    pub output_per_mtok: Micros,
+}
+
+impl Price {
+    /// What `prompt` input and `completion` output tokens cost, rounded up
+    /// to the next micro-dollar so that many small calls never cost nothing.
+    pub fn cost(&self, prompt: i64, completion: i64) -> Micros {
+        let total = i128::from(prompt.max(0)) * i128::from(self.input_per_mtok.0)
+            + i128::from(completion.max(0)) * i128::from(self.output_per_mtok.0);
+        let micros = (total + 999_999) / 1_000_000;
+        Micros(i64::try_from(micros).unwrap_or(i64::MAX))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prices_round_up_to_the_micro_dollar() {
+        // gpt-4o-mini: $0.15 in, $0.60 out per million tokens.
+        let p = Price {
+            input_per_mtok: Micros::from_usd(0.15).unwrap(),
+            output_per_mtok: Micros::from_usd(0.60).unwrap(),
+        };
+        assert_eq!(p.cost(1_000_000, 0), Micros(150_000));
+        assert_eq!(p.cost(1000, 500), Micros(450));
+        assert_eq!(p.cost(1, 0), Micros(1));
+        assert_eq!(p.cost(0, 0), Micros(0));
+        assert_eq!(Price::default().cost(10_000, 10_000), Micros(0));
+    }
 
     #[test]
     fn converts_and_rejects() {

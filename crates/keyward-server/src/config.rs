@@ -21,6 +21,10 @@ pub struct Config {
     pub database_url: Option<String>,
     pub limits: Limits,
     pub log: Log,
+    /// OpenAI-compatible APIs that serve models.
+    pub upstreams: Vec<keyward_gateway::UpstreamConfig>,
+    /// The models clients may ask for, each served by an upstream.
+    pub models: Vec<keyward_gateway::ModelConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -30,6 +34,8 @@ pub struct Limits {
     pub max_active_keys_per_project: i64,
     /// Largest management-API request body, in bytes.
     pub max_body_bytes: usize,
+    /// Largest gateway (model endpoint) request body, in bytes.
+    pub max_request_body_bytes: usize,
     /// How often expired keys are swept and revoked, in seconds.
     pub expiry_sweep_seconds: u64,
 }
@@ -39,6 +45,7 @@ impl Default for Limits {
         Limits {
             max_active_keys_per_project: 1000,
             max_body_bytes: 1 << 20,
+            max_request_body_bytes: 16 << 20,
             expiry_sweep_seconds: 60,
         }
     }
@@ -67,6 +74,8 @@ impl Default for Config {
             database_url: None,
             limits: Limits::default(),
             log: Log::default(),
+            upstreams: Vec::new(),
+            models: Vec::new(),
         }
     }
 }

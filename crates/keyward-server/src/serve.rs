@@ -11,6 +11,8 @@ use keyward_service::{Policy, Services};
 use keyward_store::{SqlStore, Store};
 use tokio::net::TcpListener;
 
+use keyward_gateway::{meter, Catalog, Gateway, KeyCache};
+
 use crate::api::{self, AppState};
 use crate::config::{Config, Database};
 
@@ -37,7 +39,22 @@ pub async fn open_services(config: &Config) -> anyhow::Result<Services> {
 }
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    let catalog =
+        Catalog::new(&config.upstreams, &config.models).map_err(|e| anyhow::anyhow!("{e}"))?;
     let services = open_services(&config).await?;
+    let keys = KeyCache::new(services.clone(), 1_000_000);
+    let watcher = keys.watch(Duration::from_millis(250));
+    let (meter, ledger) = meter::start(services.store().clone());
+    let gateway = Gateway {
+        keys,
+        catalog: Arc::new(catalog),
+        meter,
+        client: reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build()?,
+        max_body_bytes: config.limits.max_request_body_bytes,
+    };
     let sweeper = tokio::spawn(sweep_expired_keys(
         services.clone(),
         Duration::from_secs(config.limits.expiry_sweep_seconds.max(1)),
@@ -60,11 +77,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     });
     axum::serve(
         listener,
-        api::app(state).into_make_service_with_connect_info::<SocketAddr>(),
+        api::app(state, gateway).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown_signal())
     .await?;
     sweeper.abort();
+    watcher.abort();
+    // Every request has finished: store what is still queued.
+    ledger.shutdown().await;
     tracing::info!("keyward stopped");
     Ok(())
 }

@@ -2,8 +2,7 @@
 //! expire, and authenticate a presented secret.
 
 use keyward_core::{
-    time::now_unix, Access, KeyHash, KeyId, KeyKind, Micros, Permissions, PlainKey, ProjectId,
-    UserId,
+    time::now_unix, Access, KeyId, KeyKind, Micros, Permissions, PlainKey, ProjectId, UserId,
 };
 use keyward_store::{
     Actor, KeyRecord, KeyScope, Listed, Page, RateLimits, Revocation, RevokeReason, SecretMatch,
@@ -13,6 +12,7 @@ use serde_json::json;
 
 use crate::audit::{cursor_error, entry, Target};
 use crate::caller::{Caller, Principal};
+use crate::changes::Change;
 use crate::error::{AuthError, Result, ServiceError};
 use crate::{validate, Services};
 
@@ -345,6 +345,7 @@ impl Services {
             }),
         );
         self.store.update_key(&record, &audit).await?;
+        self.changed(Change::Key(record.id.clone()));
         Ok(record)
     }
 
@@ -388,6 +389,7 @@ impl Services {
             .revoke_key(&record.id, &revocation, &audit)
             .await?
         {
+            self.changed(Change::Key(record.id.clone()));
             record.revoked = Some(revocation);
         } else if let Some(now) = self.store.key(&record.id).await? {
             record = now;
@@ -437,6 +439,7 @@ impl Services {
                 &audit,
             )
             .await?;
+        self.changed(Change::Key(record.id.clone()));
         record.redacted_value = secret.redacted();
         Ok(CreatedKey {
             key: record,
@@ -476,32 +479,38 @@ impl Services {
     /// Checks a presented secret: format and checksum first (no store read
     /// for a typo), then the hash lookup, revocation and expiry.
     pub async fn authenticate(&self, presented: &str) -> Result<Principal, ServiceError> {
-        let plain = PlainKey::parse(presented).map_err(|_| AuthError::Malformed)?;
-        let found = self.store.key_by_hash(&KeyHash::of(plain.expose())).await?;
-        let key = check_match(found, now_unix())?;
-        match key.kind {
+        let active = self.active_key(presented).await?;
+        match active.key.kind {
             KeyKind::Admin => {
                 let user = self
                     .store
-                    .user(&key.owner_id)
+                    .user(&active.key.owner_id)
                     .await?
                     .ok_or(AuthError::Unknown)?;
                 Ok(Principal::User {
                     user,
-                    via: Actor::Key(key.id),
+                    via: Actor::Key(active.key.id),
                 })
             }
-            KeyKind::Project => {
-                let project = match &key.project_id {
-                    Some(p) => self.store.project(p).await?,
-                    None => None,
-                };
-                match project {
-                    Some(p) if p.archived_at.is_none() => Ok(Principal::ProjectKey(Box::new(key))),
-                    _ => Err(AuthError::Revoked.into()),
-                }
+            KeyKind::Project => Ok(Principal::ProjectKey(Box::new(active.key))),
+        }
+    }
+
+    /// The key a presented secret belongs to, if it may be used now: not
+    /// revoked, not expired, its secret not past a rotation's grace, its
+    /// project not archived.
+    pub async fn active_key(&self, presented: &str) -> Result<ActiveKey, ServiceError> {
+        let plain = PlainKey::parse(presented).map_err(|_| AuthError::Malformed)?;
+        let found = self.store.key_by_hash(&plain.hash()).await?;
+        let now = now_unix();
+        let (key, valid_until) = check_match(found, now)?;
+        if let Some(project) = &key.project_id {
+            match self.store.project(project).await? {
+                Some(p) if p.archived_at.is_none() => {}
+                _ => return Err(AuthError::Revoked.into()),
             }
         }
+        Ok(ActiveKey { key, valid_until })
     }
 
     /// Loads a key and checks the caller may use it with `needed` access.
@@ -562,14 +571,29 @@ impl Services {
     }
 }
 
+/// A key that may be used, and until when (its own expiry or its secret's,
+/// whichever comes first).
+#[derive(Debug, Clone)]
+pub struct ActiveKey {
+    pub key: KeyRecord,
+    pub valid_until: Option<i64>,
+}
+
 /// The verdict on a hash lookup at time `now`.
-fn check_match(found: Option<SecretMatch>, now: i64) -> Result<KeyRecord, AuthError> {
+fn check_match(
+    found: Option<SecretMatch>,
+    now: i64,
+) -> Result<(KeyRecord, Option<i64>), AuthError> {
     let m = found.ok_or(AuthError::Unknown)?;
     if m.key.revoked.is_some() {
         return Err(AuthError::Revoked);
     }
-    if m.key.expires_at.is_some_and(|t| t <= now) || m.secret_expires_at.is_some_and(|t| t <= now) {
+    let valid_until = match (m.key.expires_at, m.secret_expires_at) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    if valid_until.is_some_and(|t| t <= now) {
         return Err(AuthError::Expired);
     }
-    Ok(m.key)
+    Ok((m.key, valid_until))
 }

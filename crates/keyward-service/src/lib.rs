@@ -5,6 +5,7 @@
 mod accounts;
 mod audit;
 mod caller;
+mod changes;
 mod error;
 mod keys;
 mod projects;
@@ -14,8 +15,9 @@ use std::sync::Arc;
 
 pub use accounts::NewAccount;
 pub use caller::{Caller, Principal};
+pub use changes::Change;
 pub use error::{AuthError, ServiceError};
-pub use keys::{CreatedKey, KeyPatch, KeyRef, KeySpec, MAX_ROTATION_GRACE_SECONDS};
+pub use keys::{ActiveKey, CreatedKey, KeyPatch, KeyRef, KeySpec, MAX_ROTATION_GRACE_SECONDS};
 use keyward_store::Store;
 pub use validate::MAX_NAME_CHARS;
 
@@ -39,11 +41,16 @@ impl Default for Policy {
 pub struct Services {
     store: Arc<dyn Store>,
     policy: Policy,
+    hooks: Arc<std::sync::RwLock<Vec<changes::Hook>>>,
 }
 
 impl Services {
     pub fn new(store: Arc<dyn Store>, policy: Policy) -> Self {
-        Services { store, policy }
+        Services {
+            store,
+            policy,
+            hooks: Arc::default(),
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

@@ -105,6 +105,7 @@ impl Services {
                 json!({}),
             );
             self.store.archive_project(id, now, &audit).await?;
+            self.changed(crate::Change::Project(id.clone()));
             project.archived_at = Some(now);
         }
         Ok(project)

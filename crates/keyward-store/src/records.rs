@@ -254,3 +254,36 @@ pub struct AuditFilter {
 /// The store's answer when `after` names nothing in the listed collection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UnknownCursor;
+
+/// What one gateway request used and cost; a row of the usage ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageEvent {
+    pub request_id: String,
+    pub key_id: KeyId,
+    pub project_id: ProjectId,
+    pub user_id: UserId,
+    pub model: String,
+    /// `chat.completions`, `completions` or `embeddings`.
+    pub endpoint: &'static str,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub cost: Micros,
+    /// The HTTP status the client received.
+    pub status: u16,
+    pub latency_ms: i64,
+    pub created_at: i64,
+}
+
+/// One row of the daily roll-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DailyUsage {
+    pub day: i64,
+    pub project_id: ProjectId,
+    pub key_id: KeyId,
+    pub model: String,
+    pub requests: i64,
+    pub errors: i64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub cost: Micros,
+}

@@ -293,6 +293,30 @@ fn audit_from_row(row: &AnyRow) -> Result<AuditEntry> {
     })
 }
 
+fn usage_from_row(row: &AnyRow) -> Result<UsageEvent> {
+    let endpoint: String = row.try_get("endpoint")?;
+    let status: i64 = row.try_get("status")?;
+    Ok(UsageEvent {
+        request_id: row.try_get("request_id")?,
+        key_id: parse_id(row, "key_id", KeyId::parse)?,
+        project_id: parse_id(row, "project_id", ProjectId::parse)?,
+        user_id: parse_id(row, "user_id", UserId::parse)?,
+        model: row.try_get("model")?,
+        endpoint: match endpoint.as_str() {
+            "chat.completions" => "chat.completions",
+            "completions" => "completions",
+            "embeddings" => "embeddings",
+            other => return Err(corrupt(format!("ledger endpoint {other}"))),
+        },
+        prompt_tokens: row.try_get("prompt_tokens")?,
+        completion_tokens: row.try_get("completion_tokens")?,
+        cost: Micros(row.try_get("cost_micros")?),
+        status: u16::try_from(status).map_err(|_| corrupt(format!("ledger status {status}")))?,
+        latency_ms: row.try_get("latency_ms")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
 #[async_trait]
 impl Store for SqlStore {
     async fn migrate(&self) -> Result<()> {
@@ -763,6 +787,99 @@ impl Store for SqlStore {
         .execute(&self.pool)
         .await?
         .rows_affected())
+    }
+
+    async fn audit_seq_now(&self) -> Result<i64> {
+        Ok(
+            sqlx::query("SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT) FROM audit_log")
+                .fetch_one(&self.pool)
+                .await?
+                .try_get(0)?,
+        )
+    }
+
+    async fn audit_targets_since(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, String, String)>> {
+        let rows = sqlx::query(
+            "SELECT seq, target_type, target_id FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect()
+    }
+
+    async fn record_usage(&self, events: &[UsageEvent]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for e in events {
+            let inserted = sqlx::query(
+                "INSERT INTO usage_ledger (request_id, key_id, project_id, user_id, model, endpoint, \
+                 prompt_tokens, completion_tokens, cost_micros, status, latency_ms, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                 ON CONFLICT (request_id) DO NOTHING",
+            )
+            .bind(e.request_id.as_str())
+            .bind(e.key_id.as_str())
+            .bind(e.project_id.as_str())
+            .bind(e.user_id.as_str())
+            .bind(e.model.as_str())
+            .bind(e.endpoint)
+            .bind(e.prompt_tokens)
+            .bind(e.completion_tokens)
+            .bind(e.cost.0)
+            .bind(i64::from(e.status))
+            .bind(e.latency_ms)
+            .bind(e.created_at)
+            .execute(&mut *tx)
+            .await?;
+            if inserted.rows_affected() == 0 {
+                continue;
+            }
+            sqlx::query(
+                "INSERT INTO usage_daily (day, project_id, key_id, model, requests, errors, prompt_tokens, \
+                 completion_tokens, cost_micros) VALUES ($1, $2, $3, $4, 1, $5, $6, $7, $8) \
+                 ON CONFLICT (day, project_id, key_id, model) DO UPDATE SET \
+                 requests = usage_daily.requests + 1, errors = usage_daily.errors + excluded.errors, \
+                 prompt_tokens = usage_daily.prompt_tokens + excluded.prompt_tokens, \
+                 completion_tokens = usage_daily.completion_tokens + excluded.completion_tokens, \
+                 cost_micros = usage_daily.cost_micros + excluded.cost_micros",
+            )
+            .bind(e.created_at - e.created_at.rem_euclid(86_400))
+            .bind(e.project_id.as_str())
+            .bind(e.key_id.as_str())
+            .bind(e.model.as_str())
+            .bind(i64::from(e.status >= 400))
+            .bind(e.prompt_tokens)
+            .bind(e.completion_tokens)
+            .bind(e.cost.0)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn usage_events(
+        &self,
+        project: &ProjectId,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<UsageEvent>> {
+        let rows = sqlx::query(
+            "SELECT * FROM usage_ledger WHERE project_id = $1 AND created_at >= $2 AND created_at < $3 ORDER BY seq",
+        )
+        .bind(project.as_str())
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(usage_from_row).collect()
     }
 
     async fn list_audit(

@@ -92,7 +92,29 @@ pub trait Store: Send + Sync + 'static {
     /// Drops secrets whose grace period ended before `now`.
     async fn purge_expired_secrets(&self, now: i64) -> Result<u64>;
 
+    // Usage
+    /// Appends ledger rows and adds them to the daily roll-up, in one
+    /// transaction. A request id already recorded is skipped, so a retried
+    /// batch does not count twice.
+    async fn record_usage(&self, events: &[UsageEvent]) -> Result<()>;
+    /// Ledger rows of a project in `[from, to)`, oldest first (for tests and export).
+    async fn usage_events(
+        &self,
+        project: &ProjectId,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<UsageEvent>>;
+
     // Audit log
+    /// The newest audit entry's sequence number (0 when empty).
+    async fn audit_seq_now(&self) -> Result<i64>;
+    /// `(seq, target_type, target_id)` of entries after `after`, oldest
+    /// first: the change feed other processes watch to drop cached keys.
+    async fn audit_targets_since(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, String, String)>>;
     async fn list_audit(
         &self,
         filter: &AuditFilter,

@@ -4,14 +4,12 @@
 mod admin_keys;
 mod audit_logs;
 mod auth;
-pub mod error;
 mod extract;
 mod health;
 pub mod objects;
 pub mod present;
 mod project_keys;
 mod projects;
-mod request_id;
 
 use std::time::Duration;
 
@@ -26,6 +24,9 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+
+pub use keyward_gateway::error;
+use keyward_gateway::{request_id, Gateway};
 
 use error::ApiError;
 
@@ -78,12 +79,17 @@ fn management(state: AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(admin_keys::retrieve, admin_keys::delete))
         .routes(routes!(audit_logs::list))
         .split_for_parts();
-    let router = router.layer(middleware::from_fn_with_state(state, auth::require_key));
+    let router = router
+        .layer(middleware::from_fn_with_state(state, auth::require_key))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::GATEWAY_TIMEOUT,
+            Duration::from_secs(60),
+        ));
     (router, api)
 }
 
 /// The whole HTTP application.
-pub fn app(state: AppState) -> Router {
+pub fn app(state: AppState, gateway: Gateway) -> Router {
     let (management, mut openapi) = management(state.clone());
     let (public, public_api) = OpenApiRouter::new()
         .routes(routes!(health::healthz))
@@ -98,6 +104,8 @@ pub fn app(state: AppState) -> Router {
             "/openapi.json",
             get(move || async move { Json(openapi.as_ref().clone()) }),
         )
+        .with_state(state)
+        .merge(keyward_gateway::routes(gateway))
         .fallback(|| async {
             ApiError::not_found(
                 "Unknown request URL. See /openapi.json for the endpoints Keyward serves.",
@@ -114,11 +122,6 @@ pub fn app(state: AppState) -> Router {
             }
             .into_response()
         })
-        .with_state(state)
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::GATEWAY_TIMEOUT,
-            Duration::from_secs(60),
-        ))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::internal().into_response()
         }))

@@ -7,10 +7,16 @@ use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
 
-pub async fn assign(req: Request, next: Next) -> Response {
+/// The id of the request being served, in its extensions: the gateway
+/// records it in the usage ledger.
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
+pub async fn assign(mut req: Request, next: Next) -> Response {
     let mut random = [0u8; 24];
     keyward_core::base62::fill_random(&mut random);
     let id = format!("req_{}", std::str::from_utf8(&random).unwrap_or_default());
+    req.extensions_mut().insert(RequestId(id.clone()));
     let span =
         tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path());
     let started = std::time::Instant::now();

@@ -84,6 +84,46 @@ impl ApiError {
         }
     }
 
+    /// 404 for a model that does not exist or that the key may not use.
+    pub fn model_not_found(model: &str) -> Self {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            kind: "invalid_request_error",
+            message: format!(
+                "The model `{}` does not exist or you do not have access to it.",
+                model.chars().take(256).collect::<String>()
+            ),
+            param: Some("model".into()),
+            code: Some("model_not_found"),
+        }
+    }
+
+    /// 401 naming the scope a key lacks, as OpenAI words it.
+    pub fn missing_scope(scope: &str, hint: &str) -> Self {
+        ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            kind: "invalid_request_error",
+            message: format!("You have insufficient permissions for this operation. Missing scopes: {scope}. {hint}"),
+            param: None,
+            code: Some("insufficient_permissions"),
+        }
+    }
+
+    /// 502 / 504 for an upstream that could not be reached or did not answer in time.
+    pub fn upstream(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            kind: "server_error",
+            message: message.into(),
+            param: None,
+            code: Some(if status == StatusCode::GATEWAY_TIMEOUT {
+                "upstream_timeout"
+            } else {
+                "upstream_unavailable"
+            }),
+        }
+    }
+
     pub fn missing_key() -> Self {
         ApiError {
             status: StatusCode::UNAUTHORIZED,
@@ -133,13 +173,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::Invalid { param, .. } => {
                 ApiError::invalid(param.map(str::to_owned), message)
             }
-            ServiceError::PermissionDenied { .. } => ApiError {
-                status: StatusCode::UNAUTHORIZED,
-                kind: "invalid_request_error",
-                message,
-                param: None,
-                code: Some("insufficient_permissions"),
-            },
+            ServiceError::PermissionDenied { scope, hint } => ApiError::missing_scope(&scope, hint),
             ServiceError::Conflict(_) => ApiError {
                 status: StatusCode::CONFLICT,
                 kind: "invalid_request_error",

@@ -1,0 +1,174 @@
+//! Which models exist, which upstream serves each, and what they cost —
+//! from the operator's `[[upstreams]]` and `[[models]]` configuration.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use keyward_core::{Micros, Price};
+use reqwest::header::HeaderValue;
+use serde::{Deserialize, Serialize};
+
+/// An OpenAI-compatible HTTP API that serves models.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Any name; models refer to it.
+    pub name: String,
+    /// `openai`: any OpenAI-compatible HTTP API (OpenAI, vLLM, llama.cpp server, Ollama, …).
+    #[serde(default = "default_kind")]
+    pub kind: String,
+    /// E.g. `https://api.openai.com/v1`; endpoint paths are appended.
+    pub base_url: String,
+    /// Environment variable holding the upstream's API key.
+    pub api_key_env: Option<String>,
+    /// The upstream's API key inline (prefer `api_key_env`).
+    pub api_key: Option<String>,
+    /// How long a call may take, e.g. `120s` (default 600s).
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+}
+
+fn default_kind() -> String {
+    "openai".into()
+}
+
+/// A model id clients ask for, and where it goes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    pub id: String,
+    pub upstream: String,
+    /// The name the upstream knows the model by, if different.
+    pub upstream_model: Option<String>,
+    /// USD per million input tokens.
+    #[serde(default)]
+    pub input_price_per_mtok: f64,
+    /// USD per million output tokens.
+    #[serde(default)]
+    pub output_price_per_mtok: f64,
+}
+
+/// A configured upstream, ready to call. Its credential is kept as a
+/// sensitive header value, which `Debug` does not print.
+#[derive(Debug)]
+pub struct Upstream {
+    pub name: String,
+    base_url: String,
+    pub authorization: Option<HeaderValue>,
+    pub timeout: Duration,
+}
+
+impl Upstream {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base_url, path)
+    }
+}
+
+/// One model, resolved.
+#[derive(Debug)]
+pub struct Route {
+    pub id: String,
+    pub upstream: Arc<Upstream>,
+    /// `Some` when the upstream knows the model by another name.
+    pub rename: Option<String>,
+    pub price: Price,
+}
+
+/// Every model the installation serves.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    routes: Vec<Arc<Route>>,
+    by_id: HashMap<String, Arc<Route>>,
+}
+
+impl Catalog {
+    /// Checks the configuration and resolves credentials from the environment.
+    pub fn new(upstreams: &[UpstreamConfig], models: &[ModelConfig]) -> Result<Catalog, String> {
+        let mut resolved: HashMap<&str, Arc<Upstream>> = HashMap::new();
+        for u in upstreams {
+            if u.kind != "openai" {
+                return Err(format!(
+                    "upstream `{}` has kind `{}`; the supported kind is `openai` (any OpenAI-compatible HTTP API)",
+                    u.name, u.kind
+                ));
+            }
+            let base = u.base_url.trim_end_matches('/');
+            if !(base.starts_with("http://") || base.starts_with("https://")) {
+                return Err(format!(
+                    "upstream `{}`: base_url must start with http:// or https://",
+                    u.name
+                ));
+            }
+            let key = match (&u.api_key, &u.api_key_env) {
+                (Some(k), _) => Some(k.clone()),
+                (None, Some(var)) => Some(std::env::var(var).map_err(|_| {
+                    format!("upstream `{}`: the environment variable {var} named by api_key_env is not set", u.name)
+                })?),
+                (None, None) => None,
+            };
+            let authorization = key
+                .map(|k| {
+                    let mut v = HeaderValue::from_str(&format!("Bearer {k}"))
+                        .map_err(|_| format!("upstream `{}`: the API key contains characters not allowed in a header", u.name))?;
+                    v.set_sensitive(true);
+                    Ok::<_, String>(v)
+                })
+                .transpose()?;
+            let upstream = Arc::new(Upstream {
+                name: u.name.clone(),
+                base_url: base.to_owned(),
+                authorization,
+                timeout: u.timeout.unwrap_or(Duration::from_secs(600)),
+            });
+            if resolved.insert(u.name.as_str(), upstream).is_some() {
+                return Err(format!(
+                    "two upstreams are named `{}`; names must be unique",
+                    u.name
+                ));
+            }
+        }
+        let mut catalog = Catalog::default();
+        for m in models {
+            let upstream = resolved.get(m.upstream.as_str()).ok_or_else(|| {
+                format!(
+                    "model `{}` names upstream `{}`, which is not configured",
+                    m.id, m.upstream
+                )
+            })?;
+            let price = |usd: f64, what: &str| {
+                Micros::from_usd(usd).map_err(|e| format!("model `{}`: {what} {e}", m.id))
+            };
+            let route = Arc::new(Route {
+                id: m.id.clone(),
+                upstream: upstream.clone(),
+                rename: m.upstream_model.clone().filter(|n| n != &m.id),
+                price: Price {
+                    input_per_mtok: price(m.input_price_per_mtok, "input_price_per_mtok")?,
+                    output_per_mtok: price(m.output_price_per_mtok, "output_price_per_mtok")?,
+                },
+            });
+            if catalog.by_id.insert(m.id.clone(), route.clone()).is_some() {
+                return Err(format!("model `{}` is configured twice", m.id));
+            }
+            catalog.routes.push(route);
+        }
+        Ok(catalog)
+    }
+
+    /// The route for `model` if it exists and `allowed` (a key's allow-list) permits it.
+    pub fn route(&self, model: &str, allowed: Option<&[String]>) -> Option<&Arc<Route>> {
+        let permitted = allowed.is_none_or(|list| list.iter().any(|m| m == model));
+        self.by_id.get(model).filter(|_| permitted)
+    }
+
+    /// The models a key may use, in configuration order.
+    pub fn visible<'a>(
+        &'a self,
+        allowed: Option<&'a [String]>,
+    ) -> impl Iterator<Item = &'a Arc<Route>> + 'a {
+        self.routes
+            .iter()
+            .filter(move |r| allowed.is_none_or(|list| list.iter().any(|m| m == &r.id)))
+    }
+}

@@ -1,0 +1,47 @@
+//! The OpenAI-compatible gateway: every call made with a key passes here.
+//!
+//! ```text
+//! request ─▶ auth (key → record, cached) ─▶ validate head ─▶ permission, IP, model
+//!         ─▶ upstream (bytes forwarded as they came) ─▶ response / SSE back
+//!                                   └──▶ meter (usage event) ─▶ ledger writer (batched)
+//! ```
+
+pub mod auth;
+pub mod catalog;
+pub mod error;
+pub mod meter;
+mod proxy;
+mod request;
+pub mod request_id;
+mod sse;
+
+use std::sync::Arc;
+
+use axum::routing::{get, post};
+use axum::Router;
+
+pub use auth::KeyCache;
+pub use catalog::{Catalog, ModelConfig, UpstreamConfig};
+pub use meter::Meter;
+
+/// Everything the gateway's handlers share.
+#[derive(Clone)]
+pub struct Gateway {
+    pub keys: Arc<KeyCache>,
+    pub catalog: Arc<Catalog>,
+    pub meter: Meter,
+    pub client: reqwest::Client,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+/// The `/v1` model endpoints.
+pub fn routes(gateway: Gateway) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(proxy::chat_completions))
+        .route("/v1/completions", post(proxy::completions))
+        .route("/v1/embeddings", post(proxy::embeddings))
+        .route("/v1/models", get(proxy::list_models))
+        .route("/v1/models/{model}", get(proxy::retrieve_model))
+        .with_state(gateway)
+}

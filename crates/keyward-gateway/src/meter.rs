@@ -1,0 +1,143 @@
+//! Metering off the request path: handlers hand usage events to a channel;
+//! one writer task stores them in batches, together with keys' last-used
+//! times, and drains everything on a graceful shutdown.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use keyward_core::KeyId;
+use keyward_store::{Store, UsageEvent};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+/// Largest batch written in one transaction.
+const BATCH: usize = 512;
+/// `last_used_at` is written at most this often per key.
+const LAST_USED_EVERY: i64 = 60;
+
+/// The sending side, cloned into every handler.
+#[derive(Clone)]
+pub struct Meter {
+    tx: mpsc::UnboundedSender<UsageEvent>,
+    depth: Arc<AtomicI64>,
+}
+
+impl Meter {
+    /// Queues an event; never blocks the request.
+    pub fn record(&self, event: UsageEvent) {
+        self.depth.fetch_add(1, Ordering::Relaxed);
+        if self.tx.send(event).is_err() {
+            self.depth.fetch_sub(1, Ordering::Relaxed);
+            tracing::error!("usage event dropped: the ledger writer has stopped");
+        }
+    }
+
+    /// Events queued but not yet stored.
+    pub fn queue_depth(&self) -> i64 {
+        self.depth.load(Ordering::Relaxed)
+    }
+}
+
+/// The writer task; call [`LedgerWriter::shutdown`] after the server has
+/// stopped accepting requests so that nothing queued is lost.
+pub struct LedgerWriter {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl LedgerWriter {
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
+/// Starts the writer.
+pub fn start(store: Arc<dyn Store>) -> (Meter, LedgerWriter) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let depth = Arc::new(AtomicI64::new(0));
+    let (stop, stopped) = oneshot::channel();
+    let task = tokio::spawn(write_loop(store, rx, depth.clone(), stopped));
+    (Meter { tx, depth }, LedgerWriter { stop, task })
+}
+
+async fn write_loop(
+    store: Arc<dyn Store>,
+    mut rx: mpsc::UnboundedReceiver<UsageEvent>,
+    depth: Arc<AtomicI64>,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    let mut touched: HashMap<KeyId, i64> = HashMap::new();
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        tokio::select! {
+            n = rx.recv_many(&mut batch, BATCH) => {
+                if n == 0 {
+                    break;
+                }
+            }
+            _ = &mut stopped => {
+                while let Ok(e) = rx.try_recv() {
+                    batch.push(e);
+                    if batch.len() == BATCH {
+                        write(&*store, &mut batch, &depth, &mut touched).await;
+                    }
+                }
+                write(&*store, &mut batch, &depth, &mut touched).await;
+                break;
+            }
+        }
+        write(&*store, &mut batch, &depth, &mut touched).await;
+    }
+}
+
+/// Stores a batch, retrying a few times: a brief database outage must not
+/// lose billing data.
+async fn write(
+    store: &dyn Store,
+    batch: &mut Vec<UsageEvent>,
+    depth: &AtomicI64,
+    touched: &mut HashMap<KeyId, i64>,
+) {
+    if batch.is_empty() {
+        return;
+    }
+    let mut delay = Duration::from_millis(50);
+    for attempt in 1..=8 {
+        match store.record_usage(batch).await {
+            Ok(()) => break,
+            Err(e) if attempt < 8 => {
+                tracing::warn!(error = %e, attempt, "cannot write usage; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, events = batch.len(), "usage events lost: the database keeps failing")
+            }
+        }
+    }
+    let mut uses: HashMap<&KeyId, i64> = HashMap::new();
+    for e in batch.iter() {
+        let t = uses.entry(&e.key_id).or_insert(e.created_at);
+        *t = (*t).max(e.created_at);
+    }
+    let due: Vec<(KeyId, i64)> = uses
+        .into_iter()
+        .filter(|(k, t)| {
+            touched
+                .get(*k)
+                .is_none_or(|last| t - last >= LAST_USED_EVERY)
+        })
+        .map(|(k, t)| (k.clone(), t))
+        .collect();
+    if !due.is_empty() {
+        match store.touch_keys(&due).await {
+            Ok(()) => touched.extend(due),
+            Err(e) => tracing::warn!(error = %e, "cannot record keys' last use"),
+        }
+    }
+    depth.fetch_sub(batch.len() as i64, Ordering::Relaxed);
+    batch.clear();
+}

@@ -1,0 +1,328 @@
+//! The model endpoints: authenticate, check, forward, relay, meter.
+
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use axum::body::{to_bytes, Body};
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+use futures_util::{Stream, StreamExt};
+use keyward_core::{time::now_unix, Access, EndpointGroup};
+use keyward_service::ActiveKey;
+use keyward_store::UsageEvent;
+use serde_json::json;
+
+use crate::catalog::Route;
+use crate::error::ApiError;
+use crate::meter::Meter;
+use crate::request::{self, Endpoint};
+use crate::request_id::RequestId;
+use crate::sse::{usage_of, Usage, UsageTap};
+use crate::Gateway;
+
+pub async fn chat_completions(State(gw): State<Gateway>, req: Request) -> Response {
+    proxy(gw, Endpoint::ChatCompletions, req)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+pub async fn completions(State(gw): State<Gateway>, req: Request) -> Response {
+    proxy(gw, Endpoint::Completions, req)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+pub async fn embeddings(State(gw): State<Gateway>, req: Request) -> Response {
+    proxy(gw, Endpoint::Embeddings, req)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `GET /v1/models`: the models the calling key may use.
+pub async fn list_models(
+    State(gw): State<Gateway>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let key = caller(&gw, &headers, EndpointGroup::Models, Access::Read).await?;
+    let data: Vec<_> = gw
+        .catalog
+        .visible(key.key.allowed_models.as_deref())
+        .map(|r| model_object(r))
+        .collect();
+    Ok(Json(json!({"object": "list", "data": data})))
+}
+
+/// `GET /v1/models/{model}`.
+pub async fn retrieve_model(
+    State(gw): State<Gateway>,
+    Path(model): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let key = caller(&gw, &headers, EndpointGroup::Models, Access::Read).await?;
+    let route = gw
+        .catalog
+        .route(&model, key.key.allowed_models.as_deref())
+        .ok_or_else(|| ApiError::model_not_found(&model))?;
+    Ok(Json(model_object(route)))
+}
+
+fn model_object(route: &Route) -> serde_json::Value {
+    json!({"id": route.id, "object": "model", "created": 0, "owned_by": route.upstream.name})
+}
+
+/// The key behind the request's bearer token, with `needed` access to `group`.
+async fn caller(
+    gw: &Gateway,
+    headers: &HeaderMap,
+    group: EndpointGroup,
+    needed: Access,
+) -> Result<std::sync::Arc<ActiveKey>, ApiError> {
+    let token = bearer(headers).ok_or_else(ApiError::missing_key)?;
+    let active = gw.keys.authenticate(token).await?;
+    if !active.key.permissions.allows(group, needed) {
+        return Err(ApiError::missing_scope(
+            &group.scope(needed),
+            "Check that your restricted API key has the necessary permissions.",
+        ));
+    }
+    Ok(active)
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+fn ip_allowed(allowed: Option<&[String]>, ip: Option<IpAddr>) -> bool {
+    let Some(list) = allowed else { return true };
+    let Some(ip) = ip else { return false };
+    list.iter()
+        .filter_map(|n| n.parse::<ipnet::IpNet>().ok())
+        .any(|net| net.contains(&ip))
+}
+
+/// What a finished request reports to the ledger.
+struct Pending {
+    meter: Meter,
+    request_id: String,
+    key: std::sync::Arc<ActiveKey>,
+    route: std::sync::Arc<Route>,
+    endpoint: Endpoint,
+    started: Instant,
+}
+
+impl Pending {
+    fn record(&self, status: StatusCode, usage: Usage) {
+        let key = &self.key.key;
+        let Some(project_id) = key.project_id.clone() else {
+            return;
+        };
+        self.meter.record(UsageEvent {
+            request_id: self.request_id.clone(),
+            key_id: key.id.clone(),
+            project_id,
+            user_id: key.owner_id.clone(),
+            model: self.route.id.clone(),
+            endpoint: self.endpoint.ledger_name(),
+            prompt_tokens: usage.prompt_tokens,
+            completion_tokens: usage.completion_tokens,
+            cost: self
+                .route
+                .price
+                .cost(usage.prompt_tokens, usage.completion_tokens),
+            status: status.as_u16(),
+            latency_ms: self.started.elapsed().as_millis() as i64,
+            created_at: now_unix(),
+        });
+    }
+}
+
+async fn proxy(gw: Gateway, endpoint: Endpoint, req: Request) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let (parts, body) = req.into_parts();
+    let key = caller(&gw, &parts.headers, endpoint.group(), Access::Write).await?;
+    let ip = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    if !ip_allowed(key.key.allowed_ips.as_deref(), ip) {
+        return Err(ApiError {
+            status: StatusCode::FORBIDDEN,
+            kind: "invalid_request_error",
+            message: "This API key may not be used from your IP address. Ask its owner to add it to the key's allowed IPs.".into(),
+            param: None,
+            code: Some("ip_not_allowed"),
+        });
+    }
+    let raw = to_bytes(body, gw.max_body_bytes)
+        .await
+        .map_err(|_| ApiError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            kind: "invalid_request_error",
+            message: format!(
+                "The request body is larger than {} bytes.",
+                gw.max_body_bytes
+            ),
+            param: None,
+            code: Some("request_too_large"),
+        })?;
+    let head = request::parse(endpoint, &raw)?;
+    let route = gw
+        .catalog
+        .route(&head.model, key.key.allowed_models.as_deref())
+        .ok_or_else(|| ApiError::model_not_found(&head.model))?
+        .clone();
+    let (upstream_body, strip_usage) =
+        request::upstream_body(&raw, &head, route.rename.as_deref())?;
+    let pending = Pending {
+        meter: gw.meter.clone(),
+        request_id: parts
+            .extensions
+            .get::<RequestId>()
+            .map(|r| r.0.clone())
+            .unwrap_or_default(),
+        key,
+        route: route.clone(),
+        endpoint,
+        started,
+    };
+
+    let mut call = gw
+        .client
+        .post(route.upstream.url(endpoint.path()))
+        .header(header::CONTENT_TYPE, "application/json")
+        .timeout(route.upstream.timeout)
+        .body(upstream_body);
+    if let Some(auth) = &route.upstream.authorization {
+        call = call.header(header::AUTHORIZATION, auth.clone());
+    }
+    let upstream = match call.send().await {
+        Ok(r) => r,
+        Err(e) => {
+            let err = upstream_error(&route, &e);
+            pending.record(err.status, Usage::default());
+            return Err(err);
+        }
+    };
+    let status = upstream.status();
+    let content_type = upstream.headers().get(header::CONTENT_TYPE).cloned();
+    let is_stream = head.stream && status.is_success();
+    let mut response = if is_stream {
+        let relay = Relay {
+            inner: upstream.bytes_stream().boxed(),
+            tap: UsageTap::new(strip_usage),
+            pending: Some(pending),
+            finished: false,
+        };
+        Response::new(Body::from_stream(relay))
+    } else {
+        let bytes = match upstream.bytes().await {
+            Ok(b) => b,
+            Err(e) => {
+                let err = upstream_error(&route, &e);
+                pending.record(err.status, Usage::default());
+                return Err(err);
+            }
+        };
+        pending.record(status, usage_of(&bytes).unwrap_or_default());
+        Response::new(Body::from(bytes))
+    };
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        content_type.unwrap_or_else(|| HeaderValue::from_static("application/json")),
+    );
+    if is_stream {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    }
+    headers.insert(
+        "openai-processing-ms",
+        HeaderValue::from(started.elapsed().as_millis() as u64),
+    );
+    Ok(response)
+}
+
+fn upstream_error(route: &Route, e: &reqwest::Error) -> ApiError {
+    let name = &route.upstream.name;
+    if e.is_timeout() {
+        ApiError::upstream(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!("The upstream `{name}` did not answer in time. Try again; if it persists, tell the operator."),
+        )
+    } else {
+        tracing::warn!(upstream = %name, error = %e, "upstream call failed");
+        ApiError::upstream(
+            StatusCode::BAD_GATEWAY,
+            format!("The upstream `{name}` could not be reached. Try again; if it persists, tell the operator."),
+        )
+    }
+}
+
+/// The upstream's SSE stream on its way to the client. Dropped early (the
+/// client went away), it drops the upstream call with it and still records
+/// what was used.
+struct Relay {
+    inner: BoxStream<'static, reqwest::Result<Bytes>>,
+    tap: UsageTap,
+    pending: Option<Pending>,
+    finished: bool,
+}
+
+impl Stream for Relay {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            if self.finished {
+                return Poll::Ready(None);
+            }
+            match self.inner.poll_next_unpin(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(chunk))) => {
+                    let out = self.tap.feed(chunk);
+                    if !out.is_empty() {
+                        return Poll::Ready(Some(Ok(out)));
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    self.finished = true;
+                    self.settle(StatusCode::BAD_GATEWAY);
+                    return Poll::Ready(Some(Err(std::io::Error::other(e))));
+                }
+                Poll::Ready(None) => {
+                    self.finished = true;
+                    let rest = self.tap.finish();
+                    self.settle(StatusCode::OK);
+                    if !rest.is_empty() {
+                        return Poll::Ready(Some(Ok(rest)));
+                    }
+                    return Poll::Ready(None);
+                }
+            }
+        }
+    }
+}
+
+impl Relay {
+    fn settle(&mut self, status: StatusCode) {
+        if let Some(p) = self.pending.take() {
+            p.record(status, self.tap.usage.unwrap_or_default());
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        // 499: the client closed the connection before the stream ended.
+        self.settle(StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST));
+    }
+}

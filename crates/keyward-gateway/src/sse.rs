@@ -1,0 +1,179 @@
+//! Server-sent events from an upstream, passed to the client as they come.
+//! A copy is split into events (on blank lines) only to read `usage`; the
+//! scan resumes where it stopped, so a long stream costs linear time.
+
+use bytes::{Bytes, BytesMut};
+
+/// Token counts reported by an upstream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct Usage {
+    #[serde(default)]
+    pub prompt_tokens: i64,
+    #[serde(default)]
+    pub completion_tokens: i64,
+}
+
+/// Reads `usage` out of a whole JSON response body.
+pub fn usage_of(body: &[u8]) -> Option<Usage> {
+    #[derive(serde::Deserialize)]
+    struct WithUsage {
+        usage: Option<Usage>,
+    }
+    serde_json::from_slice::<WithUsage>(body).ok()?.usage
+}
+
+/// Watches a stream for its usage chunk; optionally removes that chunk.
+pub struct UsageTap {
+    pending: BytesMut,
+    scanned: usize,
+    strip_usage: bool,
+    pub usage: Option<Usage>,
+}
+
+impl UsageTap {
+    pub fn new(strip_usage: bool) -> Self {
+        UsageTap {
+            pending: BytesMut::new(),
+            scanned: 0,
+            strip_usage,
+            usage: None,
+        }
+    }
+
+    /// Takes a chunk from upstream; returns what to send to the client now.
+    pub fn feed(&mut self, chunk: Bytes) -> Bytes {
+        self.pending.extend_from_slice(&chunk);
+        if !self.strip_usage {
+            // The client gets the bytes untouched; events are parsed from the copy.
+            while let Some(event) = self.next_event() {
+                self.inspect(&event);
+            }
+            return chunk;
+        }
+        let mut out = BytesMut::new();
+        while let Some(event) = self.next_event() {
+            if !self.inspect(&event) {
+                out.extend_from_slice(&event);
+            }
+        }
+        out.freeze()
+    }
+
+    /// What is left when the upstream ends (an unterminated last event).
+    pub fn finish(&mut self) -> Bytes {
+        let rest = self.pending.split().freeze();
+        if self.strip_usage && !rest.is_empty() && self.inspect(&rest) {
+            return Bytes::new();
+        }
+        if self.strip_usage {
+            rest
+        } else {
+            Bytes::new()
+        }
+    }
+
+    /// The next complete event, including its terminating blank line.
+    fn next_event(&mut self) -> Option<Bytes> {
+        let buf = &self.pending[..];
+        let from = self.scanned.saturating_sub(3);
+        let end = (from..buf.len()).find_map(|i| {
+            if buf[i..].starts_with(b"\n\n") {
+                Some(i + 2)
+            } else if buf[i..].starts_with(b"\r\n\r\n") {
+                Some(i + 4)
+            } else {
+                None
+            }
+        });
+        match end {
+            Some(end) => {
+                self.scanned = 0;
+                Some(self.pending.split_to(end).freeze())
+            }
+            None => {
+                self.scanned = buf.len();
+                None
+            }
+        }
+    }
+
+    /// Records usage found in `event`; true when it is the usage-only chunk
+    /// (empty `choices`) that should be removed.
+    fn inspect(&mut self, event: &[u8]) -> bool {
+        if !contains(event, b"\"usage\"") {
+            return false;
+        }
+        #[derive(serde::Deserialize)]
+        struct Chunk {
+            usage: Option<Usage>,
+            #[serde(default)]
+            choices: Vec<serde::de::IgnoredAny>,
+        }
+        let data: Vec<u8> = event
+            .split(|&b| b == b'\n')
+            .filter_map(|line| line.strip_prefix(b"data:"))
+            .flat_map(|d| d.trim_ascii().iter().copied())
+            .collect();
+        match serde_json::from_slice::<Chunk>(&data) {
+            Ok(Chunk {
+                usage: Some(u),
+                choices,
+            }) => {
+                self.usage = Some(u);
+                choices.is_empty()
+            }
+            _ => false,
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STREAM: &str = "data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}],\"usage\":null}\n\n\
+data: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":2,\"total_tokens\":9}}\n\n\
+data: [DONE]\n\n";
+
+    fn run(strip: bool, split_at: &[usize]) -> (String, Option<Usage>) {
+        let mut tap = UsageTap::new(strip);
+        let mut out = Vec::new();
+        let mut last = 0;
+        for &i in split_at.iter().chain(std::iter::once(&STREAM.len())) {
+            out.extend_from_slice(&tap.feed(Bytes::copy_from_slice(&STREAM.as_bytes()[last..i])));
+            last = i;
+        }
+        out.extend_from_slice(&tap.finish());
+        (String::from_utf8(out).unwrap(), tap.usage)
+    }
+
+    #[test]
+    fn passes_through_and_reads_usage() {
+        let (out, usage) = run(false, &[5, 70, 71, 120]);
+        assert_eq!(out, STREAM);
+        assert_eq!(
+            usage,
+            Some(Usage {
+                prompt_tokens: 7,
+                completion_tokens: 2
+            })
+        );
+    }
+
+    #[test]
+    fn strips_the_usage_chunk_when_asked() {
+        for splits in [vec![], vec![1, 2, 3], vec![60, 61, 62, 63, 64, 65]] {
+            let (out, usage) = run(true, &splits);
+            assert!(!out.contains("prompt_tokens"), "{out}");
+            assert!(
+                out.contains("\"Hi\"") && out.ends_with("data: [DONE]\n\n"),
+                "{out}"
+            );
+            assert_eq!(usage.unwrap().completion_tokens, 2);
+        }
+    }
+}
