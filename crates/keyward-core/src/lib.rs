@@ -4,6 +4,7 @@
 
 pub mod base62;
 pub mod duration;
+pub mod gcra;
 pub mod id;
 pub mod key;
 pub mod money;

@@ -28,6 +28,15 @@ impl Micros {
     pub fn to_usd(self) -> f64 {
         self.0 as f64 / 1e6
     }
+
+    /// `$12.50`, or `$0.000012` for amounts under a cent.
+    pub fn format_usd(self) -> String {
+        if self.0.abs() >= 10_000 || self.0 == 0 {
+            format!("${:.2}", self.to_usd())
+        } else {
+            format!("${:.6}", self.to_usd())
+        }
+    }
 }
 
 impl fmt::Debug for Micros {

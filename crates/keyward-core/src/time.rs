@@ -10,10 +10,9 @@ pub fn now_unix() -> i64 {
         .unwrap_or(0)
 }
 
-/// `YYYY-MM-DD HH:MM` in UTC, for people reading CLI output.
-pub fn format_utc(unix: i64) -> String {
+/// `(year, month, day)` of the UTC date of `unix`.
+fn civil(unix: i64) -> (i64, i64, i64) {
     let days = unix.div_euclid(86_400);
-    let secs = unix.rem_euclid(86_400);
     // Howard Hinnant's civil-from-days algorithm.
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
@@ -24,11 +23,26 @@ pub fn format_utc(unix: i64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// `YYYY-MM-DD HH:MM` in UTC, for people reading CLI output.
+pub fn format_utc(unix: i64) -> String {
+    let (year, month, day) = civil(unix);
+    let secs = unix.rem_euclid(86_400);
     format!(
         "{year:04}-{month:02}-{day:02} {:02}:{:02}",
         secs / 3600,
         secs % 3600 / 60
     )
+}
+
+/// The Unix second at which the UTC calendar month holding `unix` began:
+/// monthly budgets reset then.
+pub fn month_start(unix: i64) -> i64 {
+    let (_, _, day) = civil(unix);
+    let midnight = unix - unix.rem_euclid(86_400);
+    midnight - (day - 1) * 86_400
 }
 
 #[cfg(test)]
@@ -40,5 +54,9 @@ mod tests {
         assert_eq!(format_utc(0), "1970-01-01 00:00");
         assert_eq!(format_utc(951_782_400), "2000-02-29 00:00");
         assert_eq!(format_utc(1_795_000_000), "2026-11-18 11:06");
+        assert_eq!(format_utc(month_start(1_795_000_000)), "2026-11-01 00:00");
+        assert_eq!(format_utc(month_start(951_782_400)), "2000-02-01 00:00");
+        assert_eq!(format_utc(month_start(1_795_000_000)), "2026-11-01 00:00");
+        assert_eq!(format_utc(month_start(951_782_400)), "2000-02-01 00:00");
     }
 }

@@ -47,6 +47,9 @@ pub struct ModelConfig {
     /// USD per million output tokens.
     #[serde(default)]
     pub output_price_per_mtok: f64,
+    /// The most output tokens the model produces, for budget reservations
+    /// when a request sets no `max_tokens` (default 4096).
+    pub max_output_tokens: Option<u64>,
 }
 
 /// A configured upstream, ready to call. Its credential is kept as a
@@ -73,6 +76,7 @@ pub struct Route {
     /// `Some` when the upstream knows the model by another name.
     pub rename: Option<String>,
     pub price: Price,
+    pub max_output_tokens: u64,
 }
 
 /// Every model the installation serves.
@@ -147,6 +151,7 @@ impl Catalog {
                     input_per_mtok: price(m.input_price_per_mtok, "input_price_per_mtok")?,
                     output_per_mtok: price(m.output_price_per_mtok, "output_price_per_mtok")?,
                 },
+                max_output_tokens: m.max_output_tokens.unwrap_or(4096),
             });
             if catalog.by_id.insert(m.id.clone(), route.clone()).is_some() {
                 return Err(format!("model `{}` is configured twice", m.id));

@@ -6,9 +6,12 @@
 //!                                   └──▶ meter (usage event) ─▶ ledger writer (batched)
 //! ```
 
+mod admission;
 pub mod auth;
+pub mod budget;
 pub mod catalog;
 pub mod error;
+pub mod limits;
 pub mod meter;
 mod proxy;
 mod request;
@@ -30,6 +33,8 @@ pub struct Gateway {
     pub keys: Arc<KeyCache>,
     pub catalog: Arc<Catalog>,
     pub meter: Meter,
+    pub limiter: Arc<dyn limits::Limiter>,
+    pub budgets: Arc<budget::Budgets>,
     pub client: reqwest::Client,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,

@@ -18,9 +18,9 @@ use keyward_service::ActiveKey;
 use keyward_store::UsageEvent;
 use serde_json::json;
 
+use crate::admission::{admit, Admission};
 use crate::catalog::Route;
 use crate::error::ApiError;
-use crate::meter::Meter;
 use crate::request::{self, Endpoint};
 use crate::request_id::RequestId;
 use crate::sse::{usage_of, Usage, UsageTap};
@@ -109,9 +109,10 @@ fn ip_allowed(allowed: Option<&[String]>, ip: Option<IpAddr>) -> bool {
         .any(|net| net.contains(&ip))
 }
 
-/// What a finished request reports to the ledger.
+/// What a finished request reports to the ledger and settles.
 struct Pending {
-    meter: Meter,
+    gw: Gateway,
+    admission: Admission,
     request_id: String,
     key: std::sync::Arc<ActiveKey>,
     route: std::sync::Arc<Route>,
@@ -120,12 +121,18 @@ struct Pending {
 }
 
 impl Pending {
-    fn record(&self, status: StatusCode, usage: Usage) {
+    fn record(&mut self, status: StatusCode, usage: Usage) {
+        let cost = self
+            .route
+            .price
+            .cost(usage.prompt_tokens, usage.completion_tokens);
+        let tokens = usage.prompt_tokens + usage.completion_tokens;
+        self.admission.settle(&self.gw, &self.key, tokens, cost);
         let key = &self.key.key;
         let Some(project_id) = key.project_id.clone() else {
             return;
         };
-        self.meter.record(UsageEvent {
+        self.gw.meter.record(UsageEvent {
             request_id: self.request_id.clone(),
             key_id: key.id.clone(),
             project_id,
@@ -134,10 +141,7 @@ impl Pending {
             endpoint: self.endpoint.ledger_name(),
             prompt_tokens: usage.prompt_tokens,
             completion_tokens: usage.completion_tokens,
-            cost: self
-                .route
-                .price
-                .cost(usage.prompt_tokens, usage.completion_tokens),
+            cost,
             status: status.as_u16(),
             latency_ms: self.started.elapsed().as_millis() as i64,
             created_at: now_unix(),
@@ -182,8 +186,14 @@ async fn proxy(gw: Gateway, endpoint: Endpoint, req: Request) -> Result<Response
         .clone();
     let (upstream_body, strip_usage) =
         request::upstream_body(&raw, &head, route.rename.as_deref())?;
-    let pending = Pending {
-        meter: gw.meter.clone(),
+    let admission = match admit(&gw, &key, &route, &head, raw.len()).await {
+        Ok(a) => a,
+        Err(response) => return Ok(response),
+    };
+    let limit_headers = admission.headers.clone();
+    let mut pending = Pending {
+        gw: gw.clone(),
+        admission,
         request_id: parts
             .extensions
             .get::<RequestId>()
@@ -244,6 +254,7 @@ async fn proxy(gw: Gateway, endpoint: Endpoint, req: Request) -> Result<Response
     if is_stream {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     }
+    headers.extend(limit_headers);
     headers.insert(
         "openai-processing-ms",
         HeaderValue::from(started.elapsed().as_millis() as u64),
@@ -314,7 +325,7 @@ impl Stream for Relay {
 
 impl Relay {
     fn settle(&mut self, status: StatusCode) {
-        if let Some(p) = self.pending.take() {
+        if let Some(mut p) = self.pending.take() {
             p.record(status, self.tap.usage.unwrap_or_default());
         }
     }

@@ -65,6 +65,8 @@ struct Fields {
     model: Option<String>,
     stream: Option<bool>,
     stream_options: Option<StreamOptions>,
+    max_tokens: Option<u64>,
+    max_completion_tokens: Option<u64>,
     messages: Option<Vec<IgnoredAny>>,
     prompt: Option<IgnoredAny>,
     input: Option<IgnoredAny>,
@@ -77,6 +79,8 @@ pub struct Head {
     pub stream: bool,
     /// The client asked for the final usage chunk of a stream.
     pub include_usage: bool,
+    /// The most output tokens the client allows.
+    pub max_tokens: Option<u64>,
 }
 
 /// Parses and checks the fields the gateway needs; 400 naming the field otherwise.
@@ -136,6 +140,7 @@ pub fn parse(endpoint: Endpoint, body: &[u8]) -> Result<Head, ApiError> {
             .stream_options
             .and_then(|o| o.include_usage)
             .unwrap_or(false),
+        max_tokens: fields.max_completion_tokens.or(fields.max_tokens),
     })
 }
 

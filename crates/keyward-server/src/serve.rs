@@ -11,6 +11,8 @@ use keyward_service::{Policy, Services};
 use keyward_store::{SqlStore, Store};
 use tokio::net::TcpListener;
 
+use keyward_gateway::budget::Budgets;
+use keyward_gateway::limits::LocalLimiter;
 use keyward_gateway::{meter, Catalog, Gateway, KeyCache};
 
 use crate::api::{self, AppState};
@@ -45,10 +47,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let keys = KeyCache::new(services.clone(), 1_000_000);
     let watcher = keys.watch(Duration::from_millis(250));
     let (meter, ledger) = meter::start(services.store().clone());
+    let budgets = Arc::new(Budgets::new(services.store().clone()));
     let gateway = Gateway {
         keys,
         catalog: Arc::new(catalog),
         meter,
+        limiter: Arc::new(LocalLimiter::default()),
+        budgets,
         client: reqwest::Client::builder()
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(90))

@@ -287,3 +287,10 @@ pub struct DailyUsage {
     pub completion_tokens: i64,
     pub cost: Micros,
 }
+
+/// Whose spending to add up.
+#[derive(Debug, Clone, Copy)]
+pub enum SpendOwner<'a> {
+    Key(&'a KeyId),
+    Project(&'a ProjectId),
+}

@@ -865,6 +865,24 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn spend_since(&self, owner: SpendOwner<'_>, from: i64) -> Result<Micros> {
+        let (column, id) = match owner {
+            SpendOwner::Key(k) => ("key_id", k.as_str()),
+            SpendOwner::Project(p) => ("project_id", p.as_str()),
+        };
+        let sql = format!(
+            "SELECT CAST(COALESCE(SUM(cost_micros), 0) AS BIGINT) FROM usage_daily WHERE {column} = $1 AND day >= $2"
+        );
+        Ok(Micros(
+            sqlx::query(&sql)
+                .bind(id)
+                .bind(from)
+                .fetch_one(&self.pool)
+                .await?
+                .try_get(0)?,
+        ))
+    }
+
     async fn usage_events(
         &self,
         project: &ProjectId,

@@ -1,5 +1,5 @@
 use async_trait::async_trait;
-use keyward_core::{KeyHash, KeyId, ProjectId, UserId};
+use keyward_core::{KeyHash, KeyId, Micros, ProjectId, UserId};
 
 use crate::error::Result;
 use crate::records::*;
@@ -97,6 +97,8 @@ pub trait Store: Send + Sync + 'static {
     /// transaction. A request id already recorded is skipped, so a retried
     /// batch does not count twice.
     async fn record_usage(&self, events: &[UsageEvent]) -> Result<()>;
+    /// What a key, or a whole project, has spent since `from` (a day boundary).
+    async fn spend_since(&self, owner: SpendOwner<'_>, from: i64) -> Result<Micros>;
     /// Ledger rows of a project in `[from, to)`, oldest first (for tests and export).
     async fn usage_events(
         &self,

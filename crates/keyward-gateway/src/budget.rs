@@ -1,0 +1,110 @@
+//! Monthly budgets per key: the worst-case cost is reserved before a call
+//! and settled to the real cost after, so concurrent calls cannot together
+//! spend much past the budget (at most what the estimates missed).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use keyward_core::{time, KeyId, Micros};
+use keyward_store::{SpendOwner, Store, StoreError};
+use moka::future::Cache;
+
+/// Spending in one month: settled costs and reservations still open.
+#[derive(Debug, Default)]
+struct Month {
+    spent: i64,
+    reserved: i64,
+}
+
+/// Budget state shared by the gateway's handlers.
+pub struct Budgets {
+    store: Arc<dyn Store>,
+    months: Cache<(KeyId, i64), Arc<Mutex<Month>>>,
+}
+
+/// A reservation; settle it with the real cost.
+pub struct Reservation {
+    month: Arc<Mutex<Month>>,
+    amount: i64,
+    settled: bool,
+}
+
+/// The budget is spent.
+#[derive(Debug)]
+pub struct OverBudget {
+    pub budget: Micros,
+    pub spent: Micros,
+}
+
+impl Budgets {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Budgets {
+            store,
+            months: Cache::builder()
+                .time_to_idle(Duration::from_secs(40 * 86_400))
+                .build(),
+        }
+    }
+
+    /// Reserves `worst` against `budget` for this month, or says it is spent.
+    pub async fn reserve(
+        &self,
+        key: &KeyId,
+        budget: Micros,
+        worst: Micros,
+    ) -> Result<Result<Reservation, OverBudget>, StoreError> {
+        let from = time::month_start(time::now_unix());
+        let store = self.store.clone();
+        let id = key.clone();
+        let month = self
+            .months
+            .try_get_with((key.clone(), from), async move {
+                let spent = store.spend_since(SpendOwner::Key(&id), from).await?;
+                Ok::<_, StoreError>(Arc::new(Mutex::new(Month {
+                    spent: spent.0,
+                    reserved: 0,
+                })))
+            })
+            .await
+            .map_err(|e: Arc<StoreError>| StoreError::Config(e.to_string()))?;
+        let mut m = month.lock().unwrap_or_else(|e| e.into_inner());
+        let used = m.spent + m.reserved;
+        // A call fits when its worst case does; when nothing else is in
+        // flight, one call may also use a remainder smaller than its worst
+        // case, so a budget can be overshot by at most one call's cost.
+        let fits = used + worst.0 <= budget.0;
+        let last_call = used < budget.0 && m.reserved == 0;
+        if !(fits || last_call) {
+            return Ok(Err(OverBudget {
+                budget,
+                spent: Micros(m.spent),
+            }));
+        }
+        m.reserved += worst.0;
+        drop(m);
+        Ok(Ok(Reservation {
+            month,
+            amount: worst.0,
+            settled: false,
+        }))
+    }
+}
+
+impl Reservation {
+    /// Replaces the reservation with what the call really cost.
+    pub fn settle(&mut self, cost: Micros) {
+        if std::mem::replace(&mut self.settled, true) {
+            return;
+        }
+        let mut m = self.month.lock().unwrap_or_else(|e| e.into_inner());
+        m.reserved -= self.amount;
+        m.spent += cost.0;
+    }
+}
+
+impl Drop for Reservation {
+    /// A call that never reached the ledger costs nothing.
+    fn drop(&mut self) {
+        self.settle(Micros(0));
+    }
+}

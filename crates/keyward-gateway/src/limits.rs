@@ -1,0 +1,182 @@
+//! Per-key rate limits: requests and tokens per minute (GCRA, one TAT per
+//! bucket) and concurrent requests. Behind the [`Limiter`] trait so that a
+//! shared (Redis) implementation can replace the in-process one for
+//! several replicas.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use keyward_core::gcra::{self, Decision, Quota};
+use keyward_core::KeyId;
+use moka::sync::Cache;
+
+/// What a bucket limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dimension {
+    Requests,
+    Tokens,
+}
+
+/// Rate-limit state shared by the gateway's handlers.
+pub trait Limiter: Send + Sync {
+    /// Takes `n` units from the key's bucket if they conform.
+    fn take(&self, key: &KeyId, dim: Dimension, quota: Quota, n: u64) -> Decision;
+    /// Settles a bucket after the fact: gives back unused units (`delta` < 0)
+    /// or charges extra ones (`delta` > 0) without a check.
+    fn adjust(&self, key: &KeyId, dim: Dimension, quota: Quota, delta: i64);
+    /// Counts a request in flight; `None` when the key is at `max`.
+    fn enter(&self, key: &KeyId, max: u64) -> Option<InFlight>;
+}
+
+/// One request in flight; leaving it (drop) frees the slot.
+pub struct InFlight(Arc<AtomicI64>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The in-process limiter. Idle buckets are forgotten after ten minutes
+/// (a GCRA bucket idle for a period is full anyway).
+pub struct LocalLimiter {
+    buckets: Cache<(KeyId, Dimension), Arc<AtomicU64>>,
+    in_flight: Cache<KeyId, Arc<AtomicI64>>,
+}
+
+impl Default for LocalLimiter {
+    fn default() -> Self {
+        LocalLimiter {
+            buckets: Cache::builder()
+                .time_to_idle(Duration::from_secs(600))
+                .build(),
+            in_flight: Cache::builder()
+                .time_to_idle(Duration::from_secs(3600))
+                .build(),
+        }
+    }
+}
+
+/// Nanoseconds on a monotonic clock, starting above zero.
+pub fn now_nanos() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    let start = START.get_or_init(Instant::now);
+    start.elapsed().as_nanos() as u64 + 1_000_000_000_000
+}
+
+impl LocalLimiter {
+    fn bucket(&self, key: &KeyId, dim: Dimension) -> Arc<AtomicU64> {
+        self.buckets
+            .get_with((key.clone(), dim), || Arc::new(AtomicU64::new(0)))
+    }
+}
+
+impl Limiter for LocalLimiter {
+    fn take(&self, key: &KeyId, dim: Dimension, quota: Quota, n: u64) -> Decision {
+        let bucket = self.bucket(key, dim);
+        let now = now_nanos();
+        let mut tat = bucket.load(Ordering::Acquire);
+        loop {
+            let decision = gcra::check(quota, tat, now, n);
+            if !decision.allowed {
+                return decision;
+            }
+            match bucket.compare_exchange_weak(
+                tat,
+                decision.tat,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return decision,
+                Err(current) => tat = current,
+            }
+        }
+    }
+
+    fn adjust(&self, key: &KeyId, dim: Dimension, quota: Quota, delta: i64) {
+        if delta == 0 {
+            return;
+        }
+        let bucket = self.bucket(key, dim);
+        let now = now_nanos();
+        let _ = bucket.fetch_update(Ordering::AcqRel, Ordering::Acquire, |tat| {
+            Some(if delta < 0 {
+                gcra::refund(quota, tat, now, delta.unsigned_abs())
+            } else {
+                gcra::check(
+                    Quota {
+                        burst: u64::MAX / 2,
+                        ..quota
+                    },
+                    tat,
+                    now,
+                    delta as u64,
+                )
+                .tat
+            })
+        });
+    }
+
+    fn enter(&self, key: &KeyId, max: u64) -> Option<InFlight> {
+        let counter = self
+            .in_flight
+            .get_with(key.clone(), || Arc::new(AtomicI64::new(0)));
+        let now = counter.fetch_add(1, Ordering::AcqRel) + 1;
+        let guard = InFlight(counter);
+        (now as u64 <= max).then_some(guard)
+    }
+}
+
+/// `1s`, `6m0s`, `250ms`: how OpenAI writes reset times.
+pub fn format_reset(nanos: u64) -> String {
+    let ms = nanos.div_ceil(1_000_000);
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let secs = ms as f64 / 1000.0;
+    if secs < 60.0 {
+        let s = format!("{secs:.3}");
+        let s = s.trim_end_matches('0').trim_end_matches('.');
+        return format!("{s}s");
+    }
+    let whole = ms / 1000;
+    format!("{}m{}s", whole / 60, whole % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reset_format() {
+        assert_eq!(format_reset(17_000_000), "17ms");
+        assert_eq!(format_reset(1_000_000_000), "1s");
+        assert_eq!(format_reset(1_500_000_000), "1.5s");
+        assert_eq!(format_reset(360_000_000_000), "6m0s");
+    }
+
+    #[test]
+    fn concurrency_slots_are_freed_on_drop() {
+        let l = LocalLimiter::default();
+        let k = KeyId::generate();
+        let a = l.enter(&k, 2).unwrap();
+        let _b = l.enter(&k, 2).unwrap();
+        assert!(l.enter(&k, 2).is_none());
+        drop(a);
+        assert!(l.enter(&k, 2).is_some());
+    }
+
+    #[test]
+    fn tokens_settle_both_ways() {
+        let l = LocalLimiter::default();
+        let k = KeyId::generate();
+        let q = Quota::per_minute_bursty(1000);
+        assert!(l.take(&k, Dimension::Tokens, q, 900).allowed);
+        assert!(!l.take(&k, Dimension::Tokens, q, 200).allowed);
+        l.adjust(&k, Dimension::Tokens, q, -500);
+        assert!(l.take(&k, Dimension::Tokens, q, 200).allowed);
+        l.adjust(&k, Dimension::Tokens, q, 400);
+        assert!(!l.take(&k, Dimension::Tokens, q, 100).allowed);
+    }
+}
