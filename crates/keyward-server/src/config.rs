@@ -108,11 +108,10 @@ impl Config {
             figment = figment.merge(Toml::file(file));
         }
         figment = figment
-            .merge(
-                Env::prefixed("KEYWARD_")
-                    .split("__")
-                    .filter(|k| ENV_KEYS.iter().any(|known| k.as_str().starts_with(known))),
-            )
+            .merge(Env::prefixed("KEYWARD_").split("__").filter(|k| {
+                let k = k.as_str().to_ascii_lowercase();
+                ENV_KEYS.iter().any(|known| k.starts_with(known))
+            }))
             .merge(Serialized::defaults(overrides));
         figment
             .extract()
@@ -131,4 +130,30 @@ impl Config {
 pub enum Database<'a> {
     Url(&'a str),
     SqliteDir(&'a Path),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_overrides_defaults_and_flags_override_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("KEYWARD_DATA_DIR", "/tmp/from-env");
+            jail.set_env("KEYWARD_DATABASE_URL", "postgres://db/keyward");
+            jail.set_env("KEYWARD_LIMITS__MAX_ACTIVE_KEYS_PER_PROJECT", "7");
+            jail.set_env("KEYWARD_TEST_DATABASE_URL", "ignored: not a setting");
+            let c = Config::load(None, &Overrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(c.data_dir, PathBuf::from("/tmp/from-env"));
+            assert_eq!(c.database_url.as_deref(), Some("postgres://db/keyward"));
+            assert_eq!(c.limits.max_active_keys_per_project, 7);
+            let flags = Overrides {
+                data_dir: Some("/tmp/flag".into()),
+                ..Overrides::default()
+            };
+            let c = Config::load(None, &flags).map_err(|e| e.to_string())?;
+            assert_eq!(c.data_dir, PathBuf::from("/tmp/flag"));
+            Ok(())
+        });
+    }
 }

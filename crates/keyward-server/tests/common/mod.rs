@@ -109,10 +109,19 @@ impl Server {
 
     /// Starts with extra `KEYWARD_*` environment variables.
     pub fn start_with(env: &[(&str, &str)]) -> Server {
+        Self::start_with_config("", env)
+    }
+
+    /// Starts with a TOML configuration file (e.g. upstreams and models).
+    pub fn start_with_config(toml: &str, env: &[(&str, &str)]) -> Server {
         let data_dir = tempfile::tempdir().unwrap();
+        let config = data_dir.path().join("keyward.toml");
+        std::fs::write(&config, toml).unwrap();
         let db = Db::fresh();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_keyward"));
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&config)
+            .arg("--data-dir")
             .arg(data_dir.path())
             .env("RUST_LOG", "info")
             .env_remove("KEYWARD_DATABASE_URL")
