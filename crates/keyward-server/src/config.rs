@@ -137,6 +137,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment::Error is large; this is a test.
     fn environment_overrides_defaults_and_flags_override_environment() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("KEYWARD_DATA_DIR", "/tmp/from-env");
