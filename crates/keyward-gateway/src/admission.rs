@@ -109,6 +109,7 @@ pub async fn admit(
             Ok(Ok(r)) => reservation = Some(r),
             Ok(Err(over)) => {
                 refund(gw, key, requests, tokens);
+                crate::telemetry::request_refused("budget");
                 let mut response = ApiError {
                     status: StatusCode::TOO_MANY_REQUESTS,
                     kind: "insufficient_quota",
@@ -217,6 +218,7 @@ fn too_many(
     retry_after_secs: u64,
     headers: Vec<(HeaderName, HeaderValue)>,
 ) -> Response {
+    crate::telemetry::request_refused("rate_limit");
     let mut response = ApiError {
         status: StatusCode::TOO_MANY_REQUESTS,
         kind,

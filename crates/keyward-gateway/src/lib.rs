@@ -17,6 +17,7 @@ mod proxy;
 mod request;
 pub mod request_id;
 mod sse;
+pub mod telemetry;
 
 use std::sync::Arc;
 

@@ -27,7 +27,8 @@ pub struct Meter {
 impl Meter {
     /// Queues an event; never blocks the request.
     pub fn record(&self, event: UsageEvent) {
-        self.depth.fetch_add(1, Ordering::Relaxed);
+        let depth = self.depth.fetch_add(1, Ordering::Relaxed) + 1;
+        crate::telemetry::ledger_queue_depth(depth);
         if self.tx.send(event).is_err() {
             self.depth.fetch_sub(1, Ordering::Relaxed);
             tracing::error!("usage event dropped: the ledger writer has stopped");
@@ -138,6 +139,7 @@ async fn write(
             Err(e) => tracing::warn!(error = %e, "cannot record keys' last use"),
         }
     }
-    depth.fetch_sub(batch.len() as i64, Ordering::Relaxed);
+    let left = depth.fetch_sub(batch.len() as i64, Ordering::Relaxed) - batch.len() as i64;
+    crate::telemetry::ledger_queue_depth(left);
     batch.clear();
 }

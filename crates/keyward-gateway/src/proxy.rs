@@ -24,24 +24,39 @@ use crate::error::ApiError;
 use crate::request::{self, Endpoint};
 use crate::request_id::RequestId;
 use crate::sse::{usage_of, Usage, UsageTap};
+use crate::telemetry;
 use crate::Gateway;
 
 pub async fn chat_completions(State(gw): State<Gateway>, req: Request) -> Response {
     proxy(gw, Endpoint::ChatCompletions, req)
         .await
-        .unwrap_or_else(IntoResponse::into_response)
+        .unwrap_or_else(refused)
 }
 
 pub async fn completions(State(gw): State<Gateway>, req: Request) -> Response {
     proxy(gw, Endpoint::Completions, req)
         .await
-        .unwrap_or_else(IntoResponse::into_response)
+        .unwrap_or_else(refused)
 }
 
 pub async fn embeddings(State(gw): State<Gateway>, req: Request) -> Response {
     proxy(gw, Endpoint::Embeddings, req)
         .await
-        .unwrap_or_else(IntoResponse::into_response)
+        .unwrap_or_else(refused)
+}
+
+/// Counts a refusal by its kind, then answers it.
+fn refused(e: ApiError) -> Response {
+    let reason = match e.status.as_u16() {
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "model_not_found",
+        413 => "too_large",
+        400 => "invalid_request",
+        _ => "other",
+    };
+    telemetry::request_refused(reason);
+    e.into_response()
 }
 
 /// `GET /v1/models`: the models the calling key may use.
@@ -127,6 +142,12 @@ impl Pending {
             .price
             .cost(usage.prompt_tokens, usage.completion_tokens);
         let tokens = usage.prompt_tokens + usage.completion_tokens;
+        telemetry::request_finished(
+            self.endpoint.ledger_name(),
+            &self.route.id,
+            status.as_u16(),
+            self.started.elapsed(),
+        );
         self.admission.settle(&self.gw, &self.key, tokens, cost);
         let key = &self.key.key;
         let Some(project_id) = key.project_id.clone() else {
@@ -264,6 +285,14 @@ async fn proxy(gw: Gateway, endpoint: Endpoint, req: Request) -> Result<Response
 
 fn upstream_error(route: &Route, e: &reqwest::Error) -> ApiError {
     let name = &route.upstream.name;
+    telemetry::upstream_error(
+        name,
+        if e.is_timeout() {
+            "timeout"
+        } else {
+            "unreachable"
+        },
+    );
     if e.is_timeout() {
         ApiError::upstream(
             StatusCode::GATEWAY_TIMEOUT,

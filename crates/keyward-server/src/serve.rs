@@ -13,7 +13,8 @@ use tokio::net::TcpListener;
 
 use keyward_gateway::budget::Budgets;
 use keyward_gateway::limits::LocalLimiter;
-use keyward_gateway::{meter, Catalog, Gateway, KeyCache};
+use keyward_gateway::{meter, telemetry, Catalog, Gateway, KeyCache};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::api::{self, AppState};
 use crate::config::{Config, Database};
@@ -40,7 +41,18 @@ pub async fn open_services(config: &Config) -> anyhow::Result<Services> {
     Ok(Services::new(Arc::new(store), policy))
 }
 
+/// Installs the process-wide Prometheus recorder behind `/metrics`.
+fn install_metrics() -> anyhow::Result<PrometheusHandle> {
+    Ok(PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Suffix("duration_seconds".into()),
+            telemetry::LATENCY_BUCKETS,
+        )?
+        .install_recorder()?)
+}
+
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    let metrics = install_metrics().context("cannot set up metrics")?;
     let catalog =
         Catalog::new(&config.upstreams, &config.models).map_err(|e| anyhow::anyhow!("{e}"))?;
     let services = open_services(&config).await?;
@@ -82,7 +94,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     });
     axum::serve(
         listener,
-        api::app(state, gateway).into_make_service_with_connect_info::<SocketAddr>(),
+        api::app(state, gateway, metrics).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown_signal())
     .await?;

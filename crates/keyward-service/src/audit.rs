@@ -46,26 +46,7 @@ impl Services {
         page: &Page,
     ) -> Result<Listed<AuditEntry>> {
         let user = caller.require_user("organization.audit_logs.read")?;
-        let mut visible = Vec::new();
-        let mut cursor = Page {
-            after: None,
-            limit: crate::MAX_PAGE,
-        };
-        loop {
-            let listed = self
-                .store
-                .projects_of(&user.id, true, &cursor)
-                .await?
-                .unwrap_or(Listed {
-                    items: vec![],
-                    has_more: false,
-                });
-            cursor.after = listed.items.last().map(|(p, _)| p.id.to_string());
-            visible.extend(listed.items.into_iter().map(|(p, _)| p.id));
-            if !listed.has_more {
-                break;
-            }
-        }
+        let visible = self.member_project_ids(&user.id).await?;
         let filter = if project_ids.is_empty() {
             AuditFilter {
                 project_ids: visible,

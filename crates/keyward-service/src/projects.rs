@@ -1,6 +1,6 @@
 //! Projects: create, list, retrieve, rename, archive.
 
-use keyward_core::{time::now_unix, ProjectId};
+use keyward_core::{time::now_unix, ProjectId, UserId};
 use keyward_store::{Listed, MemberRole, Page, Project};
 use serde_json::json;
 
@@ -109,6 +109,30 @@ impl Services {
             project.archived_at = Some(now);
         }
         Ok(project)
+    }
+
+    /// Ids of every project `user` is a member of, archived ones included.
+    pub(crate) async fn member_project_ids(&self, user: &UserId) -> Result<Vec<ProjectId>> {
+        let mut ids = Vec::new();
+        let mut page = Page {
+            after: None,
+            limit: crate::MAX_PAGE,
+        };
+        loop {
+            let Listed { items, has_more } = self
+                .store
+                .projects_of(user, true, &page)
+                .await?
+                .unwrap_or(Listed {
+                    items: vec![],
+                    has_more: false,
+                });
+            page.after = items.last().map(|(p, _)| p.id.to_string());
+            ids.extend(items.into_iter().map(|(p, _)| p.id));
+            if !has_more {
+                return Ok(ids);
+            }
+        }
     }
 
     /// Every project, for the operator's CLI.

@@ -294,3 +294,33 @@ pub enum SpendOwner<'a> {
     Key(&'a KeyId),
     Project(&'a ProjectId),
 }
+
+/// Which usage to add up, and how to group it.
+#[derive(Debug, Clone)]
+pub struct UsageFilter {
+    /// Only these projects; never empty (the caller's visible projects).
+    pub projects: Vec<ProjectId>,
+    pub keys: Vec<KeyId>,
+    pub models: Vec<String>,
+    /// `[from, to)` in Unix seconds; `from` is aligned to `bucket_seconds`.
+    pub from: i64,
+    pub to: i64,
+    /// 60, 3600 or 86400.
+    pub bucket_seconds: i64,
+    pub by_project: bool,
+    pub by_key: bool,
+    pub by_model: bool,
+}
+
+/// One group's usage in one time bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageRow {
+    pub bucket_start: i64,
+    pub project_id: Option<ProjectId>,
+    pub key_id: Option<KeyId>,
+    pub model: Option<String>,
+    pub requests: i64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub cost: Micros,
+}

@@ -883,6 +883,101 @@ impl Store for SqlStore {
         ))
     }
 
+    async fn usage(&self, f: &UsageFilter) -> Result<Vec<UsageRow>> {
+        if f.projects.is_empty() || f.bucket_seconds <= 0 {
+            return Ok(Vec::new());
+        }
+        let daily = f.bucket_seconds == 86_400;
+        let (table, time, requests) = if daily {
+            ("usage_daily", "day", "SUM(requests)")
+        } else {
+            ("usage_ledger", "created_at", "COUNT(*)")
+        };
+        let mut binds: Vec<String> = Vec::new();
+        let mut list = |values: Vec<&str>| -> String {
+            let start = binds.len();
+            binds.extend(values.iter().map(|v| v.to_string()));
+            (start + 1..=binds.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut conditions = vec![format!(
+            "project_id IN ({})",
+            list(f.projects.iter().map(|p| p.as_str()).collect())
+        )];
+        if !f.keys.is_empty() {
+            conditions.push(format!(
+                "key_id IN ({})",
+                list(f.keys.iter().map(|k| k.as_str()).collect())
+            ));
+        }
+        if !f.models.is_empty() {
+            conditions.push(format!(
+                "model IN ({})",
+                list(f.models.iter().map(String::as_str).collect())
+            ));
+        }
+        let n = binds.len();
+        let groups: Vec<&str> = [
+            (f.by_project, "project_id"),
+            (f.by_key, "key_id"),
+            (f.by_model, "model"),
+        ]
+        .into_iter()
+        .filter_map(|(on, col)| on.then_some(col))
+        .collect();
+        let select_groups: String = groups.iter().map(|g| format!(", {g}")).collect();
+        let sql = format!(
+            "SELECT CAST(({time} / ${w}) * ${w} AS BIGINT) AS bucket{select_groups}, \
+             CAST({requests} AS BIGINT) AS requests, CAST(SUM(prompt_tokens) AS BIGINT) AS prompt_tokens, \
+             CAST(SUM(completion_tokens) AS BIGINT) AS completion_tokens, \
+             CAST(SUM(cost_micros) AS BIGINT) AS cost_micros \
+             FROM {table} WHERE {} AND {time} >= ${from} AND {time} < ${to} \
+             GROUP BY bucket{select_groups} ORDER BY bucket{select_groups}",
+            conditions.join(" AND "),
+            w = n + 1,
+            from = n + 2,
+            to = n + 3,
+        );
+        let mut q = sqlx::query(&sql);
+        for b in &binds {
+            q = q.bind(b.as_str());
+        }
+        let rows = q
+            .bind(f.bucket_seconds)
+            .bind(f.from)
+            .bind(f.to)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(UsageRow {
+                    bucket_start: r.try_get("bucket")?,
+                    project_id: if f.by_project {
+                        Some(parse_id(r, "project_id", ProjectId::parse)?)
+                    } else {
+                        None
+                    },
+                    key_id: if f.by_key {
+                        Some(parse_id(r, "key_id", KeyId::parse)?)
+                    } else {
+                        None
+                    },
+                    model: if f.by_model {
+                        Some(r.try_get("model")?)
+                    } else {
+                        None
+                    },
+                    requests: r.try_get("requests")?,
+                    prompt_tokens: r.try_get("prompt_tokens")?,
+                    completion_tokens: r.try_get("completion_tokens")?,
+                    cost: Micros(r.try_get("cost_micros")?),
+                })
+            })
+            .collect()
+    }
+
     async fn usage_events(
         &self,
         project: &ProjectId,

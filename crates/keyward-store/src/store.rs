@@ -99,6 +99,9 @@ pub trait Store: Send + Sync + 'static {
     async fn record_usage(&self, events: &[UsageEvent]) -> Result<()>;
     /// What a key, or a whole project, has spent since `from` (a day boundary).
     async fn spend_since(&self, owner: SpendOwner<'_>, from: i64) -> Result<Micros>;
+    /// Usage added up per time bucket and group, oldest bucket first. Daily
+    /// buckets read the roll-up; finer ones read the ledger.
+    async fn usage(&self, filter: &UsageFilter) -> Result<Vec<UsageRow>>;
     /// Ledger rows of a project in `[from, to)`, oldest first (for tests and export).
     async fn usage_events(
         &self,

@@ -10,6 +10,7 @@ pub mod objects;
 pub mod present;
 mod project_keys;
 mod projects;
+mod usage;
 
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{middleware, Json, Router};
 use keyward_service::Services;
+use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -78,6 +80,8 @@ fn management(state: AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(admin_keys::list, admin_keys::create))
         .routes(routes!(admin_keys::retrieve, admin_keys::delete))
         .routes(routes!(audit_logs::list))
+        .routes(routes!(usage::completions))
+        .routes(routes!(usage::costs))
         .split_for_parts();
     let router = router
         .layer(middleware::from_fn_with_state(state, auth::require_key))
@@ -89,7 +93,7 @@ fn management(state: AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
 }
 
 /// The whole HTTP application.
-pub fn app(state: AppState, gateway: Gateway) -> Router {
+pub fn app(state: AppState, gateway: Gateway, metrics: PrometheusHandle) -> Router {
     let (management, mut openapi) = management(state.clone());
     let (public, public_api) = OpenApiRouter::new()
         .routes(routes!(health::healthz))
@@ -104,6 +108,7 @@ pub fn app(state: AppState, gateway: Gateway) -> Router {
             "/openapi.json",
             get(move || async move { Json(openapi.as_ref().clone()) }),
         )
+        .route("/metrics", get(move || async move { metrics.render() }))
         .with_state(state)
         .merge(keyward_gateway::routes(gateway))
         .fallback(|| async {

@@ -2,6 +2,7 @@
 
 mod admin;
 mod keys;
+mod usage;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -48,6 +49,8 @@ enum Command {
         #[command(subcommand)]
         command: keys::KeysCommand,
     },
+    /// Requests, tokens and cost per day, project, key and model.
+    Usage(usage::UsageArgs),
 }
 
 /// Where the configuration and the database are.
@@ -134,6 +137,7 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
         }
         Command::Admin { command } => admin::run(command).await?,
         Command::Keys { command } => return keys::run(command).await,
+        Command::Usage(args) => usage::run(args).await?,
     }
     Ok(ExitCode::SUCCESS)
 }
