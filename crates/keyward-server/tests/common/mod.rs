@@ -3,6 +3,8 @@
 //! `KEYWARD_TEST_DATABASE_URL` is set), and talks HTTP to it.
 #![allow(dead_code)]
 
+pub mod upstream;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};

@@ -1,0 +1,66 @@
+//! A small OpenAI-compatible upstream inside the test process, standing in
+//! for a remote model provider.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use super::Server;
+
+/// An OpenAI-compatible upstream: every chat completion uses 10 prompt and
+/// 20 completion tokens; the model `slow` answers after one second.
+pub fn fake_upstream() -> SocketAddr {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let app = Router::new().route(
+                "/v1/chat/completions",
+                post(|Json(body): Json<Value>| async move {
+                    if body["model"] == "slow" {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    Json(json!({
+                        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": body["model"],
+                        "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+                        "usage": {"prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30}
+                    }))
+                }),
+            );
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    rx.recv().unwrap()
+}
+
+/// A server whose models are served by the fake upstream. `m` costs
+/// $1000 per million tokens either way, so one call (30 tokens) costs $0.03.
+pub fn gateway() -> Server {
+    let upstream = fake_upstream();
+    Server::start_with_config(
+        &format!(
+            r#"
+[[upstreams]]
+name = "fake"
+base_url = "http://{upstream}/v1"
+timeout = "5s"
+
+[[models]]
+id = "m"
+upstream = "fake"
+input_price_per_mtok = 1000.0
+output_price_per_mtok = 1000.0
+
+[[models]]
+id = "slow"
+upstream = "fake"
+"#
+        ),
+        &[],
+    )
+}
