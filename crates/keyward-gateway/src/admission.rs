@@ -1,27 +1,40 @@
-//! What is checked after validation and before the upstream is called:
-//! concurrency, requests and tokens per minute, the monthly budget. Each
-//! grant is settled when the request ends.
+//! What is checked after validation and before the upstream is called, for
+//! the key and then for its whole project: concurrent requests, requests
+//! and tokens per minute, the monthly budget. Each grant is settled when
+//! the request ends; a refusal gives back what was already taken.
 
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use keyward_core::gcra::{Decision, Quota};
 use keyward_core::Micros;
 use keyward_service::ActiveKey;
+use keyward_store::RateLimits;
 
 use crate::budget::Reservation;
 use crate::catalog::Route;
 use crate::error::ApiError;
-use crate::limits::{format_reset, Dimension, InFlight};
+use crate::limits::{format_reset, Dimension, InFlight, Subject};
 use crate::request::Head;
 use crate::Gateway;
 
+/// One party whose limits apply: the key, or its project.
+struct Scope {
+    who: Subject,
+    limits: RateLimits,
+    budget: Option<Micros>,
+    /// How a refusal names it: `this key` / `this project`.
+    noun: &'static str,
+}
+
 /// Grants held by a request in flight.
+#[derive(Default)]
 pub struct Admission {
-    _in_flight: Option<InFlight>,
-    /// The tokens-per-minute quota and the tokens taken from it up front.
-    tokens: Option<(Quota, u64)>,
-    reservation: Option<Reservation>,
-    /// `x-ratelimit-*` headers for the response.
+    in_flight: Vec<InFlight>,
+    requests: Vec<(Subject, Quota)>,
+    /// Tokens-per-minute quotas and the tokens taken from each up front.
+    tokens: Vec<(Subject, Quota, u64)>,
+    reservations: Vec<Reservation>,
+    /// `x-ratelimit-*` headers: the tightest limit of each kind.
     pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
@@ -31,6 +44,24 @@ pub fn estimate_prompt_tokens(body_len: usize) -> u64 {
     (body_len as u64).div_ceil(4)
 }
 
+fn scopes(key: &ActiveKey) -> Vec<Scope> {
+    let mut scopes = vec![Scope {
+        who: Subject::Key(key.key.id.clone()),
+        limits: key.key.rate_limits,
+        budget: key.key.monthly_budget,
+        noun: "this key",
+    }];
+    if let Some(p) = &key.project {
+        scopes.push(Scope {
+            who: Subject::Project(p.id.clone()),
+            limits: p.rate_limits,
+            budget: p.monthly_budget,
+            noun: "this project",
+        });
+    }
+    scopes
+}
+
 pub async fn admit(
     gw: &Gateway,
     key: &ActiveKey,
@@ -38,178 +69,163 @@ pub async fn admit(
     head: &Head,
     body_len: usize,
 ) -> Result<Admission, Response> {
-    let k = &key.key;
-    let limits = k.rate_limits;
-    let project = k
+    let project = key
+        .key
         .project_id
         .as_ref()
         .map(|p| p.as_str())
         .unwrap_or_default();
-    let in_flight = match limits.max_concurrent_requests {
-        Some(max) => Some(gw.limiter.enter(&k.id, max as u64).ok_or_else(|| {
-            too_many(
-                format!(
-                    "Rate limit reached for {} in project {project} on concurrent requests: Limit {max}. Wait for a request to finish, then try again.",
-                    route.id
-                ),
-                "requests",
-                1,
-                Vec::new(),
-            )
-        })?),
-        None => None,
-    };
-    let mut headers = Vec::new();
-    let mut requests = None;
-    if let Some(rpm) = limits.requests_per_minute {
-        let quota = Quota::per_minute_smooth(rpm as u64);
-        let d = gw.limiter.take(&k.id, Dimension::Requests, quota, 1);
-        push_headers(&mut headers, "requests", quota, &d);
-        if !d.allowed {
-            return Err(limited(
-                route,
-                project,
-                "requests per min (RPM)",
-                "requests",
-                quota,
-                &d,
-                1,
-                headers,
-            ));
-        }
-        requests = Some(quota);
-    }
     let prompt = estimate_prompt_tokens(body_len);
-    let mut tokens = None;
-    if let Some(tpm) = limits.tokens_per_minute {
-        let quota = Quota::per_minute_bursty(tpm as u64);
-        let wanted = prompt + head.max_tokens.unwrap_or(0);
-        let d = gw.limiter.take(&k.id, Dimension::Tokens, quota, wanted);
-        push_headers(&mut headers, "tokens", quota, &d);
-        if !d.allowed {
-            refund(gw, key, requests, None);
-            return Err(limited(
-                route,
-                project,
-                "tokens per min (TPM)",
-                "tokens",
-                quota,
-                &d,
-                wanted,
-                headers,
-            ));
-        }
-        tokens = Some((quota, wanted));
-    }
-    let mut reservation = None;
-    if let Some(budget) = k.monthly_budget {
-        let out = head.max_tokens.unwrap_or(route.max_output_tokens);
-        let worst = route.price.cost(prompt as i64, out as i64);
-        match gw.budgets.reserve(&k.id, budget, worst).await {
-            Ok(Ok(r)) => reservation = Some(r),
-            Ok(Err(over)) => {
-                refund(gw, key, requests, tokens);
-                crate::telemetry::request_refused("budget");
-                let mut response = ApiError {
-                    status: StatusCode::TOO_MANY_REQUESTS,
-                    kind: "insufficient_quota",
-                    message: format!(
-                        "You exceeded your current quota: this key has spent {} of its {} monthly budget. Ask the key's owner to raise the budget on the Limits page, or wait for next month.",
-                        over.spent.format_usd(),
-                        over.budget.format_usd()
-                    ),
-                    param: None,
-                    code: Some("insufficient_quota"),
+    let wanted_tokens = prompt + head.max_tokens.unwrap_or(0);
+    let worst_cost = route.price.cost(
+        prompt as i64,
+        head.max_tokens.unwrap_or(route.max_output_tokens) as i64,
+    );
+    let mut admission = Admission::default();
+    let mut tightest: [Option<(Quota, Decision)>; 2] = [None, None];
+    let refusal = |admission: &mut Admission, response: Response| {
+        admission.refund(gw);
+        Err(response)
+    };
+    let subject_label = |s: &Scope| match &s.who {
+        Subject::Key(k) => format!("in project {project} for key {k}"),
+        Subject::Project(_) => format!("in project {project}"),
+    };
+    for scope in scopes(key) {
+        if let Some(max) = scope.limits.max_concurrent_requests {
+            match gw.limiter.enter(&scope.who, max as u64) {
+                Some(slot) => admission.in_flight.push(slot),
+                None => {
+                    let message = format!(
+                        "Rate limit reached for {} {} on concurrent requests: Limit {max}. Wait for a request to finish, then try again.",
+                        route.id,
+                        subject_label(&scope)
+                    );
+                    return refusal(&mut admission, too_many(message, "requests", 1, Vec::new()));
                 }
-                .into_response();
-                response.headers_mut().extend(headers);
-                return Err(response);
             }
-            Err(e) => {
-                refund(gw, key, requests, tokens);
-                tracing::error!(error = %e, "cannot read spend for a budget check");
-                return Err(ApiError::internal().into_response());
+        }
+        for (dim, limit, n) in [
+            (Dimension::Requests, scope.limits.requests_per_minute, 1),
+            (
+                Dimension::Tokens,
+                scope.limits.tokens_per_minute,
+                wanted_tokens,
+            ),
+        ] {
+            let Some(limit) = limit else { continue };
+            let (quota, slot, per, kind) = match dim {
+                Dimension::Requests => (
+                    Quota::per_minute_smooth(limit as u64),
+                    0,
+                    "requests per min (RPM)",
+                    "requests",
+                ),
+                Dimension::Tokens => (
+                    Quota::per_minute_bursty(limit as u64),
+                    1,
+                    "tokens per min (TPM)",
+                    "tokens",
+                ),
+            };
+            let d = gw.limiter.take(&scope.who, dim, quota, n);
+            if tightest[slot].is_none_or(|(_, t)| d.remaining < t.remaining || !d.allowed) {
+                tightest[slot] = Some((quota, d));
+            }
+            if !d.allowed {
+                let message = format!(
+                    "Rate limit reached for {} {} on {per}: Limit {}, Used {}, Requested {n}. Please try again in {}.",
+                    route.id,
+                    subject_label(&scope),
+                    quota.limit,
+                    quota.limit.saturating_sub(d.remaining),
+                    format_reset(d.retry_after_nanos)
+                );
+                let retry = (d.retry_after_nanos as f64 / 1e9).ceil().max(1.0) as u64;
+                let headers = rate_headers(&tightest);
+                return refusal(&mut admission, too_many(message, kind, retry, headers));
+            }
+            match dim {
+                Dimension::Requests => admission.requests.push((scope.who.clone(), quota)),
+                Dimension::Tokens => admission.tokens.push((scope.who.clone(), quota, n)),
+            }
+        }
+        if let Some(budget) = scope.budget {
+            match gw.budgets.reserve(&scope.who, budget, worst_cost).await {
+                Ok(Ok(r)) => admission.reservations.push(r),
+                Ok(Err(over)) => {
+                    crate::telemetry::request_refused("budget");
+                    let mut response = ApiError {
+                        status: StatusCode::TOO_MANY_REQUESTS,
+                        kind: "insufficient_quota",
+                        message: format!(
+                            "You exceeded your current quota: {} has spent {} of its {} monthly budget. Ask the owner to raise the budget on the Limits page, or wait for next month.",
+                            scope.noun,
+                            over.spent.format_usd(),
+                            over.budget.format_usd()
+                        ),
+                        param: None,
+                        code: Some("insufficient_quota"),
+                    }
+                    .into_response();
+                    response.headers_mut().extend(rate_headers(&tightest));
+                    return refusal(&mut admission, response);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read spend for a budget check");
+                    return refusal(&mut admission, ApiError::internal().into_response());
+                }
             }
         }
     }
-    Ok(Admission {
-        _in_flight: in_flight,
-        tokens,
-        reservation,
-        headers,
-    })
+    admission.headers = rate_headers(&tightest);
+    Ok(admission)
 }
 
 impl Admission {
     /// Settles the grants with what the call really used and cost.
-    pub fn settle(&mut self, gw: &Gateway, key: &ActiveKey, used_tokens: i64, cost: Micros) {
-        if let Some((quota, taken)) = self.tokens.take() {
-            gw.limiter.adjust(
-                &key.key.id,
-                Dimension::Tokens,
-                quota,
-                used_tokens - taken as i64,
-            );
+    pub fn settle(&mut self, gw: &Gateway, used_tokens: i64, cost: Micros) {
+        for (who, quota, taken) in self.tokens.drain(..) {
+            gw.limiter
+                .adjust(&who, Dimension::Tokens, quota, used_tokens - taken as i64);
         }
-        if let Some(r) = self.reservation.as_mut() {
+        self.requests.clear();
+        for r in &mut self.reservations {
             r.settle(cost);
         }
     }
+
+    /// Gives back what a refused request took.
+    fn refund(&mut self, gw: &Gateway) {
+        for (who, quota) in self.requests.drain(..) {
+            gw.limiter.adjust(&who, Dimension::Requests, quota, -1);
+        }
+        for (who, quota, n) in self.tokens.drain(..) {
+            gw.limiter
+                .adjust(&who, Dimension::Tokens, quota, -(n as i64));
+        }
+        self.reservations.clear();
+        self.in_flight.clear();
+    }
 }
 
-fn refund(gw: &Gateway, key: &ActiveKey, requests: Option<Quota>, tokens: Option<(Quota, u64)>) {
-    if let Some(q) = requests {
-        gw.limiter.adjust(&key.key.id, Dimension::Requests, q, -1);
-    }
-    if let Some((q, n)) = tokens {
-        gw.limiter
-            .adjust(&key.key.id, Dimension::Tokens, q, -(n as i64));
-    }
-}
-
-fn push_headers(
-    headers: &mut Vec<(HeaderName, HeaderValue)>,
-    what: &str,
-    quota: Quota,
-    d: &Decision,
-) {
-    let name = |s: &str| HeaderName::from_bytes(format!("x-ratelimit-{s}-{what}").as_bytes()).ok();
-    let values = [
-        ("limit", quota.limit.to_string()),
-        ("remaining", d.remaining.to_string()),
-        ("reset", format_reset(d.reset_nanos)),
-    ];
-    for (n, v) in values {
-        if let (Some(n), Ok(v)) = (name(n), HeaderValue::from_str(&v)) {
-            headers.push((n, v));
+fn rate_headers(tightest: &[Option<(Quota, Decision)>; 2]) -> Vec<(HeaderName, HeaderValue)> {
+    let mut headers = Vec::new();
+    for (what, entry) in ["requests", "tokens"].iter().zip(tightest) {
+        let Some((quota, d)) = entry else { continue };
+        let values = [
+            ("limit", quota.limit.to_string()),
+            ("remaining", d.remaining.to_string()),
+            ("reset", format_reset(d.reset_nanos)),
+        ];
+        for (n, v) in values {
+            let name = HeaderName::from_bytes(format!("x-ratelimit-{n}-{what}").as_bytes());
+            if let (Ok(n), Ok(v)) = (name, HeaderValue::from_str(&v)) {
+                headers.push((n, v));
+            }
         }
     }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn limited(
-    route: &Route,
-    project: &str,
-    per: &str,
-    kind: &'static str,
-    quota: Quota,
-    d: &Decision,
-    requested: u64,
-    headers: Vec<(HeaderName, HeaderValue)>,
-) -> Response {
-    let wait = d.retry_after_nanos as f64 / 1e9;
-    let used = quota.limit.saturating_sub(d.remaining);
-    too_many(
-        format!(
-            "Rate limit reached for {} in project {project} on {per}: Limit {}, Used {used}, Requested {requested}. Please try again in {}.",
-            route.id,
-            quota.limit,
-            format_reset(d.retry_after_nanos)
-        ),
-        kind,
-        wait.ceil().max(1.0) as u64,
-        headers,
-    )
+    headers
 }
 
 fn too_many(

@@ -5,7 +5,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use keyward_core::{time, KeyId, Micros};
+use keyward_core::{time, Micros};
+
+use crate::limits::Subject;
 use keyward_store::{SpendOwner, Store, StoreError};
 use moka::future::Cache;
 
@@ -19,7 +21,7 @@ struct Month {
 /// Budget state shared by the gateway's handlers.
 pub struct Budgets {
     store: Arc<dyn Store>,
-    months: Cache<(KeyId, i64), Arc<Mutex<Month>>>,
+    months: Cache<(Subject, i64), Arc<Mutex<Month>>>,
 }
 
 /// A reservation; settle it with the real cost.
@@ -49,17 +51,20 @@ impl Budgets {
     /// Reserves `worst` against `budget` for this month, or says it is spent.
     pub async fn reserve(
         &self,
-        key: &KeyId,
+        who: &Subject,
         budget: Micros,
         worst: Micros,
     ) -> Result<Result<Reservation, OverBudget>, StoreError> {
         let from = time::month_start(time::now_unix());
         let store = self.store.clone();
-        let id = key.clone();
+        let owner = who.clone();
         let month = self
             .months
-            .try_get_with((key.clone(), from), async move {
-                let spent = store.spend_since(SpendOwner::Key(&id), from).await?;
+            .try_get_with((who.clone(), from), async move {
+                let spent = match &owner {
+                    Subject::Key(k) => store.spend_since(SpendOwner::Key(k), from).await?,
+                    Subject::Project(p) => store.spend_since(SpendOwner::Project(p), from).await?,
+                };
                 Ok::<_, StoreError>(Arc::new(Mutex::new(Month {
                     spent: spent.0,
                     reserved: 0,

@@ -8,8 +8,15 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use keyward_core::gcra::{self, Decision, Quota};
-use keyward_core::KeyId;
+use keyward_core::{KeyId, ProjectId};
 use moka::sync::Cache;
+
+/// Whose allowance a bucket holds: one key's, or its whole project's.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Subject {
+    Key(KeyId),
+    Project(ProjectId),
+}
 
 /// What a bucket limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -21,12 +28,12 @@ pub enum Dimension {
 /// Rate-limit state shared by the gateway's handlers.
 pub trait Limiter: Send + Sync {
     /// Takes `n` units from the key's bucket if they conform.
-    fn take(&self, key: &KeyId, dim: Dimension, quota: Quota, n: u64) -> Decision;
+    fn take(&self, who: &Subject, dim: Dimension, quota: Quota, n: u64) -> Decision;
     /// Settles a bucket after the fact: gives back unused units (`delta` < 0)
     /// or charges extra ones (`delta` > 0) without a check.
-    fn adjust(&self, key: &KeyId, dim: Dimension, quota: Quota, delta: i64);
-    /// Counts a request in flight; `None` when the key is at `max`.
-    fn enter(&self, key: &KeyId, max: u64) -> Option<InFlight>;
+    fn adjust(&self, who: &Subject, dim: Dimension, quota: Quota, delta: i64);
+    /// Counts a request in flight; `None` when `who` is at `max`.
+    fn enter(&self, who: &Subject, max: u64) -> Option<InFlight>;
 }
 
 /// One request in flight; leaving it (drop) frees the slot.
@@ -41,8 +48,8 @@ impl Drop for InFlight {
 /// The in-process limiter. Idle buckets are forgotten after ten minutes
 /// (a GCRA bucket idle for a period is full anyway).
 pub struct LocalLimiter {
-    buckets: Cache<(KeyId, Dimension), Arc<AtomicU64>>,
-    in_flight: Cache<KeyId, Arc<AtomicI64>>,
+    buckets: Cache<(Subject, Dimension), Arc<AtomicU64>>,
+    in_flight: Cache<Subject, Arc<AtomicI64>>,
 }
 
 impl Default for LocalLimiter {
@@ -66,15 +73,15 @@ pub fn now_nanos() -> u64 {
 }
 
 impl LocalLimiter {
-    fn bucket(&self, key: &KeyId, dim: Dimension) -> Arc<AtomicU64> {
+    fn bucket(&self, who: &Subject, dim: Dimension) -> Arc<AtomicU64> {
         self.buckets
-            .get_with((key.clone(), dim), || Arc::new(AtomicU64::new(0)))
+            .get_with((who.clone(), dim), || Arc::new(AtomicU64::new(0)))
     }
 }
 
 impl Limiter for LocalLimiter {
-    fn take(&self, key: &KeyId, dim: Dimension, quota: Quota, n: u64) -> Decision {
-        let bucket = self.bucket(key, dim);
+    fn take(&self, who: &Subject, dim: Dimension, quota: Quota, n: u64) -> Decision {
+        let bucket = self.bucket(who, dim);
         let now = now_nanos();
         let mut tat = bucket.load(Ordering::Acquire);
         loop {
@@ -94,11 +101,11 @@ impl Limiter for LocalLimiter {
         }
     }
 
-    fn adjust(&self, key: &KeyId, dim: Dimension, quota: Quota, delta: i64) {
+    fn adjust(&self, who: &Subject, dim: Dimension, quota: Quota, delta: i64) {
         if delta == 0 {
             return;
         }
-        let bucket = self.bucket(key, dim);
+        let bucket = self.bucket(who, dim);
         let now = now_nanos();
         let _ = bucket.fetch_update(Ordering::AcqRel, Ordering::Acquire, |tat| {
             Some(if delta < 0 {
@@ -118,10 +125,10 @@ impl Limiter for LocalLimiter {
         });
     }
 
-    fn enter(&self, key: &KeyId, max: u64) -> Option<InFlight> {
+    fn enter(&self, who: &Subject, max: u64) -> Option<InFlight> {
         let counter = self
             .in_flight
-            .get_with(key.clone(), || Arc::new(AtomicI64::new(0)));
+            .get_with(who.clone(), || Arc::new(AtomicI64::new(0)));
         let now = counter.fetch_add(1, Ordering::AcqRel) + 1;
         let guard = InFlight(counter);
         (now as u64 <= max).then_some(guard)
@@ -159,7 +166,7 @@ mod tests {
     #[test]
     fn concurrency_slots_are_freed_on_drop() {
         let l = LocalLimiter::default();
-        let k = KeyId::generate();
+        let k = Subject::Key(KeyId::generate());
         let a = l.enter(&k, 2).unwrap();
         let _b = l.enter(&k, 2).unwrap();
         assert!(l.enter(&k, 2).is_none());
@@ -170,7 +177,7 @@ mod tests {
     #[test]
     fn tokens_settle_both_ways() {
         let l = LocalLimiter::default();
-        let k = KeyId::generate();
+        let k = Subject::Project(ProjectId::generate());
         let q = Quota::per_minute_bursty(1000);
         assert!(l.take(&k, Dimension::Tokens, q, 900).allowed);
         assert!(!l.take(&k, Dimension::Tokens, q, 200).allowed);

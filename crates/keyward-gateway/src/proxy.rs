@@ -148,7 +148,7 @@ impl Pending {
             status.as_u16(),
             self.started.elapsed(),
         );
-        self.admission.settle(&self.gw, &self.key, tokens, cost);
+        self.admission.settle(&self.gw, tokens, cost);
         let key = &self.key.key;
         let Some(project_id) = key.project_id.clone() else {
             return;

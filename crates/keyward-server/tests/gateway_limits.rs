@@ -248,3 +248,80 @@ fn revoked_keys_stop_at_once_here_and_within_a_second_from_the_cli() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn project_limits_and_budget_cover_all_its_keys() {
+    let s = gateway();
+    let admin = s.create_operator("owner@example.com");
+    let project = s.default_project(&admin);
+    let path = format!("/v1/organization/projects/{project}");
+    let mut keys = (0..2).map(|_| {
+        let r = s.post(&format!("{path}/api_keys"), &admin, json!({}));
+        r.body["value"].as_str().unwrap().to_owned()
+    });
+    let (a, b) = (keys.next().unwrap(), keys.next().unwrap());
+    assert_eq!(chat(&s, &a, "m").status, 200); // both keys cached before the change
+    assert_eq!(chat(&s, &b, "m").status, 200);
+
+    let r = s.post(
+        &path,
+        &admin,
+        json!({"rate_limits": {"requests_per_minute": 2}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["rate_limits"]["requests_per_minute"], 2);
+    assert_eq!(r.body["name"], "Default project");
+    assert_eq!(chat(&s, &a, "m").status, 200);
+    let r = chat(&s, &b, "m");
+    assert_eq!(
+        r.status, 429,
+        "the project's second call within its minute: {}",
+        r.body
+    );
+    let msg = r.body["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains(&format!(
+            "in project {project} on requests per min (RPM): Limit 2"
+        )),
+        "{msg}"
+    );
+    assert!(!msg.contains("for key"), "{msg}");
+
+    let r = s.post(
+        &path,
+        &admin,
+        json!({"rate_limits": null, "monthly_budget_usd": 0.05}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["rate_limits"]["requests_per_minute"], Value::Null);
+    assert_eq!(r.body["monthly_budget_usd"], 0.05);
+    // The calls so far cost $0.09: the project's budget is already spent.
+    let r = chat(&s, &b, "m");
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert_eq!(r.body["error"]["code"], "insufficient_quota");
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("this project has spent $0.09"),
+        "{}",
+        r.body
+    );
+    let r = s.post(&path, &admin, json!({"monthly_budget_usd": 1.0}));
+    assert_eq!(r.status, 200);
+    assert_eq!(chat(&s, &a, "m").status, 200);
+
+    for (body, param) in [
+        (json!({"monthly_budget_usd": -1}), "monthly_budget_usd"),
+        (
+            json!({"rate_limits": {"requests_per_minute": 0}}),
+            "requests_per_minute",
+        ),
+        (json!({"rate_limits": {"rpm": 5}}), "rate_limits.rpm"),
+        (json!({"name": ""}), "name"),
+    ] {
+        let r = s.post(&path, &admin, body.clone());
+        assert_eq!(r.status, 400, "{body}: {}", r.body);
+        assert_eq!(r.body["error"]["param"], param, "{body}");
+    }
+}

@@ -75,6 +75,8 @@ impl Services {
             name: "Default project".into(),
             created_at: now,
             archived_at: None,
+            rate_limits: Default::default(),
+            monthly_budget: None,
         };
         let audit = entry(
             caller,

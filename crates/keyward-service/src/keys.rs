@@ -5,8 +5,8 @@ use keyward_core::{
     time::now_unix, Access, KeyId, KeyKind, Micros, Permissions, PlainKey, ProjectId, UserId,
 };
 use keyward_store::{
-    Actor, KeyRecord, KeyScope, Listed, Page, RateLimits, Revocation, RevokeReason, SecretMatch,
-    User,
+    Actor, KeyRecord, KeyScope, Listed, Page, Project, RateLimits, Revocation, RevokeReason,
+    SecretMatch, User,
 };
 use serde_json::json;
 
@@ -88,7 +88,7 @@ fn validate_spec(spec: KeySpec, now: i64) -> Result<KeySpec> {
     })
 }
 
-fn validate_limits(l: RateLimits) -> Result<RateLimits> {
+pub(crate) fn validate_limits(l: RateLimits) -> Result<RateLimits> {
     Ok(RateLimits {
         requests_per_minute: l
             .requests_per_minute
@@ -504,13 +504,18 @@ impl Services {
         let found = self.store.key_by_hash(&plain.hash()).await?;
         let now = now_unix();
         let (key, valid_until) = check_match(found, now)?;
-        if let Some(project) = &key.project_id {
-            match self.store.project(project).await? {
-                Some(p) if p.archived_at.is_none() => {}
+        let project = match &key.project_id {
+            Some(id) => match self.store.project(id).await? {
+                Some(p) if p.archived_at.is_none() => Some(p),
                 _ => return Err(AuthError::Revoked.into()),
-            }
-        }
-        Ok(ActiveKey { key, valid_until })
+            },
+            None => None,
+        };
+        Ok(ActiveKey {
+            key,
+            valid_until,
+            project,
+        })
     }
 
     /// Loads a key and checks the caller may use it with `needed` access.
@@ -577,6 +582,8 @@ impl Services {
 pub struct ActiveKey {
     pub key: KeyRecord,
     pub valid_until: Option<i64>,
+    /// The key's project (none for admin keys), for project-wide limits.
+    pub project: Option<Project>,
 }
 
 /// The verdict on a hash lookup at time `now`.

@@ -20,6 +20,7 @@ pub use changes::Change;
 pub use error::{AuthError, ServiceError};
 pub use keys::{ActiveKey, CreatedKey, KeyPatch, KeyRef, KeySpec, MAX_ROTATION_GRACE_SECONDS};
 use keyward_store::Store;
+pub use projects::ProjectPatch;
 pub use usage::{BucketWidth, UsageBucket, UsagePage, UsageQuery};
 pub use validate::MAX_NAME_CHARS;
 

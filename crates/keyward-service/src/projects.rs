@@ -1,13 +1,24 @@
 //! Projects: create, list, retrieve, rename, archive.
 
+use keyward_core::Micros;
 use keyward_core::{time::now_unix, ProjectId, UserId};
-use keyward_store::{Listed, MemberRole, Page, Project};
+use keyward_store::{Listed, MemberRole, Page, Project, RateLimits};
 use serde_json::json;
 
 use crate::audit::{cursor_error, entry, Target};
 use crate::caller::Caller;
 use crate::error::{Result, ServiceError};
 use crate::{validate, Services};
+
+/// Changes to a project: `None` leaves a field as it is; `Some(None)` clears it.
+#[derive(Debug, Clone, Default)]
+pub struct ProjectPatch {
+    pub name: Option<String>,
+    pub requests_per_minute: Option<Option<i64>>,
+    pub tokens_per_minute: Option<Option<i64>>,
+    pub max_concurrent_requests: Option<Option<i64>>,
+    pub monthly_budget: Option<Option<Micros>>,
+}
 
 impl Services {
     /// Creates a project owned by the calling user.
@@ -18,6 +29,8 @@ impl Services {
             name: validate::required_name("name", name)?,
             created_at: now_unix(),
             archived_at: None,
+            rate_limits: RateLimits::default(),
+            monthly_budget: None,
         };
         let audit = entry(
             caller,
@@ -63,15 +76,32 @@ impl Services {
             .ok_or_else(|| ServiceError::not_found("project", id))
     }
 
-    /// Renames a project; owners only.
-    pub async fn rename_project(
+    /// Changes a project's name, project-wide rate limits or monthly
+    /// budget; owners only.
+    pub async fn update_project(
         &self,
         caller: &Caller,
         id: &ProjectId,
-        name: &str,
+        patch: ProjectPatch,
     ) -> Result<Project> {
         let mut project = self.owned_project(caller, id).await?;
-        project.name = validate::required_name("name", name)?;
+        if let Some(name) = &patch.name {
+            project.name = validate::required_name("name", name)?;
+        }
+        let mut limits = project.rate_limits;
+        if let Some(v) = patch.requests_per_minute {
+            limits.requests_per_minute = v;
+        }
+        if let Some(v) = patch.tokens_per_minute {
+            limits.tokens_per_minute = v;
+        }
+        if let Some(v) = patch.max_concurrent_requests {
+            limits.max_concurrent_requests = v;
+        }
+        project.rate_limits = crate::keys::validate_limits(limits)?;
+        if let Some(b) = patch.monthly_budget {
+            project.monthly_budget = b;
+        }
         let audit = entry(
             caller,
             "project.updated",
@@ -81,9 +111,14 @@ impl Services {
                 project: Some(id),
                 owner: None,
             },
-            json!({ "name": project.name }),
+            json!({
+                "name": project.name,
+                "rate_limits": project.rate_limits,
+                "monthly_budget_micros": project.monthly_budget,
+            }),
         );
-        self.store.rename_project(id, &project.name, &audit).await?;
+        self.store.update_project(&project, &audit).await?;
+        self.changed(crate::Change::Project(id.clone()));
         Ok(project)
     }
 

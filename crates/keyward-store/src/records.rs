@@ -55,6 +55,9 @@ pub struct Project {
     pub name: String,
     pub created_at: i64,
     pub archived_at: Option<i64>,
+    /// Limits on all of the project's keys together.
+    pub rate_limits: RateLimits,
+    pub monthly_budget: Option<Micros>,
 }
 
 /// A user's role in one project.

@@ -214,6 +214,14 @@ fn project_from_row(row: &AnyRow) -> Result<Project> {
         name: row.try_get("name")?,
         created_at: row.try_get("created_at")?,
         archived_at: row.try_get("archived_at")?,
+        rate_limits: RateLimits {
+            requests_per_minute: row.try_get("rpm_limit")?,
+            tokens_per_minute: row.try_get("tpm_limit")?,
+            max_concurrent_requests: row.try_get("max_concurrent")?,
+        },
+        monthly_budget: row
+            .try_get::<Option<i64>, _>("monthly_budget_micros")?
+            .map(Micros),
     })
 }
 
@@ -491,13 +499,20 @@ impl Store for SqlStore {
         Ok(members)
     }
 
-    async fn rename_project(&self, id: &ProjectId, name: &str, audit: &AuditEntry) -> Result<()> {
+    async fn update_project(&self, project: &Project, audit: &AuditEntry) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE projects SET name = $1 WHERE id = $2")
-            .bind(name)
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE projects SET name = $1, rpm_limit = $2, tpm_limit = $3, max_concurrent = $4, \
+             monthly_budget_micros = $5 WHERE id = $6",
+        )
+        .bind(project.name.as_str())
+        .bind(project.rate_limits.requests_per_minute)
+        .bind(project.rate_limits.tokens_per_minute)
+        .bind(project.rate_limits.max_concurrent_requests)
+        .bind(project.monthly_budget.map(|m| m.0))
+        .bind(project.id.as_str())
+        .execute(&mut *tx)
+        .await?;
         insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())

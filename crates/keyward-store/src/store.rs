@@ -41,7 +41,8 @@ pub trait Store: Send + Sync + 'static {
     async fn membership(&self, project: &ProjectId, user: &UserId) -> Result<Option<MemberRole>>;
     /// The project's members with their roles, owners first.
     async fn members(&self, project: &ProjectId) -> Result<Vec<(UserId, MemberRole)>>;
-    async fn rename_project(&self, id: &ProjectId, name: &str, audit: &AuditEntry) -> Result<()>;
+    /// Writes a project's name, rate limits and budget.
+    async fn update_project(&self, project: &Project, audit: &AuditEntry) -> Result<()>;
     async fn archive_project(&self, id: &ProjectId, at: i64, audit: &AuditEntry) -> Result<()>;
 
     // Keys

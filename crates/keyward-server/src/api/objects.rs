@@ -37,6 +37,10 @@ pub struct ProjectObject {
     pub archived_at: Option<i64>,
     /// `active` or `archived`.
     pub status: &'static str,
+    /// Limits on all the project's keys together.
+    #[schema(value_type = Object)]
+    pub rate_limits: RateLimits,
+    pub monthly_budget_usd: Option<f64>,
 }
 
 impl From<Project> for ProjectObject {
@@ -52,6 +56,8 @@ impl From<Project> for ProjectObject {
                 "active"
             },
             archived_at: p.archived_at,
+            rate_limits: p.rate_limits,
+            monthly_budget_usd: p.monthly_budget.map(|m| m.to_usd()),
         }
     }
 }

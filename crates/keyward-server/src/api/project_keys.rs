@@ -75,11 +75,26 @@ pub struct UpdateBody {
 #[serde(deny_unknown_fields)]
 pub struct UpdateLimits {
     #[serde(default, deserialize_with = "nullable")]
-    requests_per_minute: Option<Option<i64>>,
+    pub requests_per_minute: Option<Option<i64>>,
     #[serde(default, deserialize_with = "nullable")]
-    tokens_per_minute: Option<Option<i64>>,
+    pub tokens_per_minute: Option<Option<i64>>,
     #[serde(default, deserialize_with = "nullable")]
-    max_concurrent_requests: Option<Option<i64>>,
+    pub max_concurrent_requests: Option<Option<i64>>,
+}
+
+impl UpdateLimits {
+    /// `rate_limits` of an update body: absent leaves all three, `null` clears all three.
+    pub fn split(patch: Option<Option<UpdateLimits>>) -> [Option<Option<i64>>; 3] {
+        match patch {
+            None => [None, None, None],
+            Some(None) => [Some(None), Some(None), Some(None)],
+            Some(Some(l)) => [
+                l.requests_per_minute,
+                l.tokens_per_minute,
+                l.max_concurrent_requests,
+            ],
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -90,7 +105,7 @@ pub struct RotateBody {
     grace_period_seconds: i64,
 }
 
-fn budget(usd: f64) -> Result<Micros, ApiError> {
+pub fn budget(usd: f64) -> Result<Micros, ApiError> {
     Micros::from_usd(usd).map_err(|e| {
         ApiError::invalid(
             Some("monthly_budget_usd".into()),

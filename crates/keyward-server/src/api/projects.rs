@@ -3,13 +3,14 @@
 use axum::extract::{Path, State};
 use axum::{Extension, Json};
 use keyward_core::ProjectId;
-use keyward_service::Caller;
+use keyward_service::{Caller, ProjectPatch};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiResult;
-use super::extract::{path_id, ApiJson, ApiQuery, PageQuery};
+use super::extract::{nullable, path_id, ApiJson, ApiQuery, PageQuery};
 use super::objects::{List, ProjectObject};
+use super::project_keys::{budget, UpdateLimits};
 use super::AppState;
 
 #[derive(Deserialize, IntoParams)]
@@ -27,6 +28,19 @@ pub struct ListQuery {
 pub struct ProjectBody {
     /// The project's name, 1 to 256 characters.
     name: String,
+}
+
+/// Changes to a project; absent fields stay, `null` clears.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModifyBody {
+    name: Option<String>,
+    /// Limits on all the project's keys together.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<Object>)]
+    rate_limits: Option<Option<UpdateLimits>>,
+    #[serde(default, deserialize_with = "nullable")]
+    monthly_budget_usd: Option<Option<f64>>,
 }
 
 /// Lists the projects the caller belongs to, newest first.
@@ -82,20 +96,32 @@ pub async fn retrieve(
     Ok(Json(state.services.project(&caller, &id).await?.into()))
 }
 
-/// Renames a project (owners only).
+/// Renames a project or sets its project-wide rate limits and monthly
+/// budget (owners only).
 #[utoipa::path(post, path = "/v1/organization/projects/{project_id}", tag = "projects",
-    params(("project_id" = String, Path)), request_body = ProjectBody, responses((status = 200, body = ProjectObject)))]
+    params(("project_id" = String, Path)), request_body = ModifyBody, responses((status = 200, body = ProjectObject)))]
 pub async fn modify(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(project_id): Path<String>,
-    ApiJson(body): ApiJson<ProjectBody>,
+    ApiJson(body): ApiJson<ModifyBody>,
 ) -> ApiResult<Json<ProjectObject>> {
     let id = path_id("project_id", &project_id, ProjectId::parse)?;
+    let [rpm, tpm, conc] = UpdateLimits::split(body.rate_limits);
+    let patch = ProjectPatch {
+        name: body.name,
+        requests_per_minute: rpm,
+        tokens_per_minute: tpm,
+        max_concurrent_requests: conc,
+        monthly_budget: body
+            .monthly_budget_usd
+            .map(|b| b.map(budget).transpose())
+            .transpose()?,
+    };
     Ok(Json(
         state
             .services
-            .rename_project(&caller, &id, &body.name)
+            .update_project(&caller, &id, patch)
             .await?
             .into(),
     ))
