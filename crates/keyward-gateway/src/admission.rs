@@ -85,7 +85,7 @@ pub async fn admit(
     let mut tightest: [Option<(Quota, Decision)>; 2] = [None, None];
     let refusal = |admission: &mut Admission, response: Response| {
         admission.refund(gw);
-        Err(response)
+        response
     };
     let subject_label = |s: &Scope| match &s.who {
         Subject::Key(k) => format!("in project {project} for key {k}"),
@@ -101,7 +101,10 @@ pub async fn admit(
                         route.id,
                         subject_label(&scope)
                     );
-                    return refusal(&mut admission, too_many(message, "requests", 1, Vec::new()));
+                    return Err(refusal(
+                        &mut admission,
+                        too_many(message, "requests", 1, Vec::new()),
+                    ));
                 }
             }
         }
@@ -143,7 +146,10 @@ pub async fn admit(
                 );
                 let retry = (d.retry_after_nanos as f64 / 1e9).ceil().max(1.0) as u64;
                 let headers = rate_headers(&tightest);
-                return refusal(&mut admission, too_many(message, kind, retry, headers));
+                return Err(refusal(
+                    &mut admission,
+                    too_many(message, kind, retry, headers),
+                ));
             }
             match dim {
                 Dimension::Requests => admission.requests.push((scope.who.clone(), quota)),
@@ -169,11 +175,14 @@ pub async fn admit(
                     }
                     .into_response();
                     response.headers_mut().extend(rate_headers(&tightest));
-                    return refusal(&mut admission, response);
+                    return Err(refusal(&mut admission, response));
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "cannot read spend for a budget check");
-                    return refusal(&mut admission, ApiError::internal().into_response());
+                    return Err(refusal(
+                        &mut admission,
+                        ApiError::internal().into_response(),
+                    ));
                 }
             }
         }
