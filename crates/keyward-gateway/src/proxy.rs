@@ -18,7 +18,7 @@ use keyward_service::ActiveKey;
 use keyward_store::UsageEvent;
 use serde_json::json;
 
-use crate::admission::{admit, Admission};
+use crate::admission::{admit, estimate_prompt_tokens, Admission};
 use crate::catalog::Route;
 use crate::error::ApiError;
 use crate::request::{self, Endpoint};
@@ -133,6 +133,8 @@ struct Pending {
     route: std::sync::Arc<Route>,
     endpoint: Endpoint,
     started: Instant,
+    /// The prompt's estimated tokens, used when the upstream never reports usage.
+    prompt_estimate: i64,
 }
 
 impl Pending {
@@ -224,6 +226,7 @@ async fn proxy(gw: Gateway, endpoint: Endpoint, req: Request) -> Result<Response
         route: route.clone(),
         endpoint,
         started,
+        prompt_estimate: estimate_prompt_tokens(raw.len()) as i64,
     };
 
     let mut call = gw
@@ -355,7 +358,13 @@ impl Stream for Relay {
 impl Relay {
     fn settle(&mut self, status: StatusCode) {
         if let Some(mut p) = self.pending.take() {
-            p.record(status, self.tap.usage.unwrap_or_default());
+            // Without the upstream's count (the stream was cut short),
+            // estimate: the prompt as admitted, one token per event.
+            let usage = self.tap.usage.unwrap_or(Usage {
+                prompt_tokens: p.prompt_estimate,
+                completion_tokens: self.tap.events,
+            });
+            p.record(status, usage);
         }
     }
 }

@@ -28,6 +28,9 @@ pub struct UsageTap {
     scanned: usize,
     strip_usage: bool,
     pub usage: Option<Usage>,
+    /// Data events seen, about one output token each: the estimate used
+    /// when a stream ends before its usage chunk.
+    pub events: i64,
 }
 
 impl UsageTap {
@@ -37,6 +40,7 @@ impl UsageTap {
             scanned: 0,
             strip_usage,
             usage: None,
+            events: 0,
         }
     }
 
@@ -100,6 +104,9 @@ impl UsageTap {
     /// Records usage found in `event`; true when it is the usage-only chunk
     /// (empty `choices`) that should be removed.
     fn inspect(&mut self, event: &[u8]) -> bool {
+        if event.starts_with(b"data:") && !contains(event, b"[DONE]") {
+            self.events += 1;
+        }
         if !contains(event, b"\"usage\"") {
             return false;
         }
@@ -162,6 +169,14 @@ data: [DONE]\n\n";
                 completion_tokens: 2
             })
         );
+    }
+
+    #[test]
+    fn counts_events_for_streams_cut_short() {
+        let mut tap = UsageTap::new(false);
+        let cut = STREAM.find("data: {\"choices\":[]").unwrap();
+        tap.feed(Bytes::copy_from_slice(&STREAM.as_bytes()[..cut]));
+        assert_eq!((tap.events, tap.usage), (1, None));
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! for a remote model provider.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::routing::post;
@@ -13,13 +15,21 @@ use super::Server;
 /// An OpenAI-compatible upstream: every chat completion uses 10 prompt and
 /// 20 completion tokens; the model `slow` answers after one second.
 pub fn fake_upstream() -> SocketAddr {
+    fake_upstream_counted().0
+}
+
+/// The same upstream, with a count of the calls it received.
+pub fn fake_upstream_counted() -> (SocketAddr, Arc<AtomicUsize>) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async move {
             let app = Router::new().route(
                 "/v1/chat/completions",
-                post(|Json(body): Json<Value>| async move {
+                post(move |Json(body): Json<Value>| async move {
+                    counter.fetch_add(1, Ordering::SeqCst);
                     if body["model"] == "slow" {
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
@@ -35,13 +45,17 @@ pub fn fake_upstream() -> SocketAddr {
             axum::serve(listener, app).await.unwrap();
         });
     });
-    rx.recv().unwrap()
+    (rx.recv().unwrap(), calls)
 }
 
 /// A server whose models are served by the fake upstream. `m` costs
 /// $1000 per million tokens either way, so one call (30 tokens) costs $0.03.
 pub fn gateway() -> Server {
-    let upstream = fake_upstream();
+    gateway_with(fake_upstream(), &[])
+}
+
+/// [`gateway`] on a given upstream, with extra environment.
+pub fn gateway_with(upstream: SocketAddr, env: &[(&str, &str)]) -> Server {
     Server::start_with_config(
         &format!(
             r#"
@@ -61,6 +75,6 @@ id = "slow"
 upstream = "fake"
 "#
         ),
-        &[],
+        env,
     )
 }
