@@ -9,6 +9,16 @@ use std::sync::atomic::Ordering;
 use common::upstream::{fake_upstream_counted, gateway_with};
 use serde_json::json;
 
+/// Path, key, body, expected status, error code and param.
+type Case<'a> = (
+    &'a str,
+    Option<&'a str>,
+    Option<serde_json::Value>,
+    u16,
+    Option<&'a str>,
+    Option<&'a str>,
+);
+
 #[test]
 fn refused_requests_never_reach_the_upstream() {
     let (upstream, calls) = fake_upstream_counted();
@@ -33,14 +43,7 @@ fn refused_requests_never_reach_the_upstream() {
 
     let chat = "/v1/chat/completions";
     let ok_body = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
-    let cases: Vec<(
-        &str,
-        Option<&str>,
-        Option<serde_json::Value>,
-        u16,
-        Option<&str>,
-        Option<&str>,
-    )> = vec![
+    let cases: Vec<Case> = vec![
         // (path, key, body, status, code, param)
         (chat, None, Some(ok_body.clone()), 401, None, None),
         (
