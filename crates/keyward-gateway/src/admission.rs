@@ -33,7 +33,7 @@ pub struct Admission {
     requests: Vec<(Subject, Quota)>,
     /// Tokens-per-minute quotas and the tokens taken from each up front.
     tokens: Vec<(Subject, Quota, u64)>,
-    reservations: Vec<Reservation>,
+    reservations: Vec<Box<dyn Reservation>>,
     /// `x-ratelimit-*` headers: the tightest limit of each kind.
     pub headers: Vec<(HeaderName, HeaderValue)>,
 }

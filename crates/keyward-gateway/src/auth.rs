@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use keyward_core::{key, time::now_unix, KeyHash, KeyKind};
 use keyward_service::{ActiveKey, Change, ServiceError, Services};
 use moka::sync::Cache;
@@ -17,6 +18,15 @@ use crate::error::ApiError;
 /// invalidation.
 const TTL: Duration = Duration::from_secs(300);
 
+/// Turns a presented secret into the active key behind it. Behind a trait
+/// so that other lookups (a shared cache) can replace the in-process one.
+#[async_trait]
+pub trait KeyLookup: Send + Sync {
+    /// The active project key behind `presented`, or the 401 to answer.
+    async fn authenticate(&self, presented: &str) -> Result<Arc<ActiveKey>, ApiError>;
+}
+
+/// The in-process cache in front of the store.
 pub struct KeyCache {
     services: Services,
     cache: Cache<KeyHash, Arc<ActiveKey>>,
@@ -40,34 +50,6 @@ impl KeyCache {
             }
         });
         keys
-    }
-
-    /// The active project key behind `presented`, or the 401 to answer.
-    pub async fn authenticate(&self, presented: &str) -> Result<Arc<ActiveKey>, ApiError> {
-        let kind = key::verify(presented.as_bytes()).map_err(|_| ApiError::bad_key(presented))?;
-        if kind == KeyKind::Admin {
-            return Err(ApiError::missing_scope(
-                "model.request",
-                "Admin keys (sk-kwadmin-…) manage Keyward; call models with a project key (sk-kw-…).",
-            ));
-        }
-        let hash = KeyHash::of(presented);
-        if let Some(active) = self.cache.get(&hash) {
-            if active.valid_until.is_none_or(|t| t > now_unix()) {
-                return Ok(active);
-            }
-            self.cache.invalidate(&hash);
-            return Err(ApiError::bad_key(presented));
-        }
-        match self.services.active_key(presented).await {
-            Ok(active) => {
-                let active = Arc::new(active);
-                self.cache.insert(hash, active.clone());
-                Ok(active)
-            }
-            Err(ServiceError::Unauthenticated(_)) => Err(ApiError::bad_key(presented)),
-            Err(other) => Err(other.into()),
-        }
     }
 
     fn drop_cached(&self, change: &Change) {
@@ -112,5 +94,35 @@ impl KeyCache {
                 }
             }
         })
+    }
+}
+
+#[async_trait]
+impl KeyLookup for KeyCache {
+    async fn authenticate(&self, presented: &str) -> Result<Arc<ActiveKey>, ApiError> {
+        let kind = key::verify(presented.as_bytes()).map_err(|_| ApiError::bad_key(presented))?;
+        if kind == KeyKind::Admin {
+            return Err(ApiError::missing_scope(
+                "model.request",
+                "Admin keys (sk-kwadmin-…) manage Keyward; call models with a project key (sk-kw-…).",
+            ));
+        }
+        let hash = KeyHash::of(presented);
+        if let Some(active) = self.cache.get(&hash) {
+            if active.valid_until.is_none_or(|t| t > now_unix()) {
+                return Ok(active);
+            }
+            self.cache.invalidate(&hash);
+            return Err(ApiError::bad_key(presented));
+        }
+        match self.services.active_key(presented).await {
+            Ok(active) => {
+                let active = Arc::new(active);
+                self.cache.insert(hash, active.clone());
+                Ok(active)
+            }
+            Err(ServiceError::Unauthenticated(_)) => Err(ApiError::bad_key(presented)),
+            Err(other) => Err(other.into()),
+        }
     }
 }

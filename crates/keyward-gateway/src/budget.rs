@@ -8,6 +8,7 @@ use std::time::Duration;
 use keyward_core::{time, Micros};
 
 use crate::limits::Subject;
+use async_trait::async_trait;
 use keyward_store::{SpendOwner, Store, StoreError};
 use moka::future::Cache;
 
@@ -18,14 +19,33 @@ struct Month {
     reserved: i64,
 }
 
-/// Budget state shared by the gateway's handlers.
-pub struct Budgets {
+/// Monthly budget state shared by the gateway's handlers. Behind a trait
+/// so that a shared (Redis) book can replace the in-process one.
+#[async_trait]
+pub trait BudgetBook: Send + Sync {
+    /// Reserves `worst` against `who`'s `budget` for this month, or says it is spent.
+    async fn reserve(
+        &self,
+        who: &Subject,
+        budget: Micros,
+        worst: Micros,
+    ) -> Result<Result<Box<dyn Reservation>, OverBudget>, StoreError>;
+}
+
+/// An open reservation: settle it with the real cost; dropped unsettled,
+/// it is released.
+pub trait Reservation: Send + Sync {
+    fn settle(&mut self, cost: Micros);
+}
+
+/// The in-process book: this month's spend per key and project, read from
+/// the daily roll-up on first use and kept in memory after.
+pub struct LocalBudgets {
     store: Arc<dyn Store>,
     months: Cache<(Subject, i64), Arc<Mutex<Month>>>,
 }
 
-/// A reservation; settle it with the real cost.
-pub struct Reservation {
+struct LocalReservation {
     month: Arc<Mutex<Month>>,
     amount: i64,
     settled: bool,
@@ -38,23 +58,25 @@ pub struct OverBudget {
     pub spent: Micros,
 }
 
-impl Budgets {
+impl LocalBudgets {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Budgets {
+        LocalBudgets {
             store,
             months: Cache::builder()
                 .time_to_idle(Duration::from_secs(40 * 86_400))
                 .build(),
         }
     }
+}
 
-    /// Reserves `worst` against `budget` for this month, or says it is spent.
-    pub async fn reserve(
+#[async_trait]
+impl BudgetBook for LocalBudgets {
+    async fn reserve(
         &self,
         who: &Subject,
         budget: Micros,
         worst: Micros,
-    ) -> Result<Result<Reservation, OverBudget>, StoreError> {
+    ) -> Result<Result<Box<dyn Reservation>, OverBudget>, StoreError> {
         let from = time::month_start(time::now_unix());
         let store = self.store.clone();
         let owner = who.clone();
@@ -87,17 +109,17 @@ impl Budgets {
         }
         m.reserved += worst.0;
         drop(m);
-        Ok(Ok(Reservation {
+        Ok(Ok(Box::new(LocalReservation {
             month,
             amount: worst.0,
             settled: false,
-        }))
+        })))
     }
 }
 
-impl Reservation {
+impl Reservation for LocalReservation {
     /// Replaces the reservation with what the call really cost.
-    pub fn settle(&mut self, cost: Micros) {
+    fn settle(&mut self, cost: Micros) {
         if std::mem::replace(&mut self.settled, true) {
             return;
         }
@@ -107,7 +129,7 @@ impl Reservation {
     }
 }
 
-impl Drop for Reservation {
+impl Drop for LocalReservation {
     /// A call that never reached the ledger costs nothing.
     fn drop(&mut self) {
         self.settle(Micros(0));

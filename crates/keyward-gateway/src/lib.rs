@@ -24,18 +24,18 @@ use std::sync::Arc;
 use axum::routing::{get, post};
 use axum::Router;
 
-pub use auth::KeyCache;
+pub use auth::{KeyCache, KeyLookup};
 pub use catalog::{Catalog, ModelConfig, UpstreamConfig};
 pub use meter::Meter;
 
 /// Everything the gateway's handlers share.
 #[derive(Clone)]
 pub struct Gateway {
-    pub keys: Arc<KeyCache>,
+    pub keys: Arc<dyn KeyLookup>,
     pub catalog: Arc<Catalog>,
     pub meter: Meter,
     pub limiter: Arc<dyn limits::Limiter>,
-    pub budgets: Arc<budget::Budgets>,
+    pub budgets: Arc<dyn budget::BudgetBook>,
     pub client: reqwest::Client,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,

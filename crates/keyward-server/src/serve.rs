@@ -11,7 +11,7 @@ use keyward_service::{Policy, Services};
 use keyward_store::{SqlStore, Store};
 use tokio::net::TcpListener;
 
-use keyward_gateway::budget::Budgets;
+use keyward_gateway::budget::LocalBudgets;
 use keyward_gateway::limits::LocalLimiter;
 use keyward_gateway::{meter, telemetry, Catalog, Gateway, KeyCache};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -59,7 +59,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let keys = KeyCache::new(services.clone(), 1_000_000);
     let watcher = keys.watch(Duration::from_millis(250));
     let (meter, ledger) = meter::start(services.store().clone());
-    let budgets = Arc::new(Budgets::new(services.store().clone()));
+    let budgets = Arc::new(LocalBudgets::new(services.store().clone()));
     let gateway = Gateway {
         keys,
         catalog: Arc::new(catalog),
