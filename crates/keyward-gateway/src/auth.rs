@@ -102,10 +102,16 @@ impl KeyLookup for KeyCache {
     async fn authenticate(&self, presented: &str) -> Result<Arc<ActiveKey>, ApiError> {
         let kind = key::verify(presented.as_bytes()).map_err(|_| ApiError::bad_key(presented))?;
         if kind == KeyKind::Admin {
-            return Err(ApiError::missing_scope(
-                "model.request",
-                "Admin keys (sk-kwadmin-…) manage Keyward; call models with a project key (sk-kw-…).",
-            ));
+            // Rare on the gateway: say it is the wrong kind of key only when
+            // it is a real one, so unknown keys all look alike.
+            return Err(match self.services.active_key(presented).await {
+                Ok(_) => ApiError::missing_scope(
+                    "model.request",
+                    "Admin keys (sk-kwadmin-…) manage Keyward; call models with a project key (sk-kw-…).",
+                ),
+                Err(ServiceError::Unauthenticated(_)) => ApiError::bad_key(presented),
+                Err(other) => other.into(),
+            });
         }
         let hash = KeyHash::of(presented);
         if let Some(active) = self.cache.get(&hash) {

@@ -2,7 +2,8 @@
 //! expire, and authenticate a presented secret.
 
 use keyward_core::{
-    time::now_unix, Access, KeyId, KeyKind, Micros, Permissions, PlainKey, ProjectId, UserId,
+    time::now_unix, Access, EndpointGroup, KeyId, KeyKind, Micros, Permissions, PlainKey,
+    ProjectId, UserId,
 };
 use keyward_store::{
     Actor, KeyRecord, KeyScope, Listed, Page, Project, RateLimits, Revocation, RevokeReason,
@@ -292,6 +293,7 @@ impl Services {
         patch: KeyPatch,
     ) -> Result<KeyRecord> {
         let mut record = self.resolve(caller, key, Access::Write).await?;
+        no_broader_than_caller(caller, &record)?;
         if let (Principal::ProjectKey(own), Some(p)) = (&caller.principal, &patch.permissions) {
             if !own.permissions.covers(p) {
                 return Err(ServiceError::invalid(
@@ -412,6 +414,7 @@ impl Services {
             ));
         }
         let mut record = self.resolve(caller, key, Access::Write).await?;
+        no_broader_than_caller(caller, &record)?;
         let now = now_unix();
         if !record.is_active(now) {
             return Err(ServiceError::Invalid {
@@ -573,6 +576,25 @@ impl Services {
             None => user.role.as_str(),
         };
         Ok(Some((user, role)))
+    }
+}
+
+/// A project key may rotate or change only keys no broader than itself:
+/// rotating hands out the new secret, and changing could lift another
+/// key's limits.
+fn no_broader_than_caller(caller: &Caller, target: &KeyRecord) -> Result<()> {
+    let Principal::ProjectKey(own) = &caller.principal else {
+        return Ok(());
+    };
+    match EndpointGroup::ALL
+        .into_iter()
+        .find(|&g| own.permissions.access(g) < target.permissions.access(g))
+    {
+        None => Ok(()),
+        Some(g) => Err(ServiceError::PermissionDenied {
+            scope: g.scope(target.permissions.access(g)),
+            hint: "A key may only rotate or change keys whose permissions are no broader than its own.",
+        }),
     }
 }
 

@@ -35,7 +35,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
             &bytes
         };
         let de = &mut serde_json::Deserializer::from_slice(text);
-        let value = serde_path_to_error::deserialize(de).map_err(|e| {
+        let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
             let inner = e.inner();
             if inner.is_syntax() || inner.is_eof() {
                 return ApiError::invalid(
@@ -44,6 +44,12 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
                 );
             }
             field_error(e.path().to_string(), &inner.to_string())
+        })?;
+        de.end().map_err(|_| {
+            ApiError::invalid(
+                None,
+                "The JSON body has data after its closing brace; send exactly one JSON object.",
+            )
         })?;
         Ok(ApiJson(value))
     }
@@ -57,9 +63,10 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let query = parts.uri.query().unwrap_or_default();
-        serde_html_form::from_str(query)
+        let de = serde_html_form::Deserializer::from_bytes(query.as_bytes());
+        serde_path_to_error::deserialize(de)
             .map(ApiQuery)
-            .map_err(|e| field_error(String::new(), &e.to_string()))
+            .map_err(|e| field_error(e.path().to_string(), &e.inner().to_string()))
     }
 }
 
@@ -77,6 +84,7 @@ fn field_error(path: String, detail: &str) -> ApiError {
     let named = detail
         .strip_prefix("unknown field `")
         .or_else(|| detail.strip_prefix("missing field `"))
+        .or_else(|| detail.strip_prefix("duplicate field `"))
         .and_then(|rest| rest.split('`').next())
         .map(str::to_owned);
     let param = match (named, path.as_str()) {
