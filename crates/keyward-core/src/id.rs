@@ -111,6 +111,10 @@ public_id!(
     /// An audit-log entry's id.
     AuditId, "audit_", "audit log"
 );
+public_id!(
+    /// A notification's id.
+    NotificationId, "notice_", "notification"
+);
 
 #[cfg(test)]
 mod tests {

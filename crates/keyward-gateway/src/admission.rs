@@ -89,7 +89,7 @@ pub async fn admit(
     };
     let subject_label = |s: &Scope| match &s.who {
         Subject::Key(k) => format!("in project {project} for key {k}"),
-        Subject::Project(_) => format!("in project {project}"),
+        Subject::Project(_) | Subject::Ip(_) => format!("in project {project}"),
     };
     for scope in scopes(key) {
         if let Some(max) = scope.limits.max_concurrent_requests {

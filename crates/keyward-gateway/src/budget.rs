@@ -86,6 +86,7 @@ impl BudgetBook for LocalBudgets {
                 let spent = match &owner {
                     Subject::Key(k) => store.spend_since(SpendOwner::Key(k), from).await?,
                     Subject::Project(p) => store.spend_since(SpendOwner::Project(p), from).await?,
+                    Subject::Ip(_) => Micros(0),
                 };
                 Ok::<_, StoreError>(Arc::new(Mutex::new(Month {
                     spent: spent.0,

@@ -16,6 +16,8 @@ use moka::sync::Cache;
 pub enum Subject {
     Key(KeyId),
     Project(ProjectId),
+    /// An unauthenticated caller, e.g. of the public exposure report.
+    Ip(std::net::IpAddr),
 }
 
 /// What a bucket limits.

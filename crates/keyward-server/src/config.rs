@@ -25,6 +25,61 @@ pub struct Config {
     pub upstreams: Vec<keyward_gateway::UpstreamConfig>,
     /// The models clients may ask for, each served by an upstream.
     pub models: Vec<keyward_gateway::ModelConfig>,
+    pub secret_scanning: SecretScanning,
+    /// Email notices to key owners; off unless `host` is set.
+    pub smtp: Option<Smtp>,
+    /// A URL that receives notices as JSON, signed with HMAC-SHA256.
+    pub webhook: Option<Webhook>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecretScanning {
+    /// GitHub's secret-scanning public keys, in the format of GitHub's
+    /// `meta/public_keys/secret_scanning` (env `KEYWARD_GITHUB_PUBLIC_KEYS_FILE`).
+    pub github_public_keys_file: Option<PathBuf>,
+    /// Where to refresh those keys from, hourly (optional).
+    pub github_public_keys_url: Option<String>,
+    /// Exposure reports accepted per minute from one IP address.
+    pub reports_per_minute_per_ip: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Smtp {
+    pub host: String,
+    #[serde(default = "default_smtp_port")]
+    pub port: u16,
+    /// The sender, e.g. `Keyward <keyward@example.com>`.
+    pub from: String,
+    pub username: Option<String>,
+    /// Environment variable holding the SMTP password.
+    pub password_env: Option<String>,
+    /// `starttls` (default), `tls`, or `none` (local relays and tests only).
+    #[serde(default)]
+    pub security: SmtpSecurity,
+}
+
+fn default_smtp_port() -> u16 {
+    587
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SmtpSecurity {
+    #[default]
+    Starttls,
+    Tls,
+    None,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Webhook {
+    pub url: String,
+    /// Environment variable holding the HMAC secret; the signature is sent
+    /// as `X-Keyward-Signature: sha256=<hex>` over the raw body.
+    pub secret_env: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -76,13 +131,28 @@ impl Default for Config {
             log: Log::default(),
             upstreams: Vec::new(),
             models: Vec::new(),
+            secret_scanning: SecretScanning {
+                reports_per_minute_per_ip: 60,
+                ..SecretScanning::default()
+            },
+            smtp: None,
+            webhook: None,
         }
     }
 }
 
 /// Top-level keys read from the environment; other `KEYWARD_*` variables
 /// (such as the test suite's) are left alone.
-const ENV_KEYS: &[&str] = &["listen", "data_dir", "database_url", "limits", "log"];
+const ENV_KEYS: &[&str] = &[
+    "listen",
+    "data_dir",
+    "database_url",
+    "limits",
+    "log",
+    "secret_scanning",
+    "smtp",
+    "webhook",
+];
 
 /// Command-line values that override the file and the environment.
 #[derive(Debug, Default, Serialize)]
@@ -113,9 +183,13 @@ impl Config {
                 ENV_KEYS.iter().any(|known| k.starts_with(known))
             }))
             .merge(Serialized::defaults(overrides));
-        figment
+        let mut config: Config = figment
             .extract()
-            .map_err(|e| format!("the configuration is not valid: {e}"))
+            .map_err(|e| format!("the configuration is not valid: {e}"))?;
+        if let Some(file) = std::env::var_os("KEYWARD_GITHUB_PUBLIC_KEYS_FILE") {
+            config.secret_scanning.github_public_keys_file = Some(file.into());
+        }
+        Ok(config)
     }
 
     /// The database to open: `database_url`, or SQLite in `data_dir`.

@@ -3,6 +3,8 @@
 mod api;
 mod cli;
 mod config;
+mod github_keys;
+mod notify;
 mod serve;
 
 use std::process::ExitCode;

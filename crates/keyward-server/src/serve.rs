@@ -16,8 +16,11 @@ use keyward_gateway::limits::LocalLimiter;
 use keyward_gateway::{meter, telemetry, Catalog, Gateway, KeyCache};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+use crate::api::exposure::Exposure;
 use crate::api::{self, AppState};
 use crate::config::{Config, Database};
+use crate::github_keys::GithubKeys;
+use crate::notify::Notifier;
 
 /// Opens the configured database, brings its schema up to date and wraps it
 /// in the services.
@@ -76,9 +79,31 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         services.clone(),
         Duration::from_secs(config.limits.expiry_sweep_seconds.max(1)),
     ));
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let github = match &config.secret_scanning.github_public_keys_file {
+        Some(file) => Some(
+            GithubKeys::load_file(file)
+                .map_err(|e| anyhow::anyhow!("secret_scanning.github_public_keys_file: {e}"))?,
+        ),
+        None => None,
+    };
+    let refresher = match (&github, &config.secret_scanning.github_public_keys_url) {
+        (Some(keys), Some(url)) => Some(keys.refresh_from(url.clone(), client.clone())),
+        _ => None,
+    };
+    let exposure = Exposure {
+        notifier: Notifier::new(config.smtp.as_ref(), config.webhook.as_ref(), client)
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+        github,
+        limiter: LocalLimiter::default(),
+        reports_per_minute: config.secret_scanning.reports_per_minute_per_ip,
+    };
     let state = AppState {
         services,
         max_body_bytes: config.limits.max_body_bytes,
+        exposure: Arc::new(exposure),
     };
     let listener = TcpListener::bind(config.listen).await.with_context(|| {
         format!(
@@ -100,6 +125,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     .await?;
     sweeper.abort();
     watcher.abort();
+    if let Some(r) = refresher {
+        r.abort();
+    }
     // Every request has finished: store what is still queued.
     ledger.shutdown().await;
     tracing::info!("keyward stopped");

@@ -364,7 +364,7 @@ impl Services {
         self.revoke_record(caller, record, reason, note).await
     }
 
-    async fn revoke_record(
+    pub(crate) async fn revoke_record(
         &self,
         caller: &Caller,
         mut record: KeyRecord,

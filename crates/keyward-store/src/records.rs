@@ -327,3 +327,20 @@ pub struct UsageRow {
     pub completion_tokens: i64,
     pub cost: Micros,
 }
+
+/// A notice to an account owner.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notification {
+    pub id: String,
+    pub user_id: UserId,
+    /// E.g. `api_key.exposed`.
+    pub kind: String,
+    pub key_id: Option<KeyId>,
+    pub project_id: Option<ProjectId>,
+    /// One sentence for people.
+    pub message: String,
+    /// Structured details (redacted key, where it was found, when).
+    pub details: serde_json::Value,
+    pub created_at: i64,
+    pub read_at: Option<i64>,
+}

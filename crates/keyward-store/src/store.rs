@@ -111,6 +111,15 @@ pub trait Store: Send + Sync + 'static {
         to: i64,
     ) -> Result<Vec<UsageEvent>>;
 
+    // Notifications
+    async fn insert_notification(&self, n: &Notification) -> Result<()>;
+    /// A user's notifications, newest first.
+    async fn notifications(
+        &self,
+        user: &UserId,
+        page: &Page,
+    ) -> Result<Result<Listed<Notification>, UnknownCursor>>;
+
     // Audit log
     /// The newest audit entry's sequence number (0 when empty).
     async fn audit_seq_now(&self) -> Result<i64>;

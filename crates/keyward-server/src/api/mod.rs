@@ -4,8 +4,10 @@
 mod admin_keys;
 mod audit_logs;
 mod auth;
+pub mod exposure;
 mod extract;
 mod health;
+mod notifications;
 pub mod objects;
 pub mod present;
 mod project_keys;
@@ -37,6 +39,7 @@ use error::ApiError;
 pub struct AppState {
     pub services: Services,
     pub max_body_bytes: usize,
+    pub exposure: std::sync::Arc<exposure::Exposure>,
 }
 
 #[derive(OpenApi)]
@@ -82,6 +85,7 @@ fn management(state: AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(audit_logs::list))
         .routes(routes!(usage::completions))
         .routes(routes!(usage::costs))
+        .routes(routes!(notifications::list))
         .split_for_parts();
     let router = router
         .layer(middleware::from_fn_with_state(state, auth::require_key))
@@ -98,6 +102,8 @@ pub fn app(state: AppState, gateway: Gateway, metrics: PrometheusHandle) -> Rout
     let (public, public_api) = OpenApiRouter::new()
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
+        .routes(routes!(exposure::report))
+        .routes(routes!(exposure::github))
         .split_for_parts();
     openapi.merge(public_api);
     let openapi = std::sync::Arc::new(openapi);

@@ -1,0 +1,217 @@
+//! Public endpoints for exposed keys: `POST /v1/keys/report` (anyone holding
+//! a key may kill it) and GitHub's secret-scanning partner endpoint.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::body::{to_bytes, Body};
+use axum::extract::{ConnectInfo, FromRequest, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use keyward_core::gcra::Quota;
+use keyward_gateway::limits::{format_reset, Dimension, Limiter, LocalLimiter, Subject};
+use keyward_service::Sighting;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use utoipa::ToSchema;
+
+use super::error::{ApiError, ApiResult};
+use super::extract::ApiJson;
+use super::AppState;
+use crate::github_keys::{GithubKeys, Refusal};
+use crate::notify::Notifier;
+
+/// The most keys one report may carry.
+const MAX_KEYS: usize = 100;
+/// GitHub's batches are small; this bounds the body we read and verify.
+const MAX_GITHUB_BODY: usize = 1 << 20;
+
+/// What the exposure endpoints share.
+pub struct Exposure {
+    pub notifier: Notifier,
+    pub github: Option<GithubKeys>,
+    pub limiter: LocalLimiter,
+    pub reports_per_minute: u64,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReportBody {
+    /// The exposed keys, at most 100.
+    keys: Vec<String>,
+    /// Where they were found.
+    url: Option<String>,
+    /// Who found them, e.g. a scanner's name.
+    source: Option<String>,
+}
+
+fn client_ip(req_ip: Option<&ConnectInfo<SocketAddr>>) -> Option<IpAddr> {
+    req_ip.map(|c| c.0.ip())
+}
+
+/// Reports keys as exposed. No authentication: holding a key is proof
+/// enough to kill it. Every real, active key is revoked at once.
+#[utoipa::path(post, path = "/v1/keys/report", tag = "exposure", security(()), request_body = ReportBody,
+    responses((status = 200, description = "A verdict per key: {\"results\":[{\"token_hash\",\"label\"}]}")))]
+pub async fn report(State(state): State<AppState>, req: Request<Body>) -> Response {
+    // Throttle before reading anything, so malformed reports count too.
+    let ip = client_ip(req.extensions().get::<ConnectInfo<SocketAddr>>());
+    if let Some(refused) = throttle(&state, ip) {
+        return refused;
+    }
+    let body = match ApiJson::<ReportBody>::from_request(req, &state).await {
+        Ok(ApiJson(b)) => b,
+        Err(e) => return e.into_response(),
+    };
+    if body.keys.is_empty() || body.keys.len() > MAX_KEYS {
+        return ApiError::invalid(
+            Some("keys".into()),
+            format!("`keys` must list 1 to {MAX_KEYS} keys."),
+        )
+        .into_response();
+    }
+    if body.keys.iter().any(|k| k.len() > 256) {
+        return ApiError::invalid(
+            Some("keys".into()),
+            "Each key must be at most 256 characters.",
+        )
+        .into_response();
+    }
+    let sighting = Sighting {
+        url: body.url,
+        source: body.source,
+    };
+    match revoke(&state, &body.keys, &sighting, ip).await {
+        Ok(verdicts) => {
+            let results: Vec<Value> = verdicts
+                .into_iter()
+                .map(|v| json!({"token_hash": v.token_hash, "label": v.label.as_str()}))
+                .collect();
+            Json(json!({ "results": results })).into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn revoke(
+    state: &AppState,
+    keys: &[String],
+    sighting: &Sighting,
+    ip: Option<IpAddr>,
+) -> ApiResult<Vec<keyward_service::Verdict>> {
+    let (verdicts, notices) = state
+        .services
+        .report_exposed(keys, sighting, ip.map(|i| i.to_string()))
+        .await?;
+    state.exposure.notifier.deliver(notices);
+    Ok(verdicts)
+}
+
+/// Per-IP limit on reports, so the endpoint cannot be used to probe keys at speed.
+fn throttle(state: &AppState, ip: Option<IpAddr>) -> Option<Response> {
+    let ip = ip?;
+    let quota = Quota::per_minute_bursty(state.exposure.reports_per_minute.max(1));
+    let d = state
+        .exposure
+        .limiter
+        .take(&Subject::Ip(ip), Dimension::Requests, quota, 1);
+    if d.allowed {
+        return None;
+    }
+    let mut response = ApiError {
+        status: StatusCode::TOO_MANY_REQUESTS,
+        kind: "requests",
+        message: format!(
+            "Too many reports from your address. Please try again in {}.",
+            format_reset(d.retry_after_nanos)
+        ),
+        param: None,
+        code: Some("rate_limit_exceeded"),
+    }
+    .into_response();
+    let secs = (d.retry_after_nanos as f64 / 1e9).ceil().max(1.0) as u64;
+    response.headers_mut().insert("retry-after", secs.into());
+    Some(response)
+}
+
+#[derive(Deserialize)]
+struct GithubMatch {
+    token: String,
+    #[serde(rename = "type")]
+    _kind: Option<String>,
+    url: Option<String>,
+    source: Option<String>,
+}
+
+/// GitHub's secret-scanning partner endpoint: verifies GitHub's signature,
+/// revokes every matching active key and labels each token.
+#[utoipa::path(post, path = "/v1/secret-scanning/github", tag = "exposure", security(()),
+    responses((status = 200, description = "[{\"token_hash\",\"token_type\",\"label\"}]"),
+              (status = 401, description = "Bad or missing signature")))]
+pub async fn github(State(state): State<AppState>, req: Request<Body>) -> Response {
+    let Some(keys) = &state.exposure.github else {
+        return ApiError::unavailable(
+            "GitHub secret scanning is not configured here: set secret_scanning.github_public_keys_file.",
+        )
+        .into_response();
+    };
+    let ip = client_ip(req.extensions().get::<ConnectInfo<SocketAddr>>());
+    let (key_id, signature) = {
+        let header = |name: &str| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        (
+            header("github-public-key-identifier"),
+            header("github-public-key-signature"),
+        )
+    };
+    let Ok(body) = to_bytes(req.into_body(), MAX_GITHUB_BODY).await else {
+        return ApiError::invalid(None, "The body is too large.").into_response();
+    };
+    if let Err(refusal) = keys.verify(key_id.as_deref(), signature.as_deref(), &body) {
+        let (status, message) = match refusal {
+            Refusal::MissingHeaders => (StatusCode::BAD_REQUEST, "Github-Public-Key-Identifier and Github-Public-Key-Signature headers are required."),
+            Refusal::UnknownKey => (StatusCode::UNAUTHORIZED, "The Github-Public-Key-Identifier names no key this installation knows."),
+            Refusal::NotCurrent => (StatusCode::UNAUTHORIZED, "The Github-Public-Key-Identifier names a key that is no longer current."),
+            Refusal::BadSignature => (StatusCode::UNAUTHORIZED, "The signature does not match the body."),
+        };
+        return ApiError {
+            status,
+            kind: "invalid_request_error",
+            message: message.into(),
+            param: None,
+            code: Some("invalid_signature"),
+        }
+        .into_response();
+    }
+    let matches: Vec<GithubMatch> = match serde_json::from_slice(&body) {
+        Ok(m) => m,
+        Err(e) => {
+            return ApiError::invalid(None, format!("The body is not a list of matches: {e}."))
+                .into_response()
+        }
+    };
+    let mut verdicts = Vec::with_capacity(matches.len());
+    for m in &matches {
+        let sighting = Sighting {
+            url: m.url.clone(),
+            source: Some(
+                m.source
+                    .clone()
+                    .map_or_else(|| "github".to_owned(), |s| format!("github {s}")),
+            ),
+        };
+        match revoke(&state, std::slice::from_ref(&m.token), &sighting, ip).await {
+            Ok(mut v) => verdicts.append(&mut v),
+            Err(e) => return e.into_response(),
+        }
+    }
+    let out: Vec<Value> = verdicts
+        .into_iter()
+        .map(|v| json!({"token_hash": v.token_hash, "token_type": "keyward_api_key", "label": v.label.as_str()}))
+        .collect();
+    Json(Value::Array(out)).into_response()
+}

@@ -1,0 +1,430 @@
+//! Leaked keys die fast: the public report endpoint, GitHub's secret-scanning
+//! partner endpoint (real ECDSA P-256 signatures made here), and the notices
+//! the owner gets: in the API, by email (a local SMTP sink) and by webhook.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+
+use axum::http::HeaderMap;
+use axum::routing::post;
+use axum::Router;
+use base64::Engine;
+use common::Server;
+use hmac::Mac;
+use p256::ecdsa::signature::Signer;
+use p256::ecdsa::{Signature, SigningKey};
+use p256::pkcs8::{EncodePublicKey, LineEnding};
+use serde_json::{json, Value};
+
+fn signing_key(seed: u8) -> SigningKey {
+    SigningKey::from_slice(&[seed; 32]).unwrap()
+}
+
+fn pem(key: &SigningKey) -> String {
+    key.verifying_key()
+        .to_public_key_pem(LineEnding::LF)
+        .unwrap()
+}
+
+/// GitHub's public-keys file: `current` is current, `old` is not.
+fn github_keys_file(dir: &std::path::Path, current: &SigningKey, old: &SigningKey) -> String {
+    let path = dir.join("github-keys.json");
+    let body = json!({"public_keys": [
+        {"key_identifier": "current-id", "key": pem(current), "is_current": true},
+        {"key_identifier": "old-id", "key": pem(old), "is_current": false},
+    ]});
+    std::fs::write(&path, body.to_string()).unwrap();
+    path.display().to_string()
+}
+
+fn sign(key: &SigningKey, body: &[u8]) -> String {
+    let sig: Signature = key.sign(body);
+    base64::engine::general_purpose::STANDARD.encode(sig.to_der().as_bytes())
+}
+
+fn post_github(
+    s: &Server,
+    key_id: Option<&str>,
+    signature: Option<&str>,
+    body: &[u8],
+) -> common::Reply {
+    let mut req = s
+        .client
+        .post(format!("{}/v1/secret-scanning/github", s.base))
+        .header("content-type", "application/json")
+        .body(body.to_vec());
+    if let Some(id) = key_id {
+        req = req.header("Github-Public-Key-Identifier", id);
+    }
+    if let Some(sig) = signature {
+        req = req.header("Github-Public-Key-Signature", sig);
+    }
+    let resp = req.send().unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let text = resp.text().unwrap();
+    common::Reply {
+        status,
+        headers,
+        body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    }
+}
+
+/// An operator with two fresh project keys: (admin key, project, [(secret, id)]).
+fn owner_with_keys(s: &Server) -> (String, String, Vec<(String, String)>) {
+    let admin = s.create_operator("owner@example.com");
+    let project = s.default_project(&admin);
+    let keys = (0..2)
+        .map(|i| {
+            let r = s.post(
+                &format!("/v1/organization/projects/{project}/api_keys"),
+                &admin,
+                json!({"name": format!("k{i}")}),
+            );
+            (
+                r.body["value"].as_str().unwrap().to_owned(),
+                r.body["id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    (admin, project, keys)
+}
+
+fn works(s: &Server, project: &str, secret: &str) -> bool {
+    let r = s.get(
+        &format!("/v1/organization/projects/{project}/api_keys"),
+        secret,
+    );
+    match r.status.as_u16() {
+        200 => true,
+        401 => false,
+        other => panic!("unexpected {other}: {}", r.body),
+    }
+}
+
+#[test]
+fn github_partner_endpoint_verifies_signatures_and_revokes() {
+    let current = signing_key(7);
+    let old = signing_key(9);
+    let dir = tempfile::tempdir().unwrap();
+    let file = github_keys_file(dir.path(), &current, &old);
+    let s = Server::start_with(&[("KEYWARD_GITHUB_PUBLIC_KEYS_FILE", &file)]);
+    let (admin, project, keys) = owner_with_keys(&s);
+    let (leaked, leaked_id) = &keys[0];
+    let (kept, _) = &keys[1];
+    let body = json!([
+        {"token": leaked, "type": "keyward_api_key", "url": "https://github.com/someone/repo/blob/main/.env", "source": "content"},
+        {"token": "sk-kw-thisisnotarealkeybutlookslikeoneXXXXXXXXXXXXXX", "type": "keyward_api_key", "url": "https://github.com/x", "source": "content"},
+    ])
+    .to_string();
+
+    // Refusals first: nothing may be revoked by them.
+    let tampered = body.replace("content", "commit");
+    for (id, sig, payload, status) in [
+        (
+            Some("current-id"),
+            Some(sign(&current, body.as_bytes())),
+            tampered.as_bytes(),
+            401,
+        ),
+        (
+            Some("unknown-id"),
+            Some(sign(&current, body.as_bytes())),
+            body.as_bytes(),
+            401,
+        ),
+        (
+            Some("old-id"),
+            Some(sign(&old, body.as_bytes())),
+            body.as_bytes(),
+            401,
+        ),
+        (
+            Some("current-id"),
+            Some(sign(&old, body.as_bytes())),
+            body.as_bytes(),
+            401,
+        ),
+        (
+            Some("current-id"),
+            Some("bm90IGEgc2lnbmF0dXJl".to_owned()),
+            body.as_bytes(),
+            401,
+        ),
+        (Some("current-id"), None, body.as_bytes(), 400),
+        (
+            None,
+            Some(sign(&current, body.as_bytes())),
+            body.as_bytes(),
+            400,
+        ),
+    ] {
+        let r = post_github(&s, id, sig.as_deref(), payload);
+        assert_eq!(r.status.as_u16(), status, "{id:?}: {}", r.body);
+        assert!(
+            works(&s, &project, leaked),
+            "a refused request revoked the key"
+        );
+    }
+    let malformed = b"[{\"token\": ";
+    let r = post_github(
+        &s,
+        Some("current-id"),
+        Some(&sign(&current, malformed)),
+        malformed,
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(works(&s, &project, leaked));
+
+    let r = post_github(
+        &s,
+        Some("current-id"),
+        Some(&sign(&current, body.as_bytes())),
+        body.as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let answers = r.body.as_array().unwrap();
+    assert_eq!(answers.len(), 2);
+    assert_eq!(answers[0]["label"], "true_positive");
+    assert_eq!(answers[0]["token_type"], "keyward_api_key");
+    assert_eq!(
+        answers[0]["token_hash"],
+        keyward_core::KeyHash::of(leaked).to_hex()
+    );
+    assert_eq!(answers[1]["label"], "false_positive");
+
+    // The next management or gateway call with the leaked key is refused; the other key lives.
+    assert!(!works(&s, &project, leaked));
+    let r = s.get("/v1/models", leaked);
+    assert_eq!(r.status, 401);
+    assert!(works(&s, &project, kept));
+    let r = s.get(
+        &format!("/v1/organization/projects/{project}/api_keys/{leaked_id}"),
+        &admin,
+    );
+    assert_eq!(r.body["revoke_reason"], "exposed");
+
+    // The owner's notice names the key and where it was found.
+    let r = s.get("/v1/organization/notifications", &admin);
+    assert_eq!(r.status, 200);
+    let notice = &r.body["data"][0];
+    assert_eq!(notice["type"], "api_key.exposed");
+    assert_eq!(notice["key"]["id"], leaked_id.as_str());
+    assert_eq!(
+        notice["found_at"]["url"],
+        "https://github.com/someone/repo/blob/main/.env"
+    );
+    let message = notice["message"].as_str().unwrap();
+    assert!(
+        message.contains(&keyward_core::key::redact(leaked))
+            && message.contains("github.com/someone/repo"),
+        "{message}"
+    );
+    assert!(
+        !r.body.to_string().contains(leaked.as_str()),
+        "the notice carries the secret"
+    );
+
+    // Reporting it again: still a true positive, no second notice.
+    let r = post_github(
+        &s,
+        Some("current-id"),
+        Some(&sign(&current, body.as_bytes())),
+        body.as_bytes(),
+    );
+    assert_eq!(r.body[0]["label"], "true_positive");
+    assert_eq!(
+        s.get("/v1/organization/notifications", &admin).body["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn anyone_holding_a_key_can_report_it() {
+    let s = Server::start_with(&[("KEYWARD_SECRET_SCANNING__REPORTS_PER_MINUTE_PER_IP", "4")]);
+    let (admin, project, keys) = owner_with_keys(&s);
+    let (leaked, _) = &keys[0];
+    let r = s.call(
+        "POST",
+        "/v1/keys/report",
+        None,
+        Some(json!({"keys": [leaked, "sk-kw-nope"], "url": "https://pastebin.example/abc", "source": "a kind stranger"})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["results"][0]["label"], "true_positive");
+    assert_eq!(
+        r.body["results"][0]["token_hash"],
+        keyward_core::KeyHash::of(leaked).to_hex()
+    );
+    assert_eq!(r.body["results"][1]["label"], "false_positive");
+    assert!(!works(&s, &project, leaked));
+    assert!(works(&s, &project, &keys[1].0));
+    let notices = s.get("/v1/organization/notifications", &admin).body;
+    assert_eq!(notices["data"][0]["found_at"]["source"], "a kind stranger");
+
+    for (body, param) in [
+        (json!({"keys": []}), "keys"),
+        (json!({"keys": "sk-kw-x"}), "keys"),
+        (json!({"key": ["x"]}), "key"),
+    ] {
+        let r = s.call("POST", "/v1/keys/report", None, Some(body));
+        assert_eq!(r.status, 400, "{}", r.body);
+        assert_eq!(r.body["error"]["param"], param);
+    }
+    // Four per minute from one address, malformed ones included: the fifth is refused.
+    let r = s.call(
+        "POST",
+        "/v1/keys/report",
+        None,
+        Some(json!({"keys": ["sk-kw-x"]})),
+    );
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert!(r.headers.contains_key("retry-after"));
+}
+
+/// A minimal SMTP server that accepts one session and returns what it received.
+fn smtp_sink() -> (u16, Arc<Mutex<String>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let received = Arc::new(Mutex::new(String::new()));
+    let sink = received.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut out = stream.try_clone().unwrap();
+            let mut reader = BufReader::new(stream);
+            let _ = out.write_all(b"220 sink ESMTP\r\n");
+            let mut in_data = false;
+            let mut line = String::new();
+            while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+                let reply: &[u8] = if in_data {
+                    if line == ".\r\n" {
+                        in_data = false;
+                        b"250 queued\r\n"
+                    } else {
+                        sink.lock().unwrap().push_str(&line);
+                        b""
+                    }
+                } else {
+                    let cmd = line.to_ascii_uppercase();
+                    sink.lock().unwrap().push_str(&line);
+                    if cmd.starts_with("EHLO") || cmd.starts_with("HELO") {
+                        b"250 sink\r\n"
+                    } else if cmd.starts_with("DATA") {
+                        in_data = true;
+                        b"354 go ahead\r\n"
+                    } else if cmd.starts_with("QUIT") {
+                        let _ = out.write_all(b"221 bye\r\n");
+                        break;
+                    } else {
+                        b"250 ok\r\n"
+                    }
+                };
+                let _ = out.write_all(reply);
+                line.clear();
+            }
+        }
+    });
+    (port, received)
+}
+
+/// Webhook deliveries seen: (body, signature header).
+type Deliveries = Arc<Mutex<Vec<(String, String)>>>;
+
+/// An HTTP endpoint that records webhook bodies and their signature header.
+fn webhook_sink() -> (String, Deliveries) {
+    let seen: Deliveries = Arc::default();
+    let store = seen.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let app = Router::new().route(
+                "/hook",
+                post(move |headers: HeaderMap, body: String| {
+                    let store = store.clone();
+                    async move {
+                        let sig = headers
+                            .get("x-keyward-signature")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default();
+                        store.lock().unwrap().push((body, sig.to_owned()));
+                        "ok"
+                    }
+                }),
+            );
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    (format!("http://{}/hook", rx.recv().unwrap()), seen)
+}
+
+#[test]
+fn the_owner_is_told_by_email_and_webhook() {
+    let (smtp_port, mail) = smtp_sink();
+    let (hook_url, hooks) = webhook_sink();
+    let config = format!(
+        r#"
+[smtp]
+host = "127.0.0.1"
+port = {smtp_port}
+from = "Keyward <keyward@example.com>"
+security = "none"
+
+[webhook]
+url = "{hook_url}"
+secret_env = "TEST_WEBHOOK_SECRET"
+"#
+    );
+    let s = Server::start_with_config(&config, &[("TEST_WEBHOOK_SECRET", "hook-secret-123")]);
+    let (_, _, keys) = owner_with_keys(&s);
+    let (leaked, leaked_id) = &keys[0];
+    let r = s.call(
+        "POST",
+        "/v1/keys/report",
+        None,
+        Some(json!({"keys": [leaked], "url": "https://example.com/leak"})),
+    );
+    assert_eq!(r.status, 200);
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while (mail.lock().unwrap().is_empty() || hooks.lock().unwrap().is_empty())
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // Undo quoted-printable soft line breaks before reading the text.
+    let mail = mail
+        .lock()
+        .unwrap()
+        .replace("=\r\n", "")
+        .replace("=3D", "=");
+    assert!(mail.contains("RCPT TO:<owner@example.com>"), "{mail}");
+    assert!(mail.contains("exposed"), "{mail}");
+    assert!(mail.contains(&keyward_core::key::redact(leaked)), "{mail}");
+    assert!(mail.contains("https://example.com/leak"), "{mail}");
+    assert!(
+        !mail.contains(leaked.as_str()),
+        "the email carries the secret"
+    );
+
+    let hooks = hooks.lock().unwrap().clone();
+    let (body, signature) = &hooks[0];
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"hook-secret-123").unwrap();
+    mac.update(body.as_bytes());
+    assert_eq!(
+        signature,
+        &format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    );
+    let payload: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(payload["type"], "api_key.exposed");
+    assert_eq!(payload["details"]["key"]["id"], leaked_id.as_str());
+    assert!(!body.contains(leaked.as_str()));
+}

@@ -1,0 +1,150 @@
+//! Exposed keys: whoever holds a key may report it (holding it is proof
+//! enough to kill it), and so may secret-scanning partners. A real, active
+//! key is revoked at once with reason `exposed`, where it was found is
+//! recorded, and its owner gets a notice.
+
+use keyward_core::{key, time::now_unix, KeyHash};
+use keyward_store::{Notification, RevokeReason};
+use serde_json::json;
+
+use crate::caller::{Caller, Principal};
+use crate::error::Result;
+use crate::Services;
+
+/// Where a key was found, as the reporter says.
+#[derive(Debug, Clone, Default)]
+pub struct Sighting {
+    pub url: Option<String>,
+    pub source: Option<String>,
+}
+
+/// Whether a reported string is one of this installation's keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Label {
+    TruePositive,
+    FalsePositive,
+}
+
+impl Label {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Label::TruePositive => "true_positive",
+            Label::FalsePositive => "false_positive",
+        }
+    }
+}
+
+/// The verdict on one reported string.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    /// SHA-256 hex of the reported string, as reported.
+    pub token_hash: String,
+    pub label: Label,
+}
+
+/// A notice to deliver beyond the dashboard (email, webhook).
+#[derive(Debug, Clone)]
+pub struct Notice {
+    pub email: String,
+    pub notification: Notification,
+}
+
+impl Services {
+    /// Revokes every real, active key among `tokens`; already revoked real
+    /// keys are still true positives. Returns a verdict per token and the
+    /// notices to send.
+    pub async fn report_exposed(
+        &self,
+        tokens: &[String],
+        sighting: &Sighting,
+        source_ip: Option<String>,
+    ) -> Result<(Vec<Verdict>, Vec<Notice>)> {
+        let reporter = Caller {
+            principal: Principal::System,
+            source_ip,
+        };
+        let mut verdicts = Vec::with_capacity(tokens.len());
+        let mut notices = Vec::new();
+        for token in tokens {
+            let hash = KeyHash::of(token);
+            let found = match key::verify(token.as_bytes()) {
+                Ok(_) => self.store.key_by_hash(&hash).await?,
+                Err(_) => None,
+            };
+            let label = if found.is_some() {
+                Label::TruePositive
+            } else {
+                Label::FalsePositive
+            };
+            verdicts.push(Verdict {
+                token_hash: hash.to_hex(),
+                label,
+            });
+            let Some(found) = found else { continue };
+            if found.key.revoked.is_some() {
+                continue;
+            }
+            let note = describe(sighting);
+            let revoked = self
+                .revoke_record(
+                    &reporter,
+                    found.key,
+                    RevokeReason::Exposed,
+                    Some(note.clone()),
+                )
+                .await?;
+            let Some(owner) = self.store.user(&revoked.owner_id).await? else {
+                continue;
+            };
+            let at = revoked.revoked.as_ref().map_or_else(now_unix, |r| r.at);
+            let notification = Notification {
+                id: keyward_core::id::NotificationId::generate().to_string(),
+                user_id: owner.id.clone(),
+                kind: "api_key.exposed".into(),
+                key_id: Some(revoked.id.clone()),
+                project_id: revoked.project_id.clone(),
+                message: format!(
+                    "Your key \"{}\" ({}) was found exposed {} and has been revoked. Create a new key and update the apps that used it.",
+                    revoked.name, revoked.redacted_value, note
+                ),
+                details: json!({
+                    "key": {"id": revoked.id, "name": revoked.name, "redacted_value": revoked.redacted_value, "project_id": revoked.project_id},
+                    "found_at": {"url": sighting.url, "source": sighting.source},
+                    "revoked_at": at,
+                }),
+                created_at: at,
+                read_at: None,
+            };
+            self.store.insert_notification(&notification).await?;
+            notices.push(Notice {
+                email: owner.email,
+                notification,
+            });
+        }
+        Ok((verdicts, notices))
+    }
+
+    /// The calling user's notifications, newest first.
+    pub async fn notifications(
+        &self,
+        caller: &Caller,
+        page: &keyward_store::Page,
+    ) -> Result<keyward_store::Listed<Notification>> {
+        let user = caller.require_user("organization.notifications.read")?;
+        self.store
+            .notifications(&user.id, page)
+            .await?
+            .map_err(|_| crate::audit::cursor_error(page))
+    }
+}
+
+/// "at <url> (source: <source>)", in as much as the reporter said.
+fn describe(s: &Sighting) -> String {
+    let clip = |v: &str| v.chars().take(500).collect::<String>();
+    match (&s.url, &s.source) {
+        (Some(u), Some(src)) => format!("at {} (source: {})", clip(u), clip(src)),
+        (Some(u), None) => format!("at {}", clip(u)),
+        (None, Some(src)) => format!("by {}", clip(src)),
+        (None, None) => "in public".to_owned(),
+    }
+}
