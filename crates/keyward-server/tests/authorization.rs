@@ -8,44 +8,10 @@ mod common;
 
 use std::sync::{Arc, Barrier};
 
-use common::{Reply, Server};
+use common::{create_key, id, ids, key_path, keys_path, ok, secret, Reply, Server};
 use keyward_core::key::PlainKey;
 use keyward_core::KeyKind;
 use serde_json::{json, Value};
-
-fn keys_path(project: &str) -> String {
-    format!("/v1/organization/projects/{project}/api_keys")
-}
-
-fn key_path(project: &str, key: &str) -> String {
-    format!("/v1/organization/projects/{project}/api_keys/{key}")
-}
-
-fn ok(r: Reply) -> Value {
-    assert_eq!(r.status, 200, "{}", r.body);
-    r.body
-}
-
-fn create_key(s: &Server, auth: &str, project: &str, body: Value) -> Value {
-    ok(s.post(&keys_path(project), auth, body))
-}
-
-fn secret(k: &Value) -> String {
-    k["value"].as_str().unwrap().to_owned()
-}
-
-fn id(k: &Value) -> String {
-    k["id"].as_str().unwrap().to_owned()
-}
-
-fn ids(list: &Value) -> Vec<String> {
-    list["data"]
-        .as_array()
-        .unwrap_or_else(|| panic!("not a list: {list}"))
-        .iter()
-        .map(|o| o["id"].as_str().unwrap().to_owned())
-        .collect()
-}
 
 /// Every key of a project, revoked ones included.
 fn all_keys(s: &Server, admin: &str, project: &str) -> Value {

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::{Reply, Server};
+use common::{ids, key_path, keys_path, ok, Reply, Server};
 use serde_json::{json, Value};
 
 fn now() -> i64 {
@@ -14,28 +14,6 @@ fn now() -> i64 {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
-}
-
-fn keys_path(project: &str) -> String {
-    format!("/v1/organization/projects/{project}/api_keys")
-}
-
-fn key_path(project: &str, key: &str) -> String {
-    format!("/v1/organization/projects/{project}/api_keys/{key}")
-}
-
-fn ok(r: Reply) -> Value {
-    assert_eq!(r.status, 200, "{}", r.body);
-    r.body
-}
-
-fn ids(list: &Value) -> Vec<String> {
-    list["data"]
-        .as_array()
-        .unwrap_or_else(|| panic!("not a list: {list}"))
-        .iter()
-        .map(|o| o["id"].as_str().unwrap().to_owned())
-        .collect()
 }
 
 /// A request with any body, sent as JSON.

@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{Reply, Server};
+use common::{create_key, ids, key_path, keys_path, ok, Reply, Server};
 use serde_json::{json, Value};
 
 const EMAIL: &str = "owner@example.com";
@@ -26,34 +26,8 @@ fn setup() -> (Server, String, String) {
     (s, admin, project)
 }
 
-fn keys_path(project: &str) -> String {
-    format!("/v1/organization/projects/{project}/api_keys")
-}
-
-fn key_path(project: &str, key: &str) -> String {
-    format!("/v1/organization/projects/{project}/api_keys/{key}")
-}
-
-fn ok(r: Reply) -> Value {
-    assert_eq!(r.status, 200, "{}", r.body);
-    r.body
-}
-
-fn create_key(s: &Server, auth: &str, project: &str, body: Value) -> Value {
-    ok(s.post(&keys_path(project), auth, body))
-}
-
 fn create_project(s: &Server, admin: &str, name: &str) -> Value {
     ok(s.post("/v1/organization/projects", admin, json!({ "name": name })))
-}
-
-fn ids(list: &Value) -> Vec<String> {
-    list["data"]
-        .as_array()
-        .unwrap_or_else(|| panic!("not a list: {list}"))
-        .iter()
-        .map(|o| o["id"].as_str().unwrap().to_owned())
-        .collect()
 }
 
 /// A Unix-seconds timestamp taken during this test (not milliseconds).

@@ -3,7 +3,7 @@
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
-use keyward_core::{time::now_unix, ProjectId, UserId};
+use keyward_core::{time::now_unix, UserId};
 use keyward_store::{Project, User, UserRole};
 use serde_json::json;
 
@@ -70,27 +70,8 @@ impl Services {
                 )),
                 other => other.into(),
             })?;
-        let project = Project {
-            id: ProjectId::generate(),
-            name: "Default project".into(),
-            created_at: now,
-            archived_at: None,
-            rate_limits: Default::default(),
-            monthly_budget: None,
-        };
-        let audit = entry(
-            caller,
-            "project.created",
-            Target {
-                kind: "project",
-                id: project.id.as_str(),
-                project: Some(&project.id),
-                owner: Some(&user.id),
-            },
-            json!({ "name": project.name }),
-        );
-        self.store
-            .insert_project(&project, &user.id, &audit)
+        let project = self
+            .insert_project_owned_by(caller, &user.id, "Default project".into())
             .await?;
         Ok((user, project))
     }

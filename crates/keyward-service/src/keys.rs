@@ -89,7 +89,26 @@ fn validate_spec(spec: KeySpec, now: i64) -> Result<KeySpec> {
     })
 }
 
-pub(crate) fn validate_limits(l: RateLimits) -> Result<RateLimits> {
+/// Applies `[requests, tokens, concurrent]` changes (`None` keeps a limit,
+/// `Some(None)` clears it) and checks the result.
+pub(crate) fn patch_limits(
+    mut limits: RateLimits,
+    patch: [Option<Option<i64>>; 3],
+) -> Result<RateLimits> {
+    let [rpm, tpm, concurrent] = patch;
+    if let Some(v) = rpm {
+        limits.requests_per_minute = v;
+    }
+    if let Some(v) = tpm {
+        limits.tokens_per_minute = v;
+    }
+    if let Some(v) = concurrent {
+        limits.max_concurrent_requests = v;
+    }
+    validate_limits(limits)
+}
+
+fn validate_limits(l: RateLimits) -> Result<RateLimits> {
     Ok(RateLimits {
         requests_per_minute: l
             .requests_per_minute
@@ -318,17 +337,14 @@ impl Services {
         if let Some(i) = patch.allowed_ips {
             record.allowed_ips = i.map(validate::ips).transpose()?;
         }
-        let mut limits = record.rate_limits;
-        if let Some(v) = patch.requests_per_minute {
-            limits.requests_per_minute = v;
-        }
-        if let Some(v) = patch.tokens_per_minute {
-            limits.tokens_per_minute = v;
-        }
-        if let Some(v) = patch.max_concurrent_requests {
-            limits.max_concurrent_requests = v;
-        }
-        record.rate_limits = validate_limits(limits)?;
+        record.rate_limits = patch_limits(
+            record.rate_limits,
+            [
+                patch.requests_per_minute,
+                patch.tokens_per_minute,
+                patch.max_concurrent_requests,
+            ],
+        )?;
         if let Some(b) = patch.monthly_budget {
             record.monthly_budget = b;
         }

@@ -24,9 +24,20 @@ impl Services {
     /// Creates a project owned by the calling user.
     pub async fn create_project(&self, caller: &Caller, name: &str) -> Result<Project> {
         let user = caller.require_user("organization.projects.write")?;
+        let name = validate::required_name("name", name)?;
+        self.insert_project_owned_by(caller, &user.id, name).await
+    }
+
+    /// Inserts a new project with `owner` as its first member.
+    pub(crate) async fn insert_project_owned_by(
+        &self,
+        caller: &Caller,
+        owner: &UserId,
+        name: String,
+    ) -> Result<Project> {
         let project = Project {
             id: ProjectId::generate(),
-            name: validate::required_name("name", name)?,
+            name,
             created_at: now_unix(),
             archived_at: None,
             rate_limits: RateLimits::default(),
@@ -39,13 +50,11 @@ impl Services {
                 kind: "project",
                 id: project.id.as_str(),
                 project: Some(&project.id),
-                owner: Some(&user.id),
+                owner: Some(owner),
             },
             json!({ "name": project.name }),
         );
-        self.store
-            .insert_project(&project, &user.id, &audit)
-            .await?;
+        self.store.insert_project(&project, owner, &audit).await?;
         Ok(project)
     }
 
@@ -88,17 +97,14 @@ impl Services {
         if let Some(name) = &patch.name {
             project.name = validate::required_name("name", name)?;
         }
-        let mut limits = project.rate_limits;
-        if let Some(v) = patch.requests_per_minute {
-            limits.requests_per_minute = v;
-        }
-        if let Some(v) = patch.tokens_per_minute {
-            limits.tokens_per_minute = v;
-        }
-        if let Some(v) = patch.max_concurrent_requests {
-            limits.max_concurrent_requests = v;
-        }
-        project.rate_limits = crate::keys::validate_limits(limits)?;
+        project.rate_limits = crate::keys::patch_limits(
+            project.rate_limits,
+            [
+                patch.requests_per_minute,
+                patch.tokens_per_minute,
+                patch.max_concurrent_requests,
+            ],
+        )?;
         if let Some(b) = patch.monthly_budget {
             project.monthly_budget = b;
         }

@@ -128,12 +128,23 @@ impl SqlStore {
         self.pool.close().await;
     }
 
-    async fn cursor(&self, sql: &str, binds: &[&str]) -> Result<Result<i64, UnknownCursor>> {
+    /// Where a page starts: the `seq` of the row named `after` (found by
+    /// `sql`, which binds `binds` and then `after` and must search only the
+    /// listed collection), or past the end when there is no `after`.
+    async fn page_start(
+        &self,
+        after: Option<&str>,
+        sql: &str,
+        binds: &[&str],
+    ) -> Result<Result<i64, UnknownCursor>> {
+        let Some(after) = after else {
+            return Ok(Ok(i64::MAX));
+        };
         let mut q = sqlx::query(sql);
         for b in binds {
             q = q.bind(*b);
         }
-        Ok(match q.fetch_optional(&self.pool).await? {
+        Ok(match q.bind(after).fetch_optional(&self.pool).await? {
             Some(row) => Ok(row.try_get::<i64, _>(0)?),
             None => Err(UnknownCursor),
         })
@@ -432,19 +443,13 @@ impl Store for SqlStore {
         include_archived: bool,
         page: &Page,
     ) -> Result<Result<Listed<(Project, MemberRole)>, UnknownCursor>> {
-        let before = match &page.after {
-            None => i64::MAX,
-            Some(after) => match self
-                .cursor(
-                    "SELECT p.seq FROM projects p JOIN project_members m ON m.project_id = p.id \
-                     WHERE p.id = $1 AND m.user_id = $2",
-                    &[after, user.as_str()],
-                )
-                .await?
-            {
-                Ok(seq) => seq,
-                Err(e) => return Ok(Err(e)),
-            },
+        let sql = "SELECT p.seq FROM projects p JOIN project_members m ON m.project_id = p.id \
+                   WHERE m.user_id = $1 AND p.id = $2";
+        let Ok(before) = self
+            .page_start(page.after.as_deref(), sql, &[user.as_str()])
+            .await?
+        else {
+            return Ok(Err(UnknownCursor));
         };
         let rows = sqlx::query(
             "SELECT p.*, m.role FROM projects p JOIN project_members m ON m.project_id = p.id \
@@ -643,18 +648,12 @@ impl Store for SqlStore {
             KeyScope::Project(p) => ("kind = 'project' AND project_id = $1", p.as_str()),
             KeyScope::AdminKeysOf(u) => ("kind = 'admin' AND owner_id = $1", u.as_str()),
         };
-        let before = match &page.after {
-            None => i64::MAX,
-            Some(after) => match self
-                .cursor(
-                    &format!("SELECT seq FROM api_keys WHERE {filter} AND id = $2"),
-                    &[owner, after],
-                )
-                .await?
-            {
-                Ok(seq) => seq,
-                Err(e) => return Ok(Err(e)),
-            },
+        let sql = format!("SELECT seq FROM api_keys WHERE {filter} AND id = $2");
+        let Ok(before) = self
+            .page_start(page.after.as_deref(), &sql, &[owner])
+            .await?
+        else {
+            return Ok(Err(UnknownCursor));
         };
         let rows = sqlx::query(&format!(
             "SELECT {KEY_COLUMNS} FROM api_keys WHERE {filter} AND seq < $2 AND {revoked} \
@@ -828,18 +827,12 @@ impl Store for SqlStore {
         user: &UserId,
         page: &Page,
     ) -> Result<Result<Listed<Notification>, UnknownCursor>> {
-        let before = match &page.after {
-            None => i64::MAX,
-            Some(after) => match self
-                .cursor(
-                    "SELECT seq FROM notifications WHERE user_id = $1 AND id = $2",
-                    &[user.as_str(), after],
-                )
-                .await?
-            {
-                Ok(seq) => seq,
-                Err(e) => return Ok(Err(e)),
-            },
+        let sql = "SELECT seq FROM notifications WHERE user_id = $1 AND id = $2";
+        let Ok(before) = self
+            .page_start(page.after.as_deref(), sql, &[user.as_str()])
+            .await?
+        else {
+            return Ok(Err(UnknownCursor));
         };
         let rows = sqlx::query(
             "SELECT * FROM notifications WHERE user_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
@@ -1114,21 +1107,13 @@ impl Store for SqlStore {
             conditions.push(format!("action IN ({})", list.join(", ")));
         }
         let condition = conditions.join(" AND ");
-        let before = match &page.after {
-            None => i64::MAX,
-            Some(after) => {
-                let sql = format!(
-                    "SELECT seq FROM audit_log WHERE {condition} AND id = {}",
-                    placeholder(after)
-                );
-                let refs: Vec<&str> = binds.iter().map(String::as_str).collect();
-                let found = self.cursor(&sql, &refs).await?;
-                binds.pop();
-                match found {
-                    Ok(seq) => seq,
-                    Err(e) => return Ok(Err(e)),
-                }
-            }
+        let sql = format!(
+            "SELECT seq FROM audit_log WHERE {condition} AND id = ${}",
+            binds.len() + 1
+        );
+        let refs: Vec<&str> = binds.iter().map(String::as_str).collect();
+        let Ok(before) = self.page_start(page.after.as_deref(), &sql, &refs).await? else {
+            return Ok(Err(UnknownCursor));
         };
         let n = binds.len();
         let sql = format!(

@@ -32,16 +32,7 @@ pub async fn list(
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<List<KeyObject>>> {
     let listed = state.services.list_admin_keys(&caller, &q.page()?).await?;
-    let has_more = listed.has_more;
-    let objects = present::keys(&state.services, listed.items).await?;
-    Ok(Json(List::new(
-        keyward_store::Listed {
-            items: objects,
-            has_more,
-        },
-        |k| k.id.clone(),
-        |k| k,
-    )))
+    Ok(Json(present::key_list(&state.services, listed).await?))
 }
 
 /// Creates an admin key for the caller; the response carries the secret once.

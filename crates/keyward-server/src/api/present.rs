@@ -7,6 +7,20 @@ use keyward_store::KeyRecord;
 
 use super::objects::{KeyObject, Owner};
 
+/// A page of keys as the API's list envelope.
+pub async fn key_list(
+    services: &Services,
+    listed: keyward_store::Listed<KeyRecord>,
+) -> Result<super::objects::List<KeyObject>, ServiceError> {
+    let has_more = listed.has_more;
+    let items = keys(services, listed.items).await?;
+    Ok(super::objects::List::new(
+        keyward_store::Listed { items, has_more },
+        |k| k.id.clone(),
+        |k| k,
+    ))
+}
+
 pub async fn keys(
     services: &Services,
     keys: Vec<KeyRecord>,

@@ -187,16 +187,7 @@ pub async fn list(
         .services
         .list_project_keys(&caller, &project, q.include_revoked, &page)
         .await?;
-    let has_more = listed.has_more;
-    let objects = present::keys(&state.services, listed.items).await?;
-    Ok(Json(List::new(
-        keyward_store::Listed {
-            items: objects,
-            has_more,
-        },
-        |k| k.id.clone(),
-        |k| k,
-    )))
+    Ok(Json(present::key_list(&state.services, listed).await?))
 }
 
 /// Creates a key. The response carries the secret in `value`, this once.

@@ -315,3 +315,39 @@ pub fn run_with_stdin(cmd: &mut Command, input: &str) -> Output {
 pub fn run(cmd: &mut Command) -> Output {
     cmd.stdin(Stdio::null()).output().unwrap()
 }
+
+// Helpers for the management API tests.
+
+pub fn keys_path(project: &str) -> String {
+    format!("/v1/organization/projects/{project}/api_keys")
+}
+
+pub fn key_path(project: &str, key: &str) -> String {
+    format!("/v1/organization/projects/{project}/api_keys/{key}")
+}
+
+pub fn ok(r: Reply) -> Value {
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body
+}
+
+pub fn create_key(s: &Server, auth: &str, project: &str, body: Value) -> Value {
+    ok(s.post(&keys_path(project), auth, body))
+}
+
+pub fn secret(k: &Value) -> String {
+    k["value"].as_str().unwrap().to_owned()
+}
+
+pub fn id(k: &Value) -> String {
+    k["id"].as_str().unwrap().to_owned()
+}
+
+pub fn ids(list: &Value) -> Vec<String> {
+    list["data"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list: {list}"))
+        .iter()
+        .map(|o| o["id"].as_str().unwrap().to_owned())
+        .collect()
+}
