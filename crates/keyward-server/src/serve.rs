@@ -59,6 +59,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let catalog =
         Catalog::new(&config.upstreams, &config.models).map_err(|e| anyhow::anyhow!("{e}"))?;
     let services = open_services(&config).await?;
+    let store = services.store().clone();
     let keys = KeyCache::new(services.clone(), 1_000_000);
     let watcher = keys.watch(Duration::from_millis(250));
     let (meter, ledger) = meter::start(services.store().clone());
@@ -130,6 +131,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     // Every request has finished: store what is still queued.
     ledger.shutdown().await;
+    store.close().await;
     tracing::info!("keyward stopped");
     Ok(())
 }

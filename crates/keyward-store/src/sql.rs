@@ -124,10 +124,6 @@ impl SqlStore {
         &self.pool
     }
 
-    pub async fn close(&self) {
-        self.pool.close().await;
-    }
-
     /// Where a page starts: the `seq` of the row named `after` (found by
     /// `sql`, which binds `binds` and then `after` and must search only the
     /// listed collection), or past the end when there is no `after`.
@@ -344,6 +340,10 @@ impl Store for SqlStore {
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&self.pool).await?,
         }
         Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
     }
 
     async fn ping(&self) -> Result<()> {

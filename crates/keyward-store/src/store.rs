@@ -13,6 +13,8 @@ pub trait Store: Send + Sync + 'static {
     async fn migrate(&self) -> Result<()>;
     /// Whether the database answers.
     async fn ping(&self) -> Result<()>;
+    /// Closes every connection (SQLite then folds its WAL into the database).
+    async fn close(&self);
 
     // Accounts
     async fn insert_user(&self, user: &User, audit: &AuditEntry) -> Result<()>;

@@ -83,9 +83,14 @@ pub async fn run(command: KeysCommand) -> Result<ExitCode, CliError> {
             store,
         } => {
             let expires_at = expires_in
-                .map(|d| duration::parse_seconds(&d).map(|s| time::now_unix().saturating_add(s)))
-                .transpose()
-                .map_err(|e| CliError::Usage(format!("--expires-in: {e}")))?;
+                .map(|d| match duration::parse_seconds(&d) {
+                    Ok(0) => Err(CliError::Usage(
+                        "--expires-in must put the expiry in the future: give a duration longer than zero, e.g. 30d".into(),
+                    )),
+                    Ok(s) => Ok(time::now_unix().saturating_add(s)),
+                    Err(e) => Err(CliError::Usage(format!("--expires-in: {e}"))),
+                })
+                .transpose()?;
             let services = services(&store).await?;
             let project = resolve_project(&services, project.as_deref()).await?;
             let spec = KeySpec {
@@ -153,6 +158,11 @@ pub async fn run(command: KeysCommand) -> Result<ExitCode, CliError> {
             let id = key_id_arg(&key_id)?;
             let grace = duration::parse_seconds(&grace)
                 .map_err(|e| CliError::Usage(format!("--grace: {e}")))?;
+            if grace > keyward_service::MAX_ROTATION_GRACE_SECONDS {
+                return Err(CliError::Usage(
+                    "--grace must be at most 7d: the old secret may outlive a rotation by a week at most".into(),
+                ));
+            }
             let services = services(&store).await?;
             let created = services.rotate_key(&cli, KeyRef::Any(&id), grace).await?;
             print_secret(&services, created, json).await?;

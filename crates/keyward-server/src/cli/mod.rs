@@ -104,6 +104,9 @@ impl From<ServiceError> for CliError {
     fn from(e: ServiceError) -> Self {
         match e {
             ServiceError::Store(s) => CliError::Failed(anyhow::Error::new(s)),
+            ServiceError::NotFound { what: "key", .. } => CliError::Usage(format!(
+                "{e}; run `keyward keys list --include-revoked` to see key ids"
+            )),
             other => CliError::Usage(other.to_string()),
         }
     }
