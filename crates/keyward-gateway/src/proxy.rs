@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use axum::body::{to_bytes, Body};
 use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -56,15 +57,25 @@ fn refused(e: ApiError) -> Response {
         _ => "other",
     };
     telemetry::request_refused(reason);
-    e.into_response()
+    let unread_body = matches!(e.status.as_u16(), 401 | 403 | 413);
+    let mut response = e.into_response();
+    if unread_body {
+        // Refused before its body was read: the connection cannot be
+        // reused, so say so instead of leaving the client to find out.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 /// `GET /v1/models`: the models the calling key may use.
 pub async fn list_models(
     State(gw): State<Gateway>,
-    headers: HeaderMap,
+    req: Request,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let key = caller(&gw, &headers, EndpointGroup::Models, Access::Read).await?;
+    let (parts, _) = req.into_parts();
+    let key = caller(&gw, &parts, EndpointGroup::Models, Access::Read).await?;
     let data: Vec<_> = gw
         .catalog
         .visible(key.key.allowed_models.as_deref())
@@ -77,9 +88,10 @@ pub async fn list_models(
 pub async fn retrieve_model(
     State(gw): State<Gateway>,
     Path(model): Path<String>,
-    headers: HeaderMap,
+    req: Request,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let key = caller(&gw, &headers, EndpointGroup::Models, Access::Read).await?;
+    let (parts, _) = req.into_parts();
+    let key = caller(&gw, &parts, EndpointGroup::Models, Access::Read).await?;
     let route = gw
         .catalog
         .route(&model, key.key.allowed_models.as_deref())
@@ -91,20 +103,34 @@ fn model_object(route: &Route) -> serde_json::Value {
     json!({"id": route.id, "object": "model", "created": 0, "owned_by": route.upstream.name})
 }
 
-/// The key behind the request's bearer token, with `needed` access to `group`.
+/// The key behind the request's bearer token, with `needed` access to
+/// `group`, used from an address its allow-list permits.
 async fn caller(
     gw: &Gateway,
-    headers: &HeaderMap,
+    parts: &Parts,
     group: EndpointGroup,
     needed: Access,
 ) -> Result<std::sync::Arc<ActiveKey>, ApiError> {
-    let token = bearer(headers).ok_or_else(ApiError::missing_key)?;
+    let token = bearer(&parts.headers).ok_or_else(ApiError::missing_key)?;
     let active = gw.keys.authenticate(token).await?;
     if !active.key.permissions.allows(group, needed) {
         return Err(ApiError::missing_scope(
             &group.scope(needed),
             "Check that your restricted API key has the necessary permissions.",
         ));
+    }
+    let ip = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    if !ip_allowed(active.key.allowed_ips.as_deref(), ip) {
+        return Err(ApiError {
+            status: StatusCode::FORBIDDEN,
+            kind: "invalid_request_error",
+            message: "This API key may not be used from your IP address. Ask its owner to add it to the key's allowed IPs.".into(),
+            param: None,
+            code: Some("ip_not_allowed"),
+        });
     }
     Ok(active)
 }
@@ -175,20 +201,7 @@ impl Pending {
 async fn proxy(gw: Gateway, endpoint: Endpoint, req: Request) -> Result<Response, ApiError> {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
-    let key = caller(&gw, &parts.headers, endpoint.group(), Access::Write).await?;
-    let ip = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
-    if !ip_allowed(key.key.allowed_ips.as_deref(), ip) {
-        return Err(ApiError {
-            status: StatusCode::FORBIDDEN,
-            kind: "invalid_request_error",
-            message: "This API key may not be used from your IP address. Ask its owner to add it to the key's allowed IPs.".into(),
-            param: None,
-            code: Some("ip_not_allowed"),
-        });
-    }
+    let key = caller(&gw, &parts, endpoint.group(), Access::Write).await?;
     let raw = to_bytes(body, gw.max_body_bytes)
         .await
         .map_err(|_| ApiError {
@@ -360,6 +373,13 @@ impl Relay {
         if let Some(mut p) = self.pending.take() {
             // Without the upstream's count (the stream was cut short),
             // estimate: the prompt as admitted, one token per event.
+            // A client that read up to `[DONE]` got the whole stream, even
+            // if it hung up before the upstream closed.
+            let status = if self.tap.done && status.as_u16() == 499 {
+                StatusCode::OK
+            } else {
+                status
+            };
             let usage = self.tap.usage.unwrap_or(Usage {
                 prompt_tokens: p.prompt_estimate,
                 completion_tokens: self.tap.events,

@@ -31,6 +31,8 @@ pub struct UsageTap {
     /// Data events seen, about one output token each: the estimate used
     /// when a stream ends before its usage chunk.
     pub events: i64,
+    /// `data: [DONE]` has passed: the client has the whole stream.
+    pub done: bool,
 }
 
 impl UsageTap {
@@ -41,6 +43,7 @@ impl UsageTap {
             strip_usage,
             usage: None,
             events: 0,
+            done: false,
         }
     }
 
@@ -104,8 +107,12 @@ impl UsageTap {
     /// Records usage found in `event`; true when it is the usage-only chunk
     /// (empty `choices`) that should be removed.
     fn inspect(&mut self, event: &[u8]) -> bool {
-        if event.starts_with(b"data:") && !contains(event, b"[DONE]") {
-            self.events += 1;
+        if event.starts_with(b"data:") {
+            if contains(event, b"[DONE]") {
+                self.done = true;
+            } else {
+                self.events += 1;
+            }
         }
         if !contains(event, b"\"usage\"") {
             return false;
