@@ -12,7 +12,7 @@ fn verify_and_lookup(c: &mut Criterion) {
     let keys: Vec<String> = (0..KEYS)
         .map(|_| PlainKey::generate(KeyKind::Project).expose().to_owned())
         .collect();
-    let table: HashMap<KeyHash, u32> = keys
+    let table: HashMap<KeyHash, u32, key::KeyHashBuilder> = keys
         .iter()
         .enumerate()
         .map(|(i, k)| (KeyHash::of(k), i as u32))
@@ -27,6 +27,13 @@ fn verify_and_lookup(c: &mut Criterion) {
             i += 1;
             key::verify(black_box(k.as_bytes())).unwrap();
             black_box(table.get(&KeyHash::of(k)))
+        })
+    });
+    group.bench_function("sha256", |b| {
+        b.iter(|| {
+            let k = &keys[i % KEYS];
+            i += 1;
+            KeyHash::of(black_box(k))
         })
     });
     group.bench_function("generate", |b| {

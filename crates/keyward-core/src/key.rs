@@ -230,6 +230,40 @@ impl fmt::Debug for KeyHash {
     }
 }
 
+/// A `BuildHasher` for maps keyed by [`KeyHash`]: the SHA-256 is already
+/// uniformly random, so its first eight bytes are the hash; no second
+/// hash function runs on the hot path.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KeyHashBuilder;
+
+/// The hasher [`KeyHashBuilder`] builds.
+#[derive(Debug, Default)]
+pub struct KeyHashHasher(u64);
+
+impl std::hash::Hasher for KeyHashHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // `Hash for [u8; 32]` writes the 32 bytes in one call; anything else
+        // (unexpected) is folded in rather than dropped.
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(word);
+        }
+    }
+}
+
+impl std::hash::BuildHasher for KeyHashBuilder {
+    type Hasher = KeyHashHasher;
+
+    fn build_hasher(&self) -> KeyHashHasher {
+        KeyHashHasher(0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use keyward_core::{key, time::now_unix, KeyHash, KeyKind};
+use keyward_core::key::{self, KeyHashBuilder};
+use keyward_core::{time::now_unix, KeyHash, KeyKind};
 use keyward_service::{ActiveKey, Change, ServiceError, Services};
 use moka::sync::Cache;
 
@@ -29,7 +30,7 @@ pub trait KeyLookup: Send + Sync {
 /// The in-process cache in front of the store.
 pub struct KeyCache {
     services: Services,
-    cache: Cache<KeyHash, Arc<ActiveKey>>,
+    cache: Cache<KeyHash, Arc<ActiveKey>, KeyHashBuilder>,
 }
 
 impl KeyCache {
@@ -38,7 +39,7 @@ impl KeyCache {
             .max_capacity(capacity)
             .time_to_live(TTL)
             .support_invalidation_closures()
-            .build();
+            .build_with_hasher(KeyHashBuilder);
         let keys = Arc::new(KeyCache {
             services: services.clone(),
             cache,

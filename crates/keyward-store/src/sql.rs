@@ -80,7 +80,8 @@ impl SqlStore {
             Backend::Sqlite => options.after_connect(|conn, _| {
                 Box::pin(async move {
                     conn.execute(
-                        "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
+                        "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; \
+                         PRAGMA cache_size = -32000; PRAGMA mmap_size = 1073741824;",
                     )
                     .await?;
                     Ok(())
