@@ -17,8 +17,14 @@ const SAMPLE: usize = 20_000;
 const ROWS_PER_INSERT: usize = 1_000;
 
 fn main() {
-    let keys: usize = std::env::var("KEYWARD_BENCH_KEYS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let keys: usize = std::env::var("KEYWARD_BENCH_KEYS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(run(keys));
 }
 
@@ -45,9 +51,19 @@ async fn run(total: usize) {
     let mut written = 0;
     while written < total {
         let n = ROWS_PER_INSERT.min(total - written);
-        let batch: Vec<(KeyId, PlainKey)> = (0..n).map(|_| (KeyId::generate(), PlainKey::generate(KeyKind::Project))).collect();
+        let batch: Vec<(KeyId, PlainKey)> = (0..n)
+            .map(|_| (KeyId::generate(), PlainKey::generate(KeyKind::Project)))
+            .collect();
         let key_rows = (0..n)
-            .map(|i| format!("(${}, 'project', ${}, ${}, 'bench', '', ${}, '{{\"mode\":\"all\"}}', 0)", i * 4 + 1, i * 4 + 2, i * 4 + 3, i * 4 + 4))
+            .map(|i| {
+                format!(
+                    "(${}, 'project', ${}, ${}, 'bench', '', ${}, '{{\"mode\":\"all\"}}', 0)",
+                    i * 4 + 1,
+                    i * 4 + 2,
+                    i * 4 + 3,
+                    i * 4 + 4
+                )
+            })
             .collect::<Vec<_>>()
             .join(", ");
         let key_sql = format!(
@@ -55,13 +71,23 @@ async fn run(total: usize) {
         );
         let mut q = sqlx::query(&key_sql);
         for (id, key) in &batch {
-            q = q.bind(id.as_str().to_owned()).bind(project.as_str().to_owned()).bind(user.as_str().to_owned()).bind(key.redacted());
+            q = q
+                .bind(id.as_str().to_owned())
+                .bind(project.as_str().to_owned())
+                .bind(user.as_str().to_owned())
+                .bind(key.redacted());
         }
-        let secret_rows = (0..n).map(|i| format!("(${}, ${}, 0)", i * 2 + 1, i * 2 + 2)).collect::<Vec<_>>().join(", ");
-        let secret_sql = format!("INSERT INTO api_key_secrets (hash, key_id, created_at) VALUES {secret_rows}");
+        let secret_rows = (0..n)
+            .map(|i| format!("(${}, ${}, 0)", i * 2 + 1, i * 2 + 2))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let secret_sql =
+            format!("INSERT INTO api_key_secrets (hash, key_id, created_at) VALUES {secret_rows}");
         let mut s = sqlx::query(&secret_sql);
         for (id, key) in &batch {
-            s = s.bind(key.hash().as_bytes().to_vec()).bind(id.as_str().to_owned());
+            s = s
+                .bind(key.hash().as_bytes().to_vec())
+                .bind(id.as_str().to_owned());
         }
         let mut tx = pool.begin().await.unwrap();
         q.execute(&mut *tx).await.unwrap();
@@ -74,8 +100,16 @@ async fn run(total: usize) {
         }
         written += n;
     }
-    let size: u64 = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.metadata().unwrap().len()).sum();
-    println!("populated {total} keys in {:.1?}; database files {:.0} MB", started.elapsed(), size as f64 / 1e6);
+    let size: u64 = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    println!(
+        "populated {total} keys in {:.1?}; database files {:.0} MB",
+        started.elapsed(),
+        size as f64 / 1e6
+    );
 
     let store: Arc<dyn Store> = Arc::new(store);
     let services = Services::new(store.clone(), Policy::default());
@@ -115,7 +149,8 @@ async fn run(total: usize) {
 
 fn report(what: &str, mut nanos: Vec<u64>) {
     nanos.sort_unstable();
-    let at = |q: f64| nanos[((nanos.len() as f64 * q) as usize).min(nanos.len() - 1)] as f64 / 1000.0;
+    let at =
+        |q: f64| nanos[((nanos.len() as f64 * q) as usize).min(nanos.len() - 1)] as f64 / 1000.0;
     let mean = nanos.iter().sum::<u64>() as f64 / nanos.len() as f64 / 1000.0;
     println!(
         "{what}: n={} mean={mean:.1}µs p50={:.1}µs p90={:.1}µs p99={:.1}µs p99.9={:.1}µs max={:.1}µs",
