@@ -2,6 +2,7 @@
 
 mod admin;
 mod keys;
+mod scan;
 mod usage;
 
 use std::io::IsTerminal;
@@ -51,6 +52,8 @@ enum Command {
     },
     /// Requests, tokens and cost per day, project, key and model.
     Usage(usage::UsageArgs),
+    /// Find leaked keys in files, trees or git history (exit 1 when any is found).
+    Scan(scan::ScanArgs),
 }
 
 /// Where the configuration and the database are.
@@ -141,6 +144,7 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
         Command::Admin { command } => admin::run(command).await?,
         Command::Keys { command } => return keys::run(command).await,
         Command::Usage(args) => usage::run(args).await?,
+        Command::Scan(args) => return scan::run(args).await,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,97 @@
+//! Finds Keyward secret keys where they should not be: in files, directory
+//! trees and every blob of a git repository's history.
+//!
+//! A candidate is reported only when it is a whole token (no letter or digit
+//! touching either end) and its checksum verifies, so random strings of the
+//! right shape, and key-shaped runs inside longer tokens, are not reported.
+//! Keys found are kept as [`PlainKey`]s: they leave memory only redacted,
+//! hashed, or sent to the server that can revoke them.
+
+mod git;
+pub mod matcher;
+pub mod stream;
+mod walk;
+
+use std::fmt;
+use std::path::PathBuf;
+
+use keyward_core::PlainKey;
+
+pub use git::git_history;
+pub use walk::scan_paths;
+
+/// Where a key was found.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Location {
+    /// A file on disk.
+    File(PathBuf),
+    /// A blob of git history, with the commit that added it when git could
+    /// tell.
+    Blob {
+        commit: Option<String>,
+        blob: String,
+        path: String,
+    },
+}
+
+impl fmt::Display for Location {
+    /// `path`, or `commit:path` / `blob:path` for history.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::File(path) => write!(f, "{}", path.display()),
+            Location::Blob { commit, blob, path } => {
+                write!(f, "{}:{path}", commit.as_deref().unwrap_or(blob))
+            }
+        }
+    }
+}
+
+/// One key at one place.
+#[derive(Debug, Clone)]
+pub struct Finding {
+    pub location: Location,
+    /// 1-based.
+    pub line: u64,
+    pub key: PlainKey,
+}
+
+/// How much was looked at.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Files (or blobs) searched.
+    pub searched: u64,
+    /// Bytes searched.
+    pub bytes: u64,
+    /// Files (or blobs) skipped as binary.
+    pub binary: u64,
+}
+
+/// What a scan found, sorted by location and line, and what it could not
+/// read. A scan with errors still reports everything it could read.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub findings: Vec<Finding>,
+    pub errors: Vec<ScanError>,
+    pub stats: Stats,
+}
+
+impl Report {
+    fn sort(&mut self) {
+        self.findings
+            .sort_by(|a, b| (&a.location, a.line).cmp(&(&b.location, b.line)));
+    }
+}
+
+/// Why (part of) a scan failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    #[error("cannot read {}: {source}; check that it exists and that you may read it", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot walk a directory: {0}; check that you may list it")]
+    Walk(String),
+    #[error("{0}")]
+    Git(String),
+}

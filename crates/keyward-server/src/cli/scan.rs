@@ -1,0 +1,325 @@
+//! `keyward scan [PATH…] [--json] [--git-history] [--revoke --server URL]`:
+//! finds leaked keys before someone else does. Its exit status is made for
+//! pre-commit hooks and CI: 0 when clean, 1 when a key was found, 2 when the
+//! scan itself failed. Keys are printed only redacted; the full key stays in
+//! memory, to be sent to the server's report endpoint with `--revoke`.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use keyward_core::KeyHash;
+use keyward_scan::{Finding, Location, Report};
+use serde::{Deserialize, Serialize};
+
+use super::CliError;
+
+#[derive(Debug, clap::Args)]
+pub struct ScanArgs {
+    /// Files or directories to scan (default: the current directory); with
+    /// --git-history, repositories.
+    #[arg(value_name = "PATH")]
+    paths: Vec<PathBuf>,
+    /// Print the findings as a JSON array.
+    #[arg(long)]
+    json: bool,
+    /// Scan every blob in the history of each repository instead of the
+    /// files on disk; a key deleted in a later commit is still found.
+    #[arg(long)]
+    git_history: bool,
+    /// Send the keys found to the server's report endpoint, which revokes
+    /// every one of its keys among them.
+    #[arg(long, requires = "server")]
+    revoke: bool,
+    /// The Keyward server that issued the keys, for --revoke, e.g.
+    /// http://127.0.0.1:8080.
+    #[arg(long, value_name = "URL", requires = "revoke")]
+    server: Option<String>,
+}
+
+/// Every failure of a scan exits 2, whatever its cause: exit 1 already
+/// means "a key was found".
+fn failed(message: impl Into<String>) -> CliError {
+    CliError::Usage(message.into())
+}
+
+pub async fn run(args: ScanArgs) -> Result<ExitCode, CliError> {
+    let started = Instant::now();
+    let defaulted = args.paths.is_empty();
+    let paths = if defaulted {
+        vec![PathBuf::from(".")]
+    } else {
+        args.paths.clone()
+    };
+    let mut found = Vec::new();
+    let mut report = Report::default();
+    for scanned in scan(&paths, args.git_history)? {
+        let (root, part) = scanned;
+        for finding in part.findings {
+            let url = sighting_url(&root, &finding.location);
+            found.push((finding, url));
+        }
+        report.errors.extend(part.errors);
+        report.stats.searched += part.stats.searched;
+        report.stats.bytes += part.stats.bytes;
+        report.stats.binary += part.stats.binary;
+    }
+
+    print_findings(&found, args.json, defaulted)?;
+    for error in &report.errors {
+        eprintln!("error: {error}");
+    }
+    summarize(&report, found.len(), started.elapsed());
+
+    if let (true, Some(server)) = (args.revoke, &args.server) {
+        if !found.is_empty() {
+            revoke(server, &found).await?;
+        }
+    } else if !found.is_empty() {
+        eprintln!(
+            "Revoke them now: `keyward scan --revoke --server URL` sends them to the server that issued them."
+        );
+    }
+
+    if !report.errors.is_empty() {
+        return Err(failed(format!(
+            "{} path(s) could not be scanned (listed above); fix their permissions or leave them out",
+            report.errors.len()
+        )));
+    }
+    Ok(if found.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// One report per repository with --git-history, else one for all paths.
+fn scan(paths: &[PathBuf], git_history: bool) -> Result<Vec<(PathBuf, Report)>, CliError> {
+    if !git_history {
+        let report = keyward_scan::scan_paths(paths, 0).map_err(|e| failed(e.to_string()))?;
+        return Ok(vec![(PathBuf::new(), report)]);
+    }
+    paths
+        .iter()
+        .map(|repo| {
+            keyward_scan::git_history(repo, 0)
+                .map(|report| (repo.clone(), report))
+                .map_err(|e| failed(e.to_string()))
+        })
+        .collect()
+}
+
+/// Where the report endpoint records a key as found: the file, or the
+/// repository with `#commit:path`.
+fn sighting_url(repo: &Path, location: &Location) -> String {
+    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    match location {
+        Location::File(path) => format!("file://{}", absolute(path).display()),
+        Location::Blob { .. } => format!("file://{}#{location}", absolute(repo).display()),
+    }
+}
+
+/// One finding as `--json` prints it.
+#[derive(Serialize)]
+struct FindingObject<'a> {
+    /// The file, or for history the path inside the repository.
+    file: String,
+    line: u64,
+    redacted: String,
+    kind: &'static str,
+    /// SHA-256 hex of the key: what the server stores and reports.
+    token_hash: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    commit: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    blob: Option<&'a str>,
+}
+
+fn print_findings(
+    found: &[(Finding, String)],
+    json: bool,
+    defaulted: bool,
+) -> Result<(), CliError> {
+    // Paths under the default `.` read better without `./`.
+    let shown = |location: &Location| -> String {
+        match location {
+            Location::File(path) if defaulted => {
+                path.strip_prefix(".").unwrap_or(path).display().to_string()
+            }
+            Location::File(path) => path.display().to_string(),
+            Location::Blob { path, .. } => path.clone(),
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    let written = if json {
+        let objects: Vec<FindingObject> = found
+            .iter()
+            .map(|(f, _)| {
+                let (commit, blob) = match &f.location {
+                    Location::Blob { commit, blob, .. } => (commit.as_deref(), Some(blob.as_str())),
+                    Location::File(_) => (None, None),
+                };
+                FindingObject {
+                    file: shown(&f.location),
+                    line: f.line,
+                    redacted: f.key.redacted(),
+                    kind: f.key.kind().as_str(),
+                    token_hash: f.key.hash().to_hex(),
+                    commit,
+                    blob,
+                }
+            })
+            .collect();
+        serde_json::to_writer_pretty(&mut out, &objects)
+            .map_err(std::io::Error::from)
+            .and_then(|()| writeln!(out))
+    } else {
+        found.iter().try_for_each(|(f, _)| {
+            let place = match &f.location {
+                Location::File(_) => shown(&f.location),
+                blob => blob.to_string(),
+            };
+            writeln!(out, "{place}:{}: {}", f.line, f.key.redacted())
+        })
+    };
+    written
+        .and_then(|()| out.flush())
+        .map_err(|e| failed(format!("cannot write the findings: {e}")))
+}
+
+fn summarize(report: &Report, keys: usize, took: Duration) {
+    let s = report.stats;
+    let mb = s.bytes as f64 / 1e6;
+    let secs = took.as_secs_f64();
+    eprintln!(
+        "Searched {} files ({mb:.1} MB, {:.0} MB/s; {} binary skipped): {keys} key(s) found.",
+        s.searched,
+        mb / secs.max(1e-9),
+        s.binary
+    );
+}
+
+/// The most keys the report endpoint takes in one request.
+const KEYS_PER_REPORT: usize = 100;
+/// How often a throttled report is retried, and the longest wait honoured.
+const REPORT_ATTEMPTS: u32 = 4;
+const LONGEST_RETRY_WAIT: Duration = Duration::from_secs(60);
+
+#[derive(Serialize)]
+struct ReportBody<'a> {
+    keys: Vec<&'a str>,
+    url: &'a str,
+    source: &'static str,
+}
+
+#[derive(Deserialize)]
+struct ReportAnswer {
+    results: Vec<Verdict>,
+}
+
+#[derive(Deserialize)]
+struct Verdict {
+    token_hash: String,
+    label: String,
+}
+
+/// Sends the keys, one report per place they were found (so the owner's
+/// notice says where), and prints how many the server knew and revoked.
+async fn revoke(server: &str, found: &[(Finding, String)]) -> Result<(), CliError> {
+    let endpoint = format!("{}/v1/keys/report", server.trim_end_matches('/'));
+    let mut by_place: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (finding, url) in found {
+        let keys = by_place.entry(url).or_default();
+        if !keys.contains(&finding.key.expose()) {
+            keys.push(finding.key.expose());
+        }
+    }
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| failed(format!("cannot start an HTTP client: {e}")))?;
+    let mut revoked: Vec<String> = Vec::new();
+    for (url, keys) in by_place {
+        for batch in keys.chunks(KEYS_PER_REPORT) {
+            let body = ReportBody {
+                keys: batch.to_vec(),
+                url,
+                source: "keyward scan",
+            };
+            let answer = post_report(&client, &endpoint, &body).await?;
+            revoked.extend(
+                answer
+                    .results
+                    .into_iter()
+                    .filter(|v| v.label == "true_positive")
+                    .map(|v| v.token_hash),
+            );
+        }
+    }
+    revoked.sort_unstable();
+    revoked.dedup();
+    let distinct: std::collections::HashSet<KeyHash> =
+        found.iter().map(|(f, _)| f.key.hash()).collect();
+    eprintln!(
+        "Reported {} distinct key(s) to {server}: {} revoked (keys of that server; already revoked ones count too), {} unknown to it.",
+        distinct.len(),
+        revoked.len(),
+        distinct.len().saturating_sub(revoked.len()),
+    );
+    Ok(())
+}
+
+async fn post_report(
+    client: &reqwest::Client,
+    endpoint: &str,
+    body: &ReportBody<'_>,
+) -> Result<ReportAnswer, CliError> {
+    let unreachable = |e: reqwest::Error| {
+        failed(format!(
+            "cannot report to {endpoint}: {e}; check --server points at a running Keyward server"
+        ))
+    };
+    for attempt in 1..=REPORT_ATTEMPTS {
+        let response = client
+            .post(endpoint)
+            .json(body)
+            .send()
+            .await
+            .map_err(unreachable)?;
+        let status = response.status();
+        if status == reqwest::StatusCode::TOO_MANY_REQUESTS && attempt < REPORT_ATTEMPTS {
+            let wait = response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .map_or(Duration::from_secs(1), Duration::from_secs)
+                .min(LONGEST_RETRY_WAIT);
+            eprintln!(
+                "The server is throttling reports; retrying in {}s.",
+                wait.as_secs()
+            );
+            tokio::time::sleep(wait).await;
+            continue;
+        }
+        let text = response.text().await.map_err(unreachable)?;
+        if !status.is_success() {
+            let message = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+                .unwrap_or(text);
+            return Err(failed(format!("{endpoint} answered {status}: {message}")));
+        }
+        return serde_json::from_str(&text).map_err(|e| {
+            failed(format!(
+                "{endpoint} answered something other than a report verdict ({e}); check --server is a Keyward server"
+            ))
+        });
+    }
+    Err(failed(format!(
+        "{endpoint} kept throttling reports; try again in a minute"
+    )))
+}
