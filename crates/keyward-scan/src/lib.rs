@@ -95,3 +95,16 @@ pub enum ScanError {
     #[error("{0}")]
     Git(String),
 }
+
+#[cfg(test)]
+mod tests {
+    /// Other scanners are handed the pattern in docs/; it must stay the
+    /// one the key format defines.
+    #[test]
+    fn the_published_pattern_is_the_key_format_pattern() {
+        let pattern = keyward_core::key::PATTERN;
+        assert!(include_str!("../../../docs/gitleaks.toml").contains(pattern));
+        assert!(include_str!("../../../docs/key-format.md").contains(pattern));
+        assert!(include_str!("../../../docs/gitleaks.toml").contains("id = \"keyward-api-key\""));
+    }
+}
