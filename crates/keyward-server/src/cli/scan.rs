@@ -55,8 +55,7 @@ pub async fn run(args: ScanArgs) -> Result<ExitCode, CliError> {
     };
     let mut found = Vec::new();
     let mut report = Report::default();
-    for scanned in scan(&paths, args.git_history)? {
-        let (root, part) = scanned;
+    for (root, part) in scan(&paths, args.git_history)? {
         for finding in part.findings {
             let url = sighting_url(&root, &finding.location);
             found.push((finding, url));
