@@ -233,6 +233,8 @@ class Keyward:
         self.config.write_text(config_toml(upstream.base_url, upstream.lagging.base_url))
         env = {k: v for k, v in os.environ.items() if not k.startswith("KEYWARD_")}
         env["RUST_LOG"] = "info"
+        # The in-process model is off unless a test turns it on.
+        env["KEYWARD_LOCAL_MODEL__ENABLED"] = "false"
         if self.db:
             env["KEYWARD_DATABASE_URL"] = self.db.url
         self.env = env

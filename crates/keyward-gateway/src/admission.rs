@@ -38,10 +38,19 @@ pub struct Admission {
     pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
-/// A rough count of the prompt's tokens (about four bytes each) taken
-/// before the call; the upstream's real count settles it afterwards.
-pub fn estimate_prompt_tokens(body_len: usize) -> u64 {
-    (body_len as u64).div_ceil(4)
+/// Whether admitting a request of `key` needs its prompt's tokens: only a
+/// tokens-per-minute limit or a budget (of the key or its project) does.
+/// Other requests skip the tokenizer; their ledger rows carry the
+/// upstream's count.
+pub fn needs_prompt_tokens(key: &ActiveKey) -> bool {
+    let needs = |limits: &RateLimits, budget: Option<Micros>| {
+        limits.tokens_per_minute.is_some() || budget.is_some()
+    };
+    needs(&key.key.rate_limits, key.key.monthly_budget)
+        || key
+            .project
+            .as_ref()
+            .is_some_and(|p| needs(&p.rate_limits, p.monthly_budget))
 }
 
 fn scopes(key: &ActiveKey) -> Vec<Scope> {
@@ -75,7 +84,7 @@ pub async fn admit(
         .as_ref()
         .map(|p| p.as_str())
         .unwrap_or_default();
-    let prompt = estimate_prompt_tokens(body_len);
+    let prompt = head.prompt_estimate(body_len);
     let wanted_tokens = prompt + head.max_tokens.unwrap_or(0);
     let worst_cost = route.price.cost(
         prompt as i64,
@@ -218,20 +227,29 @@ impl Admission {
     }
 }
 
+/// `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`.
+const RATE_HEADERS: [[&str; 3]; 2] = [
+    [
+        "x-ratelimit-limit-requests",
+        "x-ratelimit-remaining-requests",
+        "x-ratelimit-reset-requests",
+    ],
+    [
+        "x-ratelimit-limit-tokens",
+        "x-ratelimit-remaining-tokens",
+        "x-ratelimit-reset-tokens",
+    ],
+];
+
 fn rate_headers(tightest: &[Option<(Quota, Decision)>; 2]) -> Vec<(HeaderName, HeaderValue)> {
-    let mut headers = Vec::new();
-    for (what, entry) in ["requests", "tokens"].iter().zip(tightest) {
+    let mut headers = Vec::with_capacity(6);
+    for (names, entry) in RATE_HEADERS.iter().zip(tightest) {
         let Some((quota, d)) = entry else { continue };
-        let values = [
-            ("limit", quota.limit.to_string()),
-            ("remaining", d.remaining.to_string()),
-            ("reset", format_reset(d.reset_nanos)),
-        ];
-        for (n, v) in values {
-            let name = HeaderName::from_bytes(format!("x-ratelimit-{n}-{what}").as_bytes());
-            if let (Ok(n), Ok(v)) = (name, HeaderValue::from_str(&v)) {
-                headers.push((n, v));
-            }
+        let [limit, remaining, reset] = names.map(HeaderName::from_static);
+        headers.push((limit, HeaderValue::from(quota.limit)));
+        headers.push((remaining, HeaderValue::from(d.remaining)));
+        if let Ok(v) = HeaderValue::from_str(&format_reset(d.reset_nanos)) {
+            headers.push((reset, v));
         }
     }
     headers

@@ -5,21 +5,30 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::http::StatusCode;
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
 use keyward_core::{Micros, Price};
 use reqwest::header::HeaderValue;
+
+use crate::request::Endpoint;
 use serde::{Deserialize, Serialize};
 
-/// An OpenAI-compatible HTTP API that serves models.
+/// Something that serves models: an OpenAI-compatible HTTP API, or a model
+/// running inside this process.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
     /// Any name; models refer to it.
     pub name: String,
-    /// `openai`: any OpenAI-compatible HTTP API (OpenAI, vLLM, llama.cpp server, Ollama, …).
+    /// `openai`: any OpenAI-compatible HTTP API (OpenAI, vLLM, llama.cpp
+    /// server, Ollama, …); `local`: the model running in this process.
     #[serde(default = "default_kind")]
     pub kind: String,
     /// E.g. `https://api.openai.com/v1`; endpoint paths are appended.
-    pub base_url: String,
+    /// Required for `openai`, not used by `local`.
+    #[serde(default)]
+    pub base_url: Option<String>,
     /// Environment variable holding the upstream's API key.
     pub api_key_env: Option<String>,
     /// The upstream's API key inline (prefer `api_key_env`).
@@ -52,20 +61,60 @@ pub struct ModelConfig {
     pub max_output_tokens: Option<u64>,
 }
 
-/// A configured upstream, ready to call. Its credential is kept as a
-/// sensitive header value, which `Debug` does not print.
+/// A configured upstream, ready to call.
 #[derive(Debug)]
 pub struct Upstream {
     pub name: String,
+    pub transport: Transport,
+}
+
+/// How an upstream is reached.
+pub enum Transport {
+    Http(HttpUpstream),
+    InProcess(Arc<dyn InProcess>),
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Transport::Http(h) => h.fmt(f),
+            Transport::InProcess(_) => f.write_str("InProcess"),
+        }
+    }
+}
+
+/// An OpenAI-compatible HTTP API. Its credential is kept as a sensitive
+/// header value, which `Debug` does not print.
+#[derive(Debug)]
+pub struct HttpUpstream {
     base_url: String,
     pub authorization: Option<HeaderValue>,
     pub timeout: Duration,
 }
 
-impl Upstream {
+impl HttpUpstream {
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base_url, path)
     }
+}
+
+/// A model served inside this process: it takes the request body as the
+/// client sent it (with the model name resolved) and answers in OpenAI's
+/// format, exactly as an HTTP upstream would, so that limits, metering and
+/// streaming treat both alike.
+#[async_trait::async_trait]
+pub trait InProcess: Send + Sync {
+    async fn call(&self, endpoint: Endpoint, body: Bytes) -> InProcessReply;
+}
+
+/// What an in-process model answered.
+pub struct InProcessReply {
+    pub status: StatusCode,
+    pub content_type: HeaderValue,
+    /// Seconds the client should wait before retrying (with 429 or 503).
+    pub retry_after: Option<u32>,
+    /// The body, chunk by chunk; dropping it cancels the work.
+    pub body: BoxStream<'static, Bytes>,
 }
 
 /// One model, resolved.
@@ -87,43 +136,34 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    /// Checks the configuration and resolves credentials from the environment.
-    pub fn new(upstreams: &[UpstreamConfig], models: &[ModelConfig]) -> Result<Catalog, String> {
+    /// Checks the configuration and resolves credentials from the
+    /// environment. Upstreams of kind `local` are served by `in_process`,
+    /// by name.
+    pub fn new(
+        upstreams: &[UpstreamConfig],
+        models: &[ModelConfig],
+        in_process: &HashMap<String, Arc<dyn InProcess>>,
+    ) -> Result<Catalog, String> {
         let mut resolved: HashMap<&str, Arc<Upstream>> = HashMap::new();
         for u in upstreams {
-            if u.kind != "openai" {
-                return Err(format!(
-                    "upstream `{}` has kind `{}`; the supported kind is `openai` (any OpenAI-compatible HTTP API)",
-                    u.name, u.kind
-                ));
-            }
-            let base = u.base_url.trim_end_matches('/');
-            if !(base.starts_with("http://") || base.starts_with("https://")) {
-                return Err(format!(
-                    "upstream `{}`: base_url must start with http:// or https://",
-                    u.name
-                ));
-            }
-            let key = match (&u.api_key, &u.api_key_env) {
-                (Some(k), _) => Some(k.clone()),
-                (None, Some(var)) => Some(std::env::var(var).map_err(|_| {
-                    format!("upstream `{}`: the environment variable {var} named by api_key_env is not set", u.name)
+            let transport = match u.kind.as_str() {
+                "openai" => Transport::Http(http_upstream(u)?),
+                "local" => Transport::InProcess(in_process.get(&u.name).cloned().ok_or_else(|| {
+                    format!(
+                        "upstream `{}` has kind `local`, but the local model is not running (enable [local_model], or build with the `local-model` feature)",
+                        u.name
+                    )
                 })?),
-                (None, None) => None,
+                other => {
+                    return Err(format!(
+                        "upstream `{}` has kind `{other}`; the kinds are `openai` (any OpenAI-compatible HTTP API) and `local` (the model running in this process)",
+                        u.name
+                    ))
+                }
             };
-            let authorization = key
-                .map(|k| {
-                    let mut v = HeaderValue::from_str(&format!("Bearer {k}"))
-                        .map_err(|_| format!("upstream `{}`: the API key contains characters not allowed in a header", u.name))?;
-                    v.set_sensitive(true);
-                    Ok::<_, String>(v)
-                })
-                .transpose()?;
             let upstream = Arc::new(Upstream {
                 name: u.name.clone(),
-                base_url: base.to_owned(),
-                authorization,
-                timeout: u.timeout.unwrap_or(Duration::from_secs(600)),
+                transport,
             });
             if resolved.insert(u.name.as_str(), upstream).is_some() {
                 return Err(format!(
@@ -176,4 +216,46 @@ impl Catalog {
             .iter()
             .filter(move |r| allowed.is_none_or(|list| list.iter().any(|m| m == &r.id)))
     }
+}
+
+/// Checks an `openai` upstream's settings and resolves its credential.
+fn http_upstream(u: &UpstreamConfig) -> Result<HttpUpstream, String> {
+    let base = u
+        .base_url
+        .as_deref()
+        .ok_or_else(|| format!("upstream `{}`: kind `openai` needs a base_url", u.name))?
+        .trim_end_matches('/');
+    if !(base.starts_with("http://") || base.starts_with("https://")) {
+        return Err(format!(
+            "upstream `{}`: base_url must start with http:// or https://",
+            u.name
+        ));
+    }
+    let key = match (&u.api_key, &u.api_key_env) {
+        (Some(k), _) => Some(k.clone()),
+        (None, Some(var)) => Some(std::env::var(var).map_err(|_| {
+            format!(
+                "upstream `{}`: the environment variable {var} named by api_key_env is not set",
+                u.name
+            )
+        })?),
+        (None, None) => None,
+    };
+    let authorization = key
+        .map(|k| {
+            let mut v = HeaderValue::from_str(&format!("Bearer {k}")).map_err(|_| {
+                format!(
+                    "upstream `{}`: the API key contains characters not allowed in a header",
+                    u.name
+                )
+            })?;
+            v.set_sensitive(true);
+            Ok::<_, String>(v)
+        })
+        .transpose()?;
+    Ok(HttpUpstream {
+        base_url: base.to_owned(),
+        authorization,
+        timeout: u.timeout.unwrap_or(Duration::from_secs(600)),
+    })
 }

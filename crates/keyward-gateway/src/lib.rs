@@ -14,7 +14,7 @@ pub mod error;
 pub mod limits;
 pub mod meter;
 mod proxy;
-mod request;
+pub mod request;
 pub mod request_id;
 mod sse;
 pub mod telemetry;
@@ -25,8 +25,9 @@ use axum::routing::{get, post};
 use axum::Router;
 
 pub use auth::{KeyCache, KeyLookup};
-pub use catalog::{Catalog, ModelConfig, UpstreamConfig};
+pub use catalog::{Catalog, InProcess, InProcessReply, ModelConfig, UpstreamConfig};
 pub use meter::Meter;
+pub use request::Endpoint;
 
 /// Everything the gateway's handlers share.
 #[derive(Clone)]
@@ -43,6 +44,8 @@ pub struct Gateway {
 
 /// The `/v1` model endpoints.
 pub fn routes(gateway: Gateway) -> Router {
+    // Build the tokenizer now rather than in the first request that needs it.
+    std::thread::spawn(request::tokens::warm);
     Router::new()
         .route("/v1/chat/completions", post(proxy::chat_completions))
         .route("/v1/completions", post(proxy::completions))

@@ -14,6 +14,10 @@ use tokio::task::JoinHandle;
 
 /// Largest batch written in one transaction.
 const BATCH: usize = 512;
+/// How long a batch may wait to fill: every transaction is a commit (WAL
+/// pages written, a round trip per statement to the database thread), so
+/// under load a few large batches cost far less than many small ones.
+const LINGER: Duration = Duration::from_millis(50);
 /// `last_used_at` is written at most this often per key.
 const LAST_USED_EVERY: i64 = 60;
 
@@ -78,6 +82,7 @@ async fn write_loop(
                 if n == 0 {
                     break;
                 }
+                fill(&mut rx, &mut batch).await;
             }
             _ = &mut stopped => {
                 while let Ok(e) = rx.try_recv() {
@@ -91,6 +96,22 @@ async fn write_loop(
             }
         }
         write(&*store, &mut batch, &depth, &mut touched).await;
+    }
+}
+
+/// Adds what arrives within [`LINGER`] to `batch`, up to [`BATCH`] events.
+async fn fill(rx: &mut mpsc::UnboundedReceiver<UsageEvent>, batch: &mut Vec<UsageEvent>) {
+    let deadline = tokio::time::sleep(LINGER);
+    tokio::pin!(deadline);
+    while batch.len() < BATCH {
+        tokio::select! {
+            n = rx.recv_many(batch, BATCH - batch.len()) => {
+                if n == 0 {
+                    return;
+                }
+            }
+            _ = &mut deadline => return,
+        }
     }
 }
 

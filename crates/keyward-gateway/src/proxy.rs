@@ -19,8 +19,8 @@ use keyward_service::ActiveKey;
 use keyward_store::UsageEvent;
 use serde_json::json;
 
-use crate::admission::{admit, estimate_prompt_tokens, Admission};
-use crate::catalog::Route;
+use crate::admission::{admit, needs_prompt_tokens, Admission};
+use crate::catalog::{Route, Transport};
 use crate::error::ApiError;
 use crate::request::{self, Endpoint};
 use crate::request_id::RequestId;
@@ -214,7 +214,7 @@ async fn proxy(gw: Gateway, endpoint: Endpoint, req: Request) -> Result<Response
             param: None,
             code: Some("request_too_large"),
         })?;
-    let head = request::parse(endpoint, &raw)?;
+    let head = request::parse(endpoint, &raw, needs_prompt_tokens(&key))?;
     let route = gw
         .catalog
         .route(&head.model, key.key.allowed_models.as_deref())
@@ -239,42 +239,34 @@ async fn proxy(gw: Gateway, endpoint: Endpoint, req: Request) -> Result<Response
         route: route.clone(),
         endpoint,
         started,
-        prompt_estimate: estimate_prompt_tokens(raw.len()) as i64,
+        prompt_estimate: head.prompt_estimate(raw.len()) as i64,
     };
 
-    let mut call = gw
-        .client
-        .post(route.upstream.url(endpoint.path()))
-        .header(header::CONTENT_TYPE, "application/json")
-        .timeout(route.upstream.timeout)
-        .body(upstream_body);
-    if let Some(auth) = &route.upstream.authorization {
-        call = call.header(header::AUTHORIZATION, auth.clone());
-    }
-    let upstream = match call.send().await {
-        Ok(r) => r,
-        Err(e) => {
-            let err = upstream_error(&route, &e);
+    let Answer {
+        status,
+        content_type,
+        retry_after,
+        body,
+    } = match call_upstream(&gw, &route, endpoint, upstream_body).await {
+        Ok(a) => a,
+        Err(err) => {
             pending.record(err.status, Usage::default());
             return Err(err);
         }
     };
-    let status = upstream.status();
-    let content_type = upstream.headers().get(header::CONTENT_TYPE).cloned();
     let is_stream = head.stream && status.is_success();
     let mut response = if is_stream {
         let relay = Relay {
-            inner: upstream.bytes_stream().boxed(),
+            inner: body.into_stream(),
             tap: UsageTap::new(strip_usage),
             pending: Some(pending),
             finished: false,
         };
         Response::new(Body::from_stream(relay))
     } else {
-        let bytes = match upstream.bytes().await {
+        let bytes = match body.read(&route).await {
             Ok(b) => b,
-            Err(e) => {
-                let err = upstream_error(&route, &e);
+            Err(err) => {
                 pending.record(err.status, Usage::default());
                 return Err(err);
             }
@@ -291,12 +283,85 @@ async fn proxy(gw: Gateway, endpoint: Endpoint, req: Request) -> Result<Response
     if is_stream {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     }
+    if let Some(wait) = retry_after {
+        headers.insert(header::RETRY_AFTER, wait);
+    }
     headers.extend(limit_headers);
     headers.insert(
         "openai-processing-ms",
         HeaderValue::from(started.elapsed().as_millis() as u64),
     );
     Ok(response)
+}
+
+/// An upstream's answer, before its body is read.
+struct Answer {
+    status: StatusCode,
+    content_type: Option<HeaderValue>,
+    retry_after: Option<HeaderValue>,
+    body: AnswerBody,
+}
+
+enum AnswerBody {
+    Http(reqwest::Response),
+    InProcess(BoxStream<'static, Bytes>),
+}
+
+impl AnswerBody {
+    fn into_stream(self) -> BoxStream<'static, Result<Bytes, std::io::Error>> {
+        match self {
+            AnswerBody::Http(r) => r
+                .bytes_stream()
+                .map(|c| c.map_err(std::io::Error::other))
+                .boxed(),
+            AnswerBody::InProcess(s) => s.map(Ok).boxed(),
+        }
+    }
+
+    async fn read(self, route: &Route) -> Result<Bytes, ApiError> {
+        match self {
+            AnswerBody::Http(r) => r.bytes().await.map_err(|e| upstream_error(route, &e)),
+            AnswerBody::InProcess(s) => Ok(s.collect::<Vec<Bytes>>().await.concat().into()),
+        }
+    }
+}
+
+/// Sends the request to the route's upstream, over HTTP or in process.
+async fn call_upstream(
+    gw: &Gateway,
+    route: &Route,
+    endpoint: Endpoint,
+    body: Bytes,
+) -> Result<Answer, ApiError> {
+    match &route.upstream.transport {
+        Transport::Http(http) => {
+            let mut call = gw
+                .client
+                .post(http.url(endpoint.path()))
+                .header(header::CONTENT_TYPE, "application/json")
+                .timeout(http.timeout)
+                .body(body);
+            if let Some(auth) = &http.authorization {
+                call = call.header(header::AUTHORIZATION, auth.clone());
+            }
+            let r = call.send().await.map_err(|e| upstream_error(route, &e))?;
+            Ok(Answer {
+                status: r.status(),
+                content_type: r.headers().get(header::CONTENT_TYPE).cloned(),
+                retry_after: r.headers().get(header::RETRY_AFTER).cloned(),
+                body: AnswerBody::Http(r),
+            })
+        }
+        Transport::InProcess(model) => {
+            let r = model.call(endpoint, body).await;
+            Ok(Answer {
+                status: r.status,
+                content_type: Some(r.content_type),
+                retry_after: r.retry_after.map(HeaderValue::from),
+                body: AnswerBody::InProcess(r.body),
+            })
+        }
+    }
 }
 
 fn upstream_error(route: &Route, e: &reqwest::Error) -> ApiError {
@@ -327,7 +392,7 @@ fn upstream_error(route: &Route, e: &reqwest::Error) -> ApiError {
 /// client went away), it drops the upstream call with it and still records
 /// what was used.
 struct Relay {
-    inner: BoxStream<'static, reqwest::Result<Bytes>>,
+    inner: BoxStream<'static, Result<Bytes, std::io::Error>>,
     tap: UsageTap,
     pending: Option<Pending>,
     finished: bool,
@@ -352,7 +417,7 @@ impl Stream for Relay {
                 Poll::Ready(Some(Err(e))) => {
                     self.finished = true;
                     self.settle(StatusCode::BAD_GATEWAY);
-                    return Poll::Ready(Some(Err(std::io::Error::other(e))));
+                    return Poll::Ready(Some(Err(e)));
                 }
                 Poll::Ready(None) => {
                     self.finished = true;

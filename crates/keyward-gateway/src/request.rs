@@ -2,12 +2,16 @@
 //! is forwarded as it came, unless the model must be renamed or usage must
 //! be asked for on a stream.
 
+use std::fmt;
+
 use bytes::Bytes;
 use keyward_core::EndpointGroup;
-use serde::de::IgnoredAny;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 
 use crate::error::ApiError;
+
+pub mod tokens;
 
 /// The gateway's model endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,16 +64,17 @@ struct StreamOptions {
 }
 
 /// The fields the gateway reads; everything else passes through unread.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default)]
 struct Fields {
     model: Option<String>,
     stream: Option<bool>,
     stream_options: Option<StreamOptions>,
     max_tokens: Option<u64>,
     max_completion_tokens: Option<u64>,
-    messages: Option<Vec<IgnoredAny>>,
-    prompt: Option<IgnoredAny>,
-    input: Option<IgnoredAny>,
+    /// How many messages there are.
+    messages: Option<usize>,
+    prompt: Option<()>,
+    input: Option<()>,
 }
 
 /// What the gateway knows of a request.
@@ -81,10 +86,22 @@ pub struct Head {
     pub include_usage: bool,
     /// The most output tokens the client allows.
     pub max_tokens: Option<u64>,
+    /// The prompt's tokens, when they were counted (see [`parse`]).
+    pub prompt_tokens: Option<u64>,
 }
 
-/// Parses and checks the fields the gateway needs; 400 naming the field otherwise.
-pub fn parse(endpoint: Endpoint, body: &[u8]) -> Result<Head, ApiError> {
+impl Head {
+    /// The prompt's tokens: as counted, or else about four bytes of body each.
+    pub fn prompt_estimate(&self, body_len: usize) -> u64 {
+        self.prompt_tokens
+            .unwrap_or_else(|| (body_len as u64).div_ceil(4))
+    }
+}
+
+/// Parses and checks the fields the gateway needs; 400 naming the field
+/// otherwise. With `count_prompt`, also counts the prompt's tokens in the
+/// same pass (see [`tokens`]).
+pub fn parse(endpoint: Endpoint, body: &[u8], count_prompt: bool) -> Result<Head, ApiError> {
     let not_json = || {
         ApiError::invalid(
             None,
@@ -94,23 +111,32 @@ pub fn parse(endpoint: Endpoint, body: &[u8]) -> Result<Head, ApiError> {
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(not_json());
     }
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    let fields: Fields = serde_path_to_error::deserialize(de).map_err(|e| {
-        if e.inner().is_syntax() || e.inner().is_eof() {
-            return not_json();
+    let mut prompt = tokens::Prompt::new(endpoint, count_prompt);
+    let fields = match read_fields(body, &mut prompt) {
+        Ok(f) => f,
+        Err(e) if e.is_syntax() || e.is_eof() => return Err(not_json()),
+        Err(_) => {
+            // Rare: parse again, tracking the path, to name the field.
+            let mut track = serde_path_to_error::Track::new();
+            let de = &mut serde_json::Deserializer::from_slice(body);
+            let de = serde_path_to_error::Deserializer::new(de, &mut track);
+            let e = match FieldsSeed(&mut tokens::Prompt::new(endpoint, false)).deserialize(de) {
+                Err(e) => e,
+                Ok(_) => return Err(not_json()),
+            };
+            let param = track.path().to_string();
+            let detail = e.to_string();
+            let detail = detail
+                .split(" at line ")
+                .next()
+                .unwrap_or(&detail)
+                .to_owned();
+            return Err(ApiError::invalid(
+                Some(param.clone()),
+                format!("Invalid type for '{param}': {detail}."),
+            ));
         }
-        let param = e.path().to_string();
-        let detail = e.inner().to_string();
-        let detail = detail
-            .split(" at line ")
-            .next()
-            .unwrap_or(&detail)
-            .to_owned();
-        ApiError::invalid(
-            Some(param.clone()),
-            format!("Invalid type for '{param}': {detail}."),
-        )
-    })?;
+    };
     let model = match fields.model {
         Some(m) if !m.is_empty() => m,
         _ => {
@@ -121,7 +147,7 @@ pub fn parse(endpoint: Endpoint, body: &[u8]) -> Result<Head, ApiError> {
         }
     };
     let input_present = match endpoint {
-        Endpoint::ChatCompletions => fields.messages.as_ref().is_some_and(|m| !m.is_empty()),
+        Endpoint::ChatCompletions => fields.messages.is_some_and(|n| n > 0),
         Endpoint::Completions => fields.prompt.is_some(),
         Endpoint::Embeddings => fields.input.is_some(),
     };
@@ -141,7 +167,139 @@ pub fn parse(endpoint: Endpoint, body: &[u8]) -> Result<Head, ApiError> {
             .and_then(|o| o.include_usage)
             .unwrap_or(false),
         max_tokens: fields.max_completion_tokens.or(fields.max_tokens),
+        prompt_tokens: prompt.total(),
     })
+}
+
+fn read_fields(body: &[u8], prompt: &mut tokens::Prompt) -> Result<Fields, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let fields = FieldsSeed(prompt).deserialize(&mut de)?;
+    de.end()?;
+    Ok(fields)
+}
+
+/// Reads the top-level object: the fields above, the input through the
+/// prompt counter, everything else skipped.
+struct FieldsSeed<'p>(&'p mut tokens::Prompt);
+
+impl<'de> DeserializeSeed<'de> for FieldsSeed<'_> {
+    type Value = Fields;
+
+    fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<Fields, D::Error> {
+        de.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for FieldsSeed<'_> {
+    type Value = Fields;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
+        let prompt = self.0;
+        let mut f = Fields::default();
+        while let Some(name) = map.next_key::<Name>()? {
+            // A field given twice is refused inside its value, so that the
+            // error names it.
+            macro_rules! once {
+                ($slot:expr, $name:literal) => {
+                    if $slot.is_some() {
+                        return map.next_value_seed(Duplicate($name));
+                    }
+                };
+            }
+            match name {
+                Name::Model => {
+                    once!(f.model, "model");
+                    f.model = map.next_value()?;
+                }
+                Name::Stream => {
+                    once!(f.stream, "stream");
+                    f.stream = map.next_value()?;
+                }
+                Name::StreamOptions => {
+                    once!(f.stream_options, "stream_options");
+                    f.stream_options = map.next_value()?;
+                }
+                Name::MaxTokens => {
+                    once!(f.max_tokens, "max_tokens");
+                    f.max_tokens = map.next_value()?;
+                }
+                Name::MaxCompletionTokens => {
+                    once!(f.max_completion_tokens, "max_completion_tokens");
+                    f.max_completion_tokens = map.next_value()?;
+                }
+                Name::Messages => {
+                    once!(f.messages, "messages");
+                    f.messages = map.next_value_seed(tokens::Messages(&mut *prompt))?;
+                }
+                Name::Prompt => {
+                    once!(f.prompt, "prompt");
+                    f.prompt = map.next_value_seed(tokens::Input(&mut *prompt))?;
+                }
+                Name::Input => {
+                    once!(f.input, "input");
+                    f.input = map.next_value_seed(tokens::Input(&mut *prompt))?;
+                }
+                Name::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(f)
+    }
+}
+
+/// The value of a field given twice: always an error.
+struct Duplicate(&'static str);
+
+impl<'de> DeserializeSeed<'de> for Duplicate {
+    type Value = Fields;
+
+    fn deserialize<D: Deserializer<'de>>(self, _: D) -> Result<Fields, D::Error> {
+        Err(de::Error::duplicate_field(self.0))
+    }
+}
+
+/// A top-level field name.
+enum Name {
+    Model,
+    Stream,
+    StreamOptions,
+    MaxTokens,
+    MaxCompletionTokens,
+    Messages,
+    Prompt,
+    Input,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Name {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Name, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Name;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Name, E> {
+                Ok(match s {
+                    "model" => Name::Model,
+                    "stream" => Name::Stream,
+                    "stream_options" => Name::StreamOptions,
+                    "max_tokens" => Name::MaxTokens,
+                    "max_completion_tokens" => Name::MaxCompletionTokens,
+                    "messages" => Name::Messages,
+                    "prompt" => Name::Prompt,
+                    "input" => Name::Input,
+                    _ => Name::Other,
+                })
+            }
+        }
+        de.deserialize_identifier(V)
+    }
 }
 
 /// The body to send upstream, and whether the stream's usage chunk must be
@@ -183,6 +341,7 @@ mod tests {
         let h = parse(
             Endpoint::ChatCompletions,
             br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true,"max_tokens":5,"extra":{"x":1}}"#,
+            false,
         )
         .unwrap();
         assert_eq!(
@@ -193,38 +352,64 @@ mod tests {
 
     #[test]
     fn names_the_bad_field() {
-        let e = parse(Endpoint::ChatCompletions, br#"{"messages":[]}"#).unwrap_err();
+        let e = parse(Endpoint::ChatCompletions, br#"{"messages":[]}"#, false).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("model"));
-        let e = parse(Endpoint::ChatCompletions, br#"{"model":"m"}"#).unwrap_err();
+        let e = parse(Endpoint::ChatCompletions, br#"{"model":"m"}"#, false).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("messages"));
-        let e = parse(Endpoint::ChatCompletions, br#"{"model":1,"messages":[1]}"#).unwrap_err();
+        let e = parse(
+            Endpoint::ChatCompletions,
+            br#"{"model":1,"messages":[1]}"#,
+            false,
+        )
+        .unwrap_err();
         assert_eq!(e.param.as_deref(), Some("model"));
         let e = parse(
             Endpoint::ChatCompletions,
             br#"{"model":"m","messages":"hi"}"#,
+            true,
         )
         .unwrap_err();
         assert_eq!(e.param.as_deref(), Some("messages"));
-        let e = parse(Endpoint::Embeddings, br#"{"model":"m"}"#).unwrap_err();
+        let e = parse(Endpoint::Embeddings, br#"{"model":"m"}"#, false).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("input"));
-        assert!(parse(Endpoint::ChatCompletions, b"not json")
+        assert!(parse(Endpoint::ChatCompletions, b"not json", false)
             .unwrap_err()
             .param
             .is_none());
-        assert!(parse(Endpoint::ChatCompletions, b"[1]").is_err());
+        assert!(parse(Endpoint::ChatCompletions, b"[1]", false).is_err());
+        let e = parse(
+            Endpoint::ChatCompletions,
+            br#"{"model":"m","model":"n","messages":[1]}"#,
+            false,
+        )
+        .unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("model"));
+        let e = parse(
+            Endpoint::ChatCompletions,
+            br#"{"model":"m","messages":[{"content":[{"text":5}]}],"stream":"yes"}"#,
+            true,
+        )
+        .unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("stream"));
+        assert!(parse(
+            Endpoint::ChatCompletions,
+            br#"{"model":"m","messages":[1]} x"#,
+            true
+        )
+        .is_err());
     }
 
     #[test]
     fn rewrites_only_when_needed() {
         let raw = Bytes::from_static(br#"{"model":"a","messages":[1],"stream":true}"#);
-        let head = parse(Endpoint::ChatCompletions, &raw).unwrap();
+        let head = parse(Endpoint::ChatCompletions, &raw, false).unwrap();
         let (body, strip) = upstream_body(&raw, &head, Some("b")).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["model"], "b");
         assert_eq!(v["stream_options"]["include_usage"], true);
         assert!(strip);
         let raw = Bytes::from_static(br#"{"model":"a","messages":[1]}"#);
-        let head = parse(Endpoint::ChatCompletions, &raw).unwrap();
+        let head = parse(Endpoint::ChatCompletions, &raw, false).unwrap();
         let (body, strip) = upstream_body(&raw, &head, None).unwrap();
         assert_eq!(body, raw);
         assert!(!strip);

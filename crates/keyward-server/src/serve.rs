@@ -56,8 +56,9 @@ fn install_metrics() -> anyhow::Result<PrometheusHandle> {
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let metrics = install_metrics().context("cannot set up metrics")?;
-    let catalog =
-        Catalog::new(&config.upstreams, &config.models).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let routing = crate::local_model::routing(&config).await?;
+    let catalog = Catalog::new(&routing.upstreams, &routing.models, &routing.in_process)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let services = open_services(&config).await?;
     let store = services.store().clone();
     let keys = KeyCache::new(services.clone(), 1_000_000);
@@ -105,6 +106,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         services,
         max_body_bytes: config.limits.max_body_bytes,
         exposure: Arc::new(exposure),
+        dashboard: keyward_dashboard::Settings {
+            secure_cookies: config.dashboard.secure_cookies,
+        },
     };
     let listener = TcpListener::bind(config.listen).await.with_context(|| {
         format!(

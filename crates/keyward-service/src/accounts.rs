@@ -45,7 +45,7 @@ impl Services {
             id: UserId::generate(),
             name: email.split('@').next().unwrap_or_default().to_owned(),
             email,
-            password_hash: hash_password(new.password)?,
+            password_hash: off_thread(new.password, hash_password).await?,
             role,
             created_at: now,
         };
@@ -84,15 +84,24 @@ impl Services {
         let Some(user) = self.store.user_by_email(&email).await? else {
             // Spend the same time as a real check, so timing does not tell
             // which emails have accounts.
-            let _ = hash_password(password);
+            let _ = off_thread(password, hash_password).await;
             return Err(wrong());
         };
-        let parsed = PasswordHash::new(&user.password_hash).map_err(|_| {
-            ServiceError::Conflict("This account's password hash is unreadable; reset it.".into())
-        })?;
-        Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .map_err(|_| wrong())?;
+        let stored = user.password_hash.clone();
+        let matches = off_thread(password, move |password| {
+            let parsed = PasswordHash::new(&stored).map_err(|_| {
+                ServiceError::Conflict(
+                    "This account's password hash is unreadable; reset it.".into(),
+                )
+            })?;
+            Ok(Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok())
+        })
+        .await?;
+        if !matches {
+            return Err(wrong());
+        }
         Ok(user)
     }
 
@@ -112,6 +121,20 @@ impl Services {
 }
 
 /// argon2id with the crate's default (OWASP-recommended) parameters.
+/// Runs argon2 (tens of milliseconds by design) on the blocking pool, so a
+/// burst of log-ins never stalls the async workers serving the gateway.
+async fn off_thread<T: Send + 'static>(
+    password: &str,
+    work: impl FnOnce(&str) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let password = password.to_owned();
+    match tokio::task::spawn_blocking(move || work(&password)).await {
+        Ok(result) => result,
+        // A panic in argon2 stays a panic (the server answers 500).
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
 fn hash_password(password: &str) -> Result<String> {
     let salt = SaltString::generate(&mut OsRng);
     Argon2::default()

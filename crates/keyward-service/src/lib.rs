@@ -9,7 +9,9 @@ mod changes;
 mod error;
 mod exposure;
 mod keys;
+mod members;
 mod projects;
+mod sessions;
 mod usage;
 mod validate;
 
@@ -23,6 +25,7 @@ pub use exposure::{Label, Notice, Sighting, Verdict};
 pub use keys::{ActiveKey, CreatedKey, KeyPatch, KeyRef, KeySpec, MAX_ROTATION_GRACE_SECONDS};
 use keyward_store::Store;
 pub use projects::ProjectPatch;
+pub use sessions::{session_hash, SessionToken, SESSION_SECONDS};
 pub use usage::{BucketWidth, UsageBucket, UsagePage, UsageQuery};
 pub use validate::MAX_NAME_CHARS;
 

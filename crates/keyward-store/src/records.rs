@@ -344,3 +344,14 @@ pub struct Notification {
     pub created_at: i64,
     pub read_at: Option<i64>,
 }
+
+/// A dashboard session. The token itself is never stored: `token_hash` is
+/// the hex SHA-256 of the token the browser holds in its cookie.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub token_hash: String,
+    pub user_id: UserId,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub source_ip: Option<String>,
+}

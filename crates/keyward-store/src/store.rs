@@ -122,6 +122,33 @@ pub trait Store: Send + Sync + 'static {
         page: &Page,
     ) -> Result<Result<Listed<Notification>, UnknownCursor>>;
 
+    // Project members
+    /// Adds `user` to `project` with `role`, or changes their role.
+    async fn upsert_member(
+        &self,
+        project: &ProjectId,
+        user: &UserId,
+        role: MemberRole,
+        at: i64,
+        audit: &AuditEntry,
+    ) -> Result<()>;
+    /// Removes `user` from `project`; `false` if they were not a member.
+    async fn remove_member(
+        &self,
+        project: &ProjectId,
+        user: &UserId,
+        audit: &AuditEntry,
+    ) -> Result<bool>;
+
+    // Dashboard sessions (not audited: they are high-churn, like `touch_keys`)
+    async fn insert_session(&self, session: &Session) -> Result<()>;
+    /// The session whose token hashes to `token_hash`, expired or not.
+    async fn session(&self, token_hash: &str) -> Result<Option<Session>>;
+    /// Ends one session; `false` if there was none.
+    async fn delete_session(&self, token_hash: &str) -> Result<bool>;
+    /// Drops sessions that expired before `now`; returns how many.
+    async fn delete_expired_sessions(&self, now: i64) -> Result<u64>;
+
     // Audit log
     /// The newest audit entry's sequence number (0 when empty).
     async fn audit_seq_now(&self) -> Result<i64>;

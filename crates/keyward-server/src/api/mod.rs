@@ -40,6 +40,7 @@ pub struct AppState {
     pub services: Services,
     pub max_body_bytes: usize,
     pub exposure: std::sync::Arc<exposure::Exposure>,
+    pub dashboard: keyward_dashboard::Settings,
 }
 
 #[derive(OpenApi)]
@@ -99,6 +100,7 @@ fn management(state: AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
 /// The whole HTTP application.
 pub fn app(state: AppState, gateway: Gateway, metrics: PrometheusHandle) -> Router {
     let (management, mut openapi) = management(state.clone());
+    let dashboard = keyward_dashboard::router(state.services.clone(), state.dashboard.clone());
     let (public, public_api) = OpenApiRouter::new()
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
@@ -117,6 +119,7 @@ pub fn app(state: AppState, gateway: Gateway, metrics: PrometheusHandle) -> Rout
         .route("/metrics", get(move || async move { metrics.render() }))
         .with_state(state)
         .merge(keyward_gateway::routes(gateway))
+        .merge(dashboard)
         .fallback(|| async {
             ApiError::not_found(
                 "Unknown request URL. See /openapi.json for the endpoints Keyward serves.",

@@ -2,6 +2,8 @@
 
 mod admin;
 mod keys;
+#[cfg(feature = "local-model")]
+mod model;
 mod scan;
 mod usage;
 
@@ -54,6 +56,12 @@ enum Command {
     Usage(usage::UsageArgs),
     /// Find leaked keys in files, trees or git history (exit 1 when any is found).
     Scan(scan::ScanArgs),
+    /// The local model's weights.
+    #[cfg(feature = "local-model")]
+    Model {
+        #[command(subcommand)]
+        command: model::ModelCommand,
+    },
 }
 
 /// Where the configuration and the database are.
@@ -132,7 +140,8 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
     match args.command {
         Command::Serve { store, listen } => {
             let config = store.config(listen)?;
-            init_logging(config.log.format, "info");
+            // llama.cpp reports every tensor it loads at info level.
+            init_logging(config.log.format, "info,llama-cpp-2=warn");
             crate::serve::run(config).await?;
         }
         Command::Migrate { store } => {
@@ -145,6 +154,8 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
         Command::Keys { command } => return keys::run(command).await,
         Command::Usage(args) => usage::run(args).await?,
         Command::Scan(args) => return scan::run(args).await,
+        #[cfg(feature = "local-model")]
+        Command::Model { command } => model::run(command).await?,
     }
     Ok(ExitCode::SUCCESS)
 }

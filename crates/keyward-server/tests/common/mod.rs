@@ -127,6 +127,8 @@ impl Server {
             .arg(data_dir.path())
             .env("RUST_LOG", "info")
             .env_remove("KEYWARD_DATABASE_URL")
+            // Tests that want the in-process model turn it back on.
+            .env("KEYWARD_LOCAL_MODEL__ENABLED", "false")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         if let Some(url) = db.url() {

@@ -1,0 +1,286 @@
+#!/usr/bin/env bash
+# Gateway under load (issue 3): the same small chat request, driven by wrk,
+# sent directly to nginx (a fixed chat completion), through Keyward (key
+# check, rate limits, budget and ledger all on) and through LiteLLM's proxy
+# (master-key mode, one worker), in one run on one machine.
+#
+#   bash bench/gateway/run.sh
+#
+# Environment (all optional):
+#   KEYWARD_BIN      a built `keyward` (default: builds target/release/keyward
+#                    without the in-process model, which the bench does not use)
+#   DURATION         seconds measured per run (default 20)
+#   WARMUP           seconds of warm-up per target (default 5)
+#   CONNECTIONS      connections of the throughput run (default 32)
+#   SKIP_LITELLM=1   leave LiteLLM out
+#   SERVER_CPUS      CPUs for nginx and the proxy under test (default 0)
+#   CLIENT_CPUS      CPUs for wrk (default 1; with one CPU, both share it)
+#   OUT              where the results table is written
+#                    (default target/bench-gateway/results.md)
+#   PERF_DATA        a file: record a perf profile of Keyward during its
+#                    throughput run there (needs `perf`, Debian's linux-perf)
+#
+# On two cores the servers share CPU 0 and wrk has CPU 1 to itself, so each
+# target gets the same single core for everything on the server side (nginx
+# plus the proxy, or nginx alone) and the load generator never competes
+# with it. Installs what is missing: nginx-light and wrk (apt), LiteLLM's
+# proxy into a virtualenv in target/litellm-venv (pip).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+here="$root/bench/gateway"
+cd "$root"
+
+DURATION="${DURATION:-20}"
+WARMUP="${WARMUP:-5}"
+CONNECTIONS="${CONNECTIONS:-32}"
+target="${CARGO_TARGET_DIR:-$root/target}"
+work="$target/bench-gateway"
+OUT="${OUT:-$work/results.md}"
+ncpu="$(nproc)"
+SERVER_CPUS="${SERVER_CPUS:-0}"
+if [ "$ncpu" -ge 2 ]; then CLIENT_CPUS="${CLIENT_CPUS:-1}"; else CLIENT_CPUS="${CLIENT_CPUS:-0}"; fi
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# ---------------------------------------------------------------- tools
+need_apt=()
+command -v wrk >/dev/null || need_apt+=(wrk)
+[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || need_apt+=(nginx-light)
+command -v taskset >/dev/null || need_apt+=(util-linux)
+command -v curl >/dev/null || need_apt+=(curl)
+if [ "${#need_apt[@]}" -gt 0 ]; then
+  log "installing ${need_apt[*]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
+
+venv="$target/litellm-venv"
+if [ -z "${SKIP_LITELLM:-}" ] && [ ! -x "$venv/bin/litellm" ]; then
+  log "installing litellm[proxy] into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check 'litellm[proxy]'
+fi
+
+if [ -z "${KEYWARD_BIN:-}" ]; then
+  log "building keyward (release, without the in-process model)"
+  cargo build --release --quiet -p keyward-server --no-default-features
+  KEYWARD_BIN="$target/release/keyward"
+fi
+[ -x "$KEYWARD_BIN" ] || die "no keyward binary at $KEYWARD_BIN"
+
+# ---------------------------------------------------------------- setup
+mkdir -p "$work"
+tmp="$(mktemp -d "$work/run.XXXXXX")"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_http() { # url [header]
+  for _ in $(seq 1 300); do
+    if curl -fsS -o /dev/null ${2:+-H "$2"} "$1" 2>/dev/null; then return 0; fi
+    sleep 0.2
+  done
+  return 1
+}
+
+# Background servers are started through an array, not a function, so
+# that $! is the server's own pid (taskset and env exec it).
+pin_server=(taskset -c "$SERVER_CPUS")
+
+# nginx, the upstream
+nginx_port="$(free_port)"
+mkdir -p "$tmp/nginx"
+sed -e "s|@PREFIX@|$tmp/nginx|g" -e "s|@PORT@|$nginx_port|g" "$here/nginx.conf.in" >"$tmp/nginx/nginx.conf"
+"${pin_server[@]}" "$NGINX" -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" -e "$tmp/nginx/error.log" &
+pids+=($!)
+upstream="http://127.0.0.1:$nginx_port/v1"
+wait_http "$upstream/models" || die "nginx did not start (see $tmp/nginx/error.log)"
+log "nginx on $upstream"
+
+# Keyward: a temp data dir, nginx as its upstream, one priced model, and a
+# key whose limits (and its project's) are far above the load, so every
+# request runs the limit and budget code without being refused.
+kw_port="$(free_port)"
+kw_data="$tmp/keyward"
+mkdir -p "$kw_data"
+cat >"$kw_data/keyward.toml" <<EOF
+[[upstreams]]
+name = "nginx"
+base_url = "$upstream"
+api_key = "sk-upstream-bench"
+timeout = "30s"
+
+[[models]]
+id = "bench-model"
+upstream = "nginx"
+input_price_per_mtok = 2.5
+output_price_per_mtok = 10.0
+EOF
+kw_env=(env -u KEYWARD_DATABASE_URL KEYWARD_LOCAL_MODEL__ENABLED=false)
+kw_args=(--data-dir "$kw_data" --config "$kw_data/keyward.toml")
+admin_key="$(echo "bench password 1234" | "${kw_env[@]}" "$KEYWARD_BIN" admin create \
+  --email bench@example.com --password-stdin "${kw_args[@]}" 2>/dev/null)"
+"${pin_server[@]}" "${kw_env[@]}" "$KEYWARD_BIN" serve "${kw_args[@]}" --listen "127.0.0.1:$kw_port" \
+  2>"$tmp/keyward.log" &
+kw_pid=$!
+pids+=($kw_pid)
+kw="http://127.0.0.1:$kw_port"
+wait_http "$kw/healthz" || die "keyward did not start: $(tail -20 "$tmp/keyward.log")"
+api() { # method path [json]
+  curl -fsS -X "$1" -H "Authorization: Bearer $admin_key" -H 'Content-Type: application/json' \
+    ${3:+--data "$3"} "$kw$2"
+}
+project="$(api GET /v1/organization/projects | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"][0]["id"])')"
+limits='"rate_limits":{"requests_per_minute":1000000000,"tokens_per_minute":1000000000,"max_concurrent_requests":100000},"monthly_budget_usd":1000000'
+api POST "/v1/organization/projects/$project" "{$limits}" >/dev/null
+kw_key="$(api POST "/v1/organization/projects/$project/api_keys" "{\"name\":\"bench\",$limits}" \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["value"])')"
+log "keyward on $kw (key with RPM/TPM/concurrency limits and a budget, project likewise)"
+
+# LiteLLM's proxy, one worker, master-key mode, the same upstream.
+if [ -z "${SKIP_LITELLM:-}" ]; then
+  ll_port="$(free_port)"
+  sed -e "s|@UPSTREAM@|$upstream|g" "$here/litellm.yaml.in" >"$tmp/litellm.yaml"
+  ll_key="sk-litellm-bench-master-key"
+  (cd "$tmp" && exec "${pin_server[@]}" env LITELLM_LOG=ERROR LITELLM_TELEMETRY=False \
+    "$venv/bin/litellm" --config "$tmp/litellm.yaml" --host 127.0.0.1 --port "$ll_port" \
+    --num_workers 1 >"$tmp/litellm.log" 2>&1) &
+  pids+=($!)
+  ll="http://127.0.0.1:$ll_port"
+  wait_http "$ll/health/liveliness" || die "litellm did not start: $(tail -20 "$tmp/litellm.log")"
+  log "litellm on $ll"
+fi
+
+# ---------------------------------------------------------------- load
+# Each target answers one request correctly before it is measured.
+check() { # base key
+  local body
+  body="$(curl -fsS -H "Authorization: Bearer $2" -H 'Content-Type: application/json' \
+    --data '{"model":"bench-model","messages":[{"role":"user","content":"hi"}]}' "$1/v1/chat/completions")" \
+    || die "a test request to $1 failed"
+  case "$body" in *'"usage"'*) ;; *) die "no usage in the answer of $1: $body" ;; esac
+}
+
+run_wrk() { # base key connections seconds [--latency]
+  BENCH_KEY="$2" taskset -c "$CLIENT_CPUS" wrk -t1 -c"$3" -d"$4s" --timeout 10s \
+    -s "$here/chat.lua" "$1/v1/chat/completions" | grep '^RESULT'
+}
+
+field() { # result-line name
+  sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"
+}
+
+declare -A R
+targets=(nginx keyward)
+[ -z "${SKIP_LITELLM:-}" ] && targets+=(litellm)
+for t in "${targets[@]}"; do
+  case "$t" in
+    nginx) base="http://127.0.0.1:$nginx_port"; key=none ;;
+    keyward) base="$kw"; key="$kw_key" ;;
+    litellm) base="$ll"; key="$ll_key" ;;
+  esac
+  check "$base" "$key"
+  log "$t: warm-up ${WARMUP}s"
+  R[$t.warm]="$(run_wrk "$base" "$key" "$CONNECTIONS" "$WARMUP")"
+  log "$t: ${CONNECTIONS} connections, ${DURATION}s"
+  perf_pid=""
+  if [ "$t" = keyward ] && [ -n "${PERF_DATA:-}" ]; then
+    # Where Keyward's time goes under load: `perf report -i $PERF_DATA`.
+    perf record -q -F 1999 -g -p "$kw_pid" -o "$PERF_DATA" -- sleep "$DURATION" 2>/dev/null &
+    perf_pid=$!
+  fi
+  R[$t.c32]="$(run_wrk "$base" "$key" "$CONNECTIONS" "$DURATION")"
+  if [ -n "$perf_pid" ]; then wait "$perf_pid" || true; fi
+  log "  ${R[$t.c32]}"
+  log "$t: 1 connection, ${DURATION}s"
+  R[$t.c1]="$(run_wrk "$base" "$key" 1 "$DURATION")"
+  log "  ${R[$t.c1]}"
+  for m in c32 c1; do
+    [ "$(field "${R[$t.$m]}" errors)" = 0 ] || die "$t had errors in the $m run: ${R[$t.$m]}"
+  done
+done
+
+# What Keyward recorded: every request wrk saw answered is in the ledger
+# (a few more may be: those in flight when wrk stopped). SIGTERM drains it.
+kill -TERM "$kw_pid"
+wait "$kw_pid" || true
+answered=1
+for m in warm c32 c1; do answered=$((answered + $(field "${R[keyward.$m]}" requests))); done
+ledger_rows="$(python3 -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("SELECT COUNT(*) FROM usage_ledger").fetchone()[0])' "$kw_data/keyward.db")"
+log "keyward ledger: $ledger_rows rows for $answered requests answered to wrk and the check"
+[ "$ledger_rows" -ge "$answered" ] || die "the ledger is missing requests"
+
+# ---------------------------------------------------------------- report
+python3 - "$OUT" "$ncpu" "$SERVER_CPUS" "$CLIENT_CPUS" "$DURATION" "$CONNECTIONS" "$ledger_rows" "$answered" \
+  "${R[nginx.c32]}" "${R[nginx.c1]}" "${R[keyward.c32]}" "${R[keyward.c1]}" \
+  "${R[litellm.c32]:-}" "${R[litellm.c1]:-}" <<'PY'
+import datetime, os, platform, sys
+
+out, ncpu, scpu, ccpu, duration, conns, ledger_rows, answered = sys.argv[1:9]
+raw = sys.argv[9:]
+
+def parse(line):
+    if not line:
+        return None
+    return {k: float(v) for k, v in (kv.split("=") for kv in line.split()[1:])}
+
+n32, n1, k32, k1, l32, l1 = map(parse, raw)
+load = open("/proc/loadavg").read().split()[:3]
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+rows = [
+    ("direct to nginx", n32, n1),
+    ("through Keyward", k32, k1),
+]
+if l32:
+    rows.append(("through LiteLLM proxy", l32, l1))
+lines = [
+    f"Run {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}, {ncpu} CPUs ({cpu}), "
+    f"servers on CPU {scpu}, wrk on CPU {ccpu}; {duration} s per measurement; "
+    f"load average at the end {' '.join(load)}.",
+    "",
+    f"| target | req/s at {conns} conns | p50 at 1 conn | p99 at 1 conn | req/s at 1 conn |",
+    "|---|---|---|---|---|",
+]
+for name, a, b in rows:
+    lines.append(
+        f"| {name} | {a['rps']:,.0f} | {b['p50_us']:.0f} µs | {b['p99_us']:.0f} µs | {b['rps']:,.0f} |"
+    )
+ratio = k32["rps"] / n32["rps"]
+added_p50 = k1["p50_us"] - n1["p50_us"]
+added_p99 = k1["p99_us"] - n1["p99_us"]
+lines += [
+    "",
+    "| target | measured | goal | |",
+    "|---|---|---|---|",
+    f"| Keyward throughput / direct nginx | {ratio:.2f} | ≥ 0.30 | {'met' if ratio >= 0.30 else 'missed'} |",
+    f"| Keyward added p50 latency, 1 conn | {added_p50:.0f} µs | ≤ 150 µs | {'met' if added_p50 <= 150 else 'missed'} |",
+    f"| Keyward added p99 latency, 1 conn | {added_p99:.0f} µs | | |",
+]
+if l32:
+    x = k32["rps"] / l32["rps"]
+    lines.append(
+        f"| Keyward throughput / LiteLLM | {x:.0f}× | ≥ 100× | {'met' if x >= 100 else 'missed'} |"
+    )
+    lines.append(
+        f"| LiteLLM added p50 latency, 1 conn | {l1['p50_us'] - n1['p50_us']:.0f} µs | | |"
+    )
+lines += [
+    "",
+    f"Keyward's ledger held {int(ledger_rows):,} rows for the {int(answered):,} requests "
+    "answered to wrk (a few more can be in flight when wrk stops).",
+]
+text = "\n".join(lines) + "\n"
+os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+open(out, "w").write(text)
+print(text)
+PY
+log "results in $OUT"

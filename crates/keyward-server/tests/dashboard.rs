@@ -1,0 +1,510 @@
+//! The dashboard's security, over HTTP against the real binary: session
+//! cookie flags, CSRF rejection, log-in throttling, log-out ending the
+//! session on the server, no secret at rest or in a URL, and one account
+//! never reaching another's projects or keys.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{Server, PASSWORD};
+use reqwest::blocking::Client;
+use reqwest::header::{HeaderMap, CACHE_CONTROL, COOKIE, LOCATION, SET_COOKIE};
+use reqwest::redirect::Policy;
+use reqwest::StatusCode;
+
+/// A browser without JavaScript: keeps cookies, follows nothing by itself.
+struct Browser<'a> {
+    server: &'a Server,
+    client: Client,
+    cookies: BTreeMap<String, String>,
+    /// Every Set-Cookie header received, as sent.
+    set_cookies: Vec<String>,
+}
+
+struct Page {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Page {
+    fn location(&self) -> &str {
+        self.headers
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// The CSRF token of the first form on the page.
+    fn csrf(&self) -> String {
+        let marker = "name=\"csrf_token\" value=\"";
+        let start = self
+            .body
+            .find(marker)
+            .unwrap_or_else(|| panic!("no form on the page: {}", self.body))
+            + marker.len();
+        let end = start + self.body[start..].find('"').unwrap();
+        self.body[start..end].to_owned()
+    }
+}
+
+impl<'a> Browser<'a> {
+    fn new(server: &'a Server) -> Self {
+        Browser {
+            server,
+            client: Client::builder().redirect(Policy::none()).build().unwrap(),
+            cookies: BTreeMap::new(),
+            set_cookies: Vec::new(),
+        }
+    }
+
+    fn send(&mut self, req: reqwest::blocking::RequestBuilder) -> Page {
+        let cookie = self
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let resp = req.header(COOKIE, cookie).send().expect("request");
+        for v in resp.headers().get_all(SET_COOKIE) {
+            let v = v.to_str().unwrap().to_owned();
+            let (pair, attrs) = v.split_once(';').unwrap_or((&v, ""));
+            let (name, value) = pair.split_once('=').unwrap();
+            if attrs.contains("Max-Age=0") {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_owned(), value.to_owned());
+            }
+            self.set_cookies.push(v.clone());
+        }
+        Page {
+            status: resp.status(),
+            headers: resp.headers().clone(),
+            body: resp.text().unwrap(),
+        }
+    }
+
+    fn get(&mut self, path: &str) -> Page {
+        let req = self.client.get(format!("{}{path}", self.server.base));
+        self.send(req)
+    }
+
+    fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        self.post_with(path, form, &[])
+    }
+
+    fn post_with(&mut self, path: &str, form: &[(&str, &str)], headers: &[(&str, &str)]) -> Page {
+        let mut req = self
+            .client
+            .post(format!("{}{path}", self.server.base))
+            .form(form);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        self.send(req)
+    }
+
+    fn sign_up(&mut self, email: &str) -> Page {
+        let csrf = self.get("/signup").csrf();
+        let page = self.post(
+            "/signup",
+            &[
+                ("csrf_token", &csrf),
+                ("email", email),
+                ("password", PASSWORD),
+            ],
+        );
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+        assert_eq!(page.location(), "/api-keys");
+        page
+    }
+
+    fn log_in(&mut self, email: &str, password: &str) -> Page {
+        let csrf = self.get("/login").csrf();
+        self.post(
+            "/login",
+            &[
+                ("csrf_token", &csrf),
+                ("email", email),
+                ("password", password),
+            ],
+        )
+    }
+
+    /// The id of the project the API keys page shows first.
+    fn project(&mut self) -> String {
+        let page = self.get("/api-keys");
+        assert_eq!(page.status, 200, "{}", page.body);
+        let start = page.body.find("value=\"proj_").expect("a project") + 7;
+        let end = start + page.body[start..].find('"').unwrap();
+        page.body[start..end].to_owned()
+    }
+
+    /// Creates a key; returns the page that shows it once.
+    fn create_key(&mut self, project: &str, name: &str) -> Page {
+        let csrf = self.get("/api-keys").csrf();
+        self.post(
+            "/api-keys/create",
+            &[("csrf_token", &csrf), ("project", project), ("name", name)],
+        )
+    }
+}
+
+/// The secret shown in the "Save your key" dialog.
+fn shown_secret(page: &Page) -> String {
+    let marker = "id=\"new-secret\" class=\"mono\" type=\"text\" readonly value=\"";
+    let start = page.body.find(marker).expect("the secret is shown") + marker.len();
+    let end = start + page.body[start..].find('"').unwrap();
+    page.body[start..end].to_owned()
+}
+
+fn models_status(s: &Server, key: &str) -> StatusCode {
+    s.get("/v1/models", key).status
+}
+
+#[test]
+fn session_cookie_is_http_only_same_site_lax_and_hashed_at_rest() {
+    let s = Server::start();
+    let mut b = Browser::new(&s);
+    b.sign_up("cookie@example.com");
+    let session = b
+        .set_cookies
+        .iter()
+        .find(|c| c.starts_with("kw_session="))
+        .expect("a session cookie")
+        .clone();
+    for attr in ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age="] {
+        assert!(session.contains(attr), "{session} lacks {attr}");
+    }
+    assert!(!session.contains("Secure"), "{session}");
+    let token = b.cookies["kw_session"].clone();
+    assert!(token.len() >= 40);
+    let page = b.get("/api-keys");
+    assert_eq!(page.status, 200);
+    assert_eq!(page.headers[CACHE_CONTROL], "no-store");
+    assert!(page.body.contains("cookie@example.com"));
+    if s.db.url().is_none() {
+        let mut stored = Vec::new();
+        for entry in std::fs::read_dir(s.data_dir.path()).unwrap() {
+            let path = entry.unwrap().path();
+            if path.to_string_lossy().contains("keyward.db") {
+                stored.extend(std::fs::read(path).unwrap());
+            }
+        }
+        assert!(!stored.is_empty());
+        assert!(
+            !stored.windows(token.len()).any(|w| w == token.as_bytes()),
+            "the session token is stored in the clear"
+        );
+    }
+}
+
+#[test]
+fn secure_cookies_when_configured() {
+    let s = Server::start_with(&[("KEYWARD_DASHBOARD__SECURE_COOKIES", "true")]);
+    let mut b = Browser::new(&s);
+    b.sign_up("secure@example.com");
+    let session = b
+        .set_cookies
+        .iter()
+        .find(|c| c.starts_with("kw_session="))
+        .unwrap();
+    assert!(session.contains("; Secure"), "{session}");
+}
+
+#[test]
+fn forms_without_the_csrf_token_are_rejected() {
+    let s = Server::start();
+    let mut b = Browser::new(&s);
+    // No cookie at all: even the log-in form is refused.
+    let page = b.post(
+        "/login",
+        &[("email", "x@example.com"), ("password", PASSWORD)],
+    );
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    assert!(page.body.contains("did not come from this Keyward site"));
+
+    b.sign_up("csrf@example.com");
+    let project = b.project();
+    let csrf = b.get("/api-keys").csrf();
+    for form in [
+        vec![("project", project.as_str()), ("name", "forged")],
+        vec![
+            ("csrf_token", ""),
+            ("project", &project),
+            ("name", "forged"),
+        ],
+        vec![
+            ("csrf_token", &"0".repeat(64)),
+            ("project", &project),
+            ("name", "forged"),
+        ],
+    ] {
+        let page = b.post("/api-keys/create", &form);
+        assert_eq!(page.status, StatusCode::FORBIDDEN, "{form:?}");
+    }
+    // The right token from another site's page is refused too.
+    let page = b.post_with(
+        "/api-keys/create",
+        &[
+            ("csrf_token", &csrf),
+            ("project", &project),
+            ("name", "forged"),
+        ],
+        &[("origin", "https://evil.example")],
+    );
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    assert!(!b.get("/api-keys").body.contains("forged"));
+    // A token from another browser's session does not work here.
+    let mut other = Browser::new(&s);
+    other.sign_up("other@example.com");
+    let theirs = other.get("/api-keys").csrf();
+    assert_ne!(theirs, csrf);
+    let page = b.post(
+        "/api-keys/create",
+        &[
+            ("csrf_token", &theirs),
+            ("project", &project),
+            ("name", "forged"),
+        ],
+    );
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    // And with its own token the form works.
+    let page = b.post(
+        "/api-keys/create",
+        &[
+            ("csrf_token", &csrf),
+            ("project", &project),
+            ("name", "real"),
+        ],
+    );
+    assert_eq!(page.status, 200, "{}", page.body);
+}
+
+#[test]
+fn created_key_is_shown_once_never_in_a_url_and_revoking_it_gives_401() {
+    let s = Server::start();
+    let mut b = Browser::new(&s);
+    b.sign_up("keys@example.com");
+    let project = b.project();
+    let page = b.create_key(&project, "ci");
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(page.headers[CACHE_CONTROL], "no-store");
+    let secret = shown_secret(&page);
+    assert!(secret.starts_with("sk-kw-"), "{secret}");
+    assert_eq!(page.body.matches(&secret).count(), 1);
+    assert_eq!(models_status(&s, &secret), 200);
+
+    let list = b.get(&format!("/api-keys?project={project}"));
+    assert!(!list.body.contains(&secret));
+    assert!(list.body.contains(&secret[secret.len() - 4..]));
+    let start = list.body.find("/api-keys/key_").unwrap() + 10;
+    let end = start + list.body[start..].find('/').unwrap();
+    let key_id = list.body[start..end].to_owned();
+
+    let csrf = list.csrf();
+    let page = b.post(
+        &format!("/api-keys/{key_id}/revoke"),
+        &[("csrf_token", &csrf), ("project", &project)],
+    );
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    assert!(!page.location().contains("sk-"));
+    assert_eq!(models_status(&s, &secret), 401);
+    assert!(!s.logs().contains(&secret), "a secret reached the logs");
+}
+
+#[test]
+fn log_out_ends_the_session_on_the_server() {
+    let s = Server::start();
+    let mut b = Browser::new(&s);
+    b.sign_up("bye@example.com");
+    let stolen = b.cookies["kw_session"].clone();
+    let csrf = b.get("/api-keys").csrf();
+    let page = b.post("/logout", &[("csrf_token", &csrf)]);
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(page.location(), "/login");
+    assert!(!b.cookies.contains_key("kw_session"));
+    // The old cookie, replayed, no longer signs anyone in.
+    b.cookies.insert("kw_session".into(), stolen);
+    let page = b.get("/api-keys");
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(page.location(), "/login");
+}
+
+#[test]
+fn wrong_passwords_are_throttled_per_email() {
+    let s = Server::start();
+    let mut b = Browser::new(&s);
+    b.sign_up("victim@example.com");
+    b.cookies.remove("kw_session");
+    let page = b.log_in("victim@example.com", "not the password");
+    assert_eq!(page.status, StatusCode::UNAUTHORIZED);
+    assert!(page.body.contains("Incorrect email or password."));
+    for _ in 0..4 {
+        let page = b.log_in("victim@example.com", "still not it");
+        assert_eq!(page.status, StatusCode::UNAUTHORIZED);
+    }
+    // Now even the right password is refused for a while, with a reason.
+    let page = b.log_in("victim@example.com", PASSWORD);
+    assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        page.body
+            .contains("Too many failed log-in attempts for this email"),
+        "{}",
+        page.body
+    );
+    // Other accounts are not locked out by it.
+    let mut other = Browser::new(&s);
+    other.sign_up("bystander@example.com");
+    other.cookies.remove("kw_session");
+    let page = other.log_in("bystander@example.com", PASSWORD);
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+}
+
+#[test]
+fn one_account_never_reaches_another_accounts_keys() {
+    let s = Server::start();
+    let mut alice = Browser::new(&s);
+    alice.sign_up("alice@example.com");
+    let alice_project = alice.project();
+    let secret = shown_secret(&alice.create_key(&alice_project, "alice-key"));
+    let list = alice.get("/api-keys");
+    let start = list.body.find("/api-keys/key_").unwrap() + 10;
+    let end = start + list.body[start..].find('/').unwrap();
+    let key_id = list.body[start..end].to_owned();
+
+    let mut bob = Browser::new(&s);
+    bob.sign_up("bob@example.com");
+    let bob_project = bob.project();
+    assert_ne!(alice_project, bob_project);
+    let page = bob.get("/api-keys");
+    assert!(!page.body.contains("alice-key"));
+    for path in [
+        format!("/api-keys?project={alice_project}"),
+        format!("/usage?project={alice_project}"),
+        format!("/limits?project={alice_project}"),
+        format!("/projects?project={alice_project}"),
+    ] {
+        let page = bob.get(&path);
+        assert_eq!(page.status, StatusCode::NOT_FOUND, "{path}");
+        assert!(!page.body.contains("alice"), "{path}");
+    }
+    let csrf = bob.get("/api-keys").csrf();
+    for project in [&alice_project, &bob_project] {
+        let page = bob.post(
+            &format!("/api-keys/{key_id}/revoke"),
+            &[("csrf_token", &csrf), ("project", project)],
+        );
+        assert_eq!(page.status, StatusCode::NOT_FOUND, "{}", page.body);
+    }
+    let page = bob.post(
+        "/api-keys/create",
+        &[
+            ("csrf_token", &csrf),
+            ("project", &alice_project),
+            ("name", "intruder"),
+        ],
+    );
+    assert_eq!(page.status, StatusCode::NOT_FOUND);
+    let page = bob.post(
+        &format!("/projects/{alice_project}/members"),
+        &[
+            ("csrf_token", &csrf),
+            ("email", "bob@example.com"),
+            ("role", "owner"),
+        ],
+    );
+    assert_eq!(page.status, StatusCode::NOT_FOUND);
+    assert_eq!(models_status(&s, &secret), 200);
+    assert!(!alice.get("/api-keys").body.contains("intruder"));
+}
+
+#[test]
+fn owners_add_members_with_roles_and_readers_cannot_create_keys() {
+    let s = Server::start();
+    let mut owner = Browser::new(&s);
+    owner.sign_up("owner@example.com");
+    let project = owner.project();
+    let mut reader = Browser::new(&s);
+    reader.sign_up("reader@example.com");
+    let csrf = owner.get("/projects").csrf();
+    let page = owner.post(
+        &format!("/projects/{project}/members"),
+        &[
+            ("csrf_token", &csrf),
+            ("email", "reader@example.com"),
+            ("role", "reader"),
+        ],
+    );
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    let page = reader.get(&format!("/api-keys?project={project}"));
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("You are a reader"));
+    let csrf = page.csrf();
+    let page = reader.post(
+        "/api-keys/create",
+        &[
+            ("csrf_token", &csrf),
+            ("project", &project),
+            ("name", "nope"),
+        ],
+    );
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    assert!(
+        page.body.contains("insufficient permissions"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("id=\"new-secret\""));
+    // The only owner cannot demote themself.
+    let csrf = owner.get("/projects").csrf();
+    let page = owner.post(
+        &format!("/projects/{project}/members"),
+        &[
+            ("csrf_token", &csrf),
+            ("email", "owner@example.com"),
+            ("role", "member"),
+        ],
+    );
+    assert!(page.body.contains("at least one owner"), "{}", page.body);
+}
+
+#[test]
+fn restricted_permissions_from_the_form_reach_the_key() {
+    let s = Server::start();
+    let mut b = Browser::new(&s);
+    b.sign_up("restricted@example.com");
+    let project = b.project();
+    let csrf = b.get("/api-keys").csrf();
+    let page = b.post(
+        "/api-keys/create",
+        &[
+            ("csrf_token", &csrf),
+            ("project", &project),
+            ("name", "read models"),
+            ("permissions", "restricted"),
+            ("perm_models", "read"),
+            ("perm_chat_completions", "none"),
+            ("perm_embeddings", "none"),
+            ("perm_usage", "none"),
+            ("perm_keys", "read"),
+            ("expires_in_days", "30"),
+        ],
+    );
+    assert_eq!(page.status, 200, "{}", page.body);
+    let secret = shown_secret(&page);
+    let listed = s.get(&common::keys_path(&project), &secret);
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    let key = &listed.body["data"][0];
+    assert_eq!(key["name"], "read models");
+    let p = &key["permissions"];
+    assert_eq!(p["mode"], "restricted", "{key}");
+    assert_eq!(p["models"], "read", "{key}");
+    assert_eq!(p["keys"], "read", "{key}");
+    assert_eq!(p["chat_completions"], "none", "{key}");
+    assert!(key["expires_at"].as_i64().is_some(), "{key}");
+    let list = b.get(&format!("/api-keys?project={project}"));
+    assert!(list.body.contains("Restricted"));
+    assert!(list.body.contains("Models: read"));
+}

@@ -1,0 +1,154 @@
+//! Project members: who belongs to a project and with which role (owner,
+//! member, reader). Anyone in a project may see its members; only owners
+//! change them, and a project always keeps at least one owner.
+
+use keyward_core::{time::now_unix, ProjectId, UserId};
+use keyward_store::{Listed, MemberRole, Page, Project, User};
+use serde_json::json;
+
+use crate::audit::{entry, Target};
+use crate::caller::Caller;
+use crate::error::{Result, ServiceError};
+use crate::Services;
+
+fn member_target<'a>(project: &'a ProjectId, user: &'a UserId) -> Target<'a> {
+    Target {
+        kind: "project_member",
+        id: user.as_str(),
+        project: Some(project),
+        owner: None,
+    }
+}
+
+impl Services {
+    /// The caller's projects with the caller's role in each, newest first
+    /// (archived ones left out).
+    pub async fn projects_with_roles(&self, caller: &Caller) -> Result<Vec<(Project, MemberRole)>> {
+        let user = caller.require_user("organization.projects.read")?;
+        let mut all = Vec::new();
+        let mut page = Page {
+            after: None,
+            limit: crate::MAX_PAGE,
+        };
+        loop {
+            let Listed { items, has_more } = self
+                .store
+                .projects_of(&user.id, false, &page)
+                .await?
+                .map_err(|_| crate::audit::cursor_error(&page))?;
+            page.after = items.last().map(|(p, _)| p.id.to_string());
+            all.extend(items);
+            if !has_more {
+                return Ok(all);
+            }
+        }
+    }
+
+    /// The caller's role in `project`; NotFound when they are not a member.
+    pub async fn role_in(&self, caller: &Caller, project: &ProjectId) -> Result<MemberRole> {
+        self.project_role(caller, project).await
+    }
+
+    /// A project's members with their roles, owners first.
+    pub async fn project_members(
+        &self,
+        caller: &Caller,
+        project: &ProjectId,
+    ) -> Result<Vec<(User, MemberRole)>> {
+        self.project_role(caller, project).await?;
+        let mut out = Vec::new();
+        for (id, role) in self.store.members(project).await? {
+            if let Some(user) = self.store.user(&id).await? {
+                out.push((user, role));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Adds the account with `email` to `project` as `role`, or changes
+    /// their role; owners only.
+    pub async fn set_member(
+        &self,
+        caller: &Caller,
+        project: &ProjectId,
+        email: &str,
+        role: MemberRole,
+    ) -> Result<User> {
+        self.require_owner(caller, project).await?;
+        let user = self.user_by_email(email).await?.ok_or_else(|| {
+            ServiceError::invalid(
+                "email",
+                format!(
+                    "No account uses the email {}; ask them to sign up first, then add them.",
+                    email.trim().chars().take(254).collect::<String>()
+                ),
+            )
+        })?;
+        if role != MemberRole::Owner {
+            self.keep_an_owner(project, &user.id).await?;
+        }
+        let audit = entry(
+            caller,
+            "project_member.set",
+            member_target(project, &user.id),
+            json!({ "email": user.email, "role": role.as_str() }),
+        );
+        self.store
+            .upsert_member(project, &user.id, role, now_unix(), &audit)
+            .await?;
+        Ok(user)
+    }
+
+    /// Removes a member from `project`; owners only.
+    pub async fn remove_member(
+        &self,
+        caller: &Caller,
+        project: &ProjectId,
+        user: &UserId,
+    ) -> Result<()> {
+        self.require_owner(caller, project).await?;
+        self.keep_an_owner(project, user).await?;
+        let audit = entry(
+            caller,
+            "project_member.removed",
+            member_target(project, user),
+            json!({}),
+        );
+        if !self.store.remove_member(project, user, &audit).await? {
+            return Err(ServiceError::not_found("project member", user));
+        }
+        Ok(())
+    }
+
+    async fn require_owner(&self, caller: &Caller, project: &ProjectId) -> Result<()> {
+        if self.project_role(caller, project).await? == MemberRole::Owner {
+            Ok(())
+        } else {
+            Err(ServiceError::PermissionDenied {
+                scope: "organization.projects.write".into(),
+                hint: "Only a project's owners can change its members.",
+            })
+        }
+    }
+
+    /// Fails if `user` is the project's only owner (so demoting or removing
+    /// them would leave nobody able to manage it).
+    async fn keep_an_owner(&self, project: &ProjectId, user: &UserId) -> Result<()> {
+        let owners: Vec<UserId> = self
+            .store
+            .members(project)
+            .await?
+            .into_iter()
+            .filter(|(_, r)| *r == MemberRole::Owner)
+            .map(|(u, _)| u)
+            .collect();
+        if owners.len() == 1 && owners[0] == *user {
+            return Err(ServiceError::Invalid {
+                param: Some("role"),
+                message: "A project needs at least one owner: make someone else an owner first."
+                    .into(),
+            });
+        }
+        Ok(())
+    }
+}
