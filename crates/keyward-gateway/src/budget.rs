@@ -8,6 +8,7 @@ use std::time::Duration;
 use keyward_core::{time, Micros};
 
 use crate::limits::Subject;
+use crate::meter::Meter;
 use async_trait::async_trait;
 use keyward_store::{SpendOwner, Store, StoreError};
 use moka::future::Cache;
@@ -40,8 +41,13 @@ pub trait Reservation: Send + Sync {
 
 /// The in-process book: this month's spend per key and project, read from
 /// the daily roll-up on first use and kept in memory after.
+///
+/// The first read waits for the ledger writer to store what is queued, so
+/// calls finished before a budget was set count against it; calls still in
+/// flight at that moment were never reserved and are not counted.
 pub struct LocalBudgets {
     store: Arc<dyn Store>,
+    meter: Meter,
     months: Cache<(Subject, i64), Arc<Mutex<Month>>>,
 }
 
@@ -59,9 +65,10 @@ pub struct OverBudget {
 }
 
 impl LocalBudgets {
-    pub fn new(store: Arc<dyn Store>) -> Self {
+    pub fn new(store: Arc<dyn Store>, meter: Meter) -> Self {
         LocalBudgets {
             store,
+            meter,
             months: Cache::builder()
                 .time_to_idle(Duration::from_secs(40 * 86_400))
                 .build(),
@@ -80,9 +87,11 @@ impl BudgetBook for LocalBudgets {
         let from = time::month_start(time::now_unix());
         let store = self.store.clone();
         let owner = who.clone();
+        let meter = self.meter.clone();
         let month = self
             .months
             .try_get_with((who.clone(), from), async move {
+                meter.flush().await;
                 let spent = match &owner {
                     Subject::Key(k) => store.spend_since(SpendOwner::Key(k), from).await?,
                     Subject::Project(p) => store.spend_since(SpendOwner::Project(p), from).await?,

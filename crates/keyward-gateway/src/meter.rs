@@ -21,10 +21,17 @@ const LINGER: Duration = Duration::from_millis(50);
 /// `last_used_at` is written at most this often per key.
 const LAST_USED_EVERY: i64 = 60;
 
+/// What handlers send the writer.
+enum Message {
+    Usage(UsageEvent),
+    /// Store everything queued before this, then answer.
+    Flush(oneshot::Sender<()>),
+}
+
 /// The sending side, cloned into every handler.
 #[derive(Clone)]
 pub struct Meter {
-    tx: mpsc::UnboundedSender<UsageEvent>,
+    tx: mpsc::UnboundedSender<Message>,
     depth: Arc<AtomicI64>,
 }
 
@@ -33,9 +40,18 @@ impl Meter {
     pub fn record(&self, event: UsageEvent) {
         let depth = self.depth.fetch_add(1, Ordering::Relaxed) + 1;
         crate::telemetry::ledger_queue_depth(depth);
-        if self.tx.send(event).is_err() {
+        if self.tx.send(Message::Usage(event)).is_err() {
             self.depth.fetch_sub(1, Ordering::Relaxed);
             tracing::error!("usage event dropped: the ledger writer has stopped");
+        }
+    }
+
+    /// Waits until every event queued before this call is stored (or the
+    /// writer has given up on it), so that a reader of the ledger sees them.
+    pub async fn flush(&self) {
+        let (done, stored) = oneshot::channel();
+        if self.tx.send(Message::Flush(done)).is_ok() {
+            let _ = stored.await;
         }
     }
 
@@ -70,43 +86,70 @@ pub fn start(store: Arc<dyn Store>) -> (Meter, LedgerWriter) {
 
 async fn write_loop(
     store: Arc<dyn Store>,
-    mut rx: mpsc::UnboundedReceiver<UsageEvent>,
+    mut rx: mpsc::UnboundedReceiver<Message>,
     depth: Arc<AtomicI64>,
     mut stopped: oneshot::Receiver<()>,
 ) {
     let mut touched: HashMap<KeyId, i64> = HashMap::new();
+    let mut inbox = Vec::with_capacity(BATCH);
     let mut batch = Vec::with_capacity(BATCH);
+    let mut waiting = Vec::new();
     loop {
         tokio::select! {
-            n = rx.recv_many(&mut batch, BATCH) => {
+            n = rx.recv_many(&mut inbox, BATCH) => {
                 if n == 0 {
                     break;
                 }
-                fill(&mut rx, &mut batch).await;
+                fill(&mut rx, &mut inbox).await;
             }
             _ = &mut stopped => {
-                while let Ok(e) = rx.try_recv() {
-                    batch.push(e);
-                    if batch.len() == BATCH {
-                        write(&*store, &mut batch, &depth, &mut touched).await;
-                    }
+                while let Ok(m) = rx.try_recv() {
+                    inbox.push(m);
                 }
-                write(&*store, &mut batch, &depth, &mut touched).await;
+                sort(&mut inbox, &mut batch, &mut waiting);
+                for chunk in batch.chunks(BATCH) {
+                    write(&*store, chunk, &depth, &mut touched).await;
+                }
                 break;
             }
         }
-        write(&*store, &mut batch, &depth, &mut touched).await;
+        sort(&mut inbox, &mut batch, &mut waiting);
+        write(&*store, &batch, &depth, &mut touched).await;
+        batch.clear();
+        for done in waiting.drain(..) {
+            let _ = done.send(());
+        }
     }
 }
 
-/// Adds what arrives within [`LINGER`] to `batch`, up to [`BATCH`] events.
-async fn fill(rx: &mut mpsc::UnboundedReceiver<UsageEvent>, batch: &mut Vec<UsageEvent>) {
+/// Moves usage events to `batch` and flush requests to `waiting`.
+fn sort(
+    inbox: &mut Vec<Message>,
+    batch: &mut Vec<UsageEvent>,
+    waiting: &mut Vec<oneshot::Sender<()>>,
+) {
+    for m in inbox.drain(..) {
+        match m {
+            Message::Usage(e) => batch.push(e),
+            Message::Flush(done) => waiting.push(done),
+        }
+    }
+}
+
+/// Adds what arrives within [`LINGER`] to `inbox`, up to [`BATCH`]
+/// messages; a flush request ends the wait at once.
+async fn fill(rx: &mut mpsc::UnboundedReceiver<Message>, inbox: &mut Vec<Message>) {
+    let is_flush = |m: &Message| matches!(m, Message::Flush(_));
+    if inbox.iter().any(is_flush) {
+        return;
+    }
     let deadline = tokio::time::sleep(LINGER);
     tokio::pin!(deadline);
-    while batch.len() < BATCH {
+    while inbox.len() < BATCH {
+        let before = inbox.len();
         tokio::select! {
-            n = rx.recv_many(batch, BATCH - batch.len()) => {
-                if n == 0 {
+            n = rx.recv_many(inbox, BATCH - before) => {
+                if n == 0 || inbox[before..].iter().any(is_flush) {
                     return;
                 }
             }
@@ -119,7 +162,7 @@ async fn fill(rx: &mut mpsc::UnboundedReceiver<UsageEvent>, batch: &mut Vec<Usag
 /// lose billing data.
 async fn write(
     store: &dyn Store,
-    batch: &mut Vec<UsageEvent>,
+    batch: &[UsageEvent],
     depth: &AtomicI64,
     touched: &mut HashMap<KeyId, i64>,
 ) {
@@ -162,5 +205,4 @@ async fn write(
     }
     let left = depth.fetch_sub(batch.len() as i64, Ordering::Relaxed) - batch.len() as i64;
     crate::telemetry::ledger_queue_depth(left);
-    batch.clear();
 }

@@ -64,7 +64,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let keys = KeyCache::new(services.clone(), 1_000_000);
     let watcher = keys.watch(Duration::from_millis(250));
     let (meter, ledger) = meter::start(services.store().clone());
-    let budgets = Arc::new(LocalBudgets::new(services.store().clone()));
+    let budgets = Arc::new(LocalBudgets::new(services.store().clone(), meter.clone()));
     let gateway = Gateway {
         keys,
         catalog: Arc::new(catalog),
