@@ -170,6 +170,27 @@ async fn insert_audit(tx: &mut Transaction<'_, Any>, e: &AuditEntry) -> Result<(
     Ok(())
 }
 
+/// Rows per multi-row INSERT: at 12 values a row, far below the bound
+/// parameters SQLite (32,766) and PostgreSQL (65,535) accept.
+const ROWS_PER_STATEMENT: usize = 256;
+
+/// `($1, $2, …), ($n+1, …)…`: the VALUES of a multi-row INSERT.
+fn placeholders(rows: usize, columns: usize) -> String {
+    let mut out = String::with_capacity(rows * columns * 5);
+    for row in 0..rows {
+        out.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 0..columns {
+            if column > 0 {
+                out.push_str(", ");
+            }
+            out.push('$');
+            out.push_str(&(row * columns + column + 1).to_string());
+        }
+        out.push(')');
+    }
+    out
+}
+
 fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
@@ -892,49 +913,81 @@ impl Store for SqlStore {
 
     async fn record_usage(&self, events: &[UsageEvent]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        for e in events {
-            let inserted = sqlx::query(
+        // Ledger rows, a few hundred per statement; RETURNING names the rows
+        // really inserted, so a batch retried after a failed commit is not
+        // counted twice in the roll-up.
+        let mut inserted = std::collections::HashSet::new();
+        for chunk in events.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
                 "INSERT INTO usage_ledger (request_id, key_id, project_id, user_id, model, endpoint, \
                  prompt_tokens, completion_tokens, cost_micros, status, latency_ms, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-                 ON CONFLICT (request_id) DO NOTHING",
-            )
-            .bind(e.request_id.as_str())
-            .bind(e.key_id.as_str())
-            .bind(e.project_id.as_str())
-            .bind(e.user_id.as_str())
-            .bind(e.model.as_str())
-            .bind(e.endpoint)
-            .bind(e.prompt_tokens)
-            .bind(e.completion_tokens)
-            .bind(e.cost.0)
-            .bind(i64::from(e.status))
-            .bind(e.latency_ms)
-            .bind(e.created_at)
-            .execute(&mut *tx)
-            .await?;
-            if inserted.rows_affected() == 0 {
+                 VALUES {} ON CONFLICT (request_id) DO NOTHING RETURNING request_id",
+                placeholders(chunk.len(), 12)
+            );
+            let mut query = sqlx::query(&sql);
+            for e in chunk {
+                query = query
+                    .bind(e.request_id.as_str())
+                    .bind(e.key_id.as_str())
+                    .bind(e.project_id.as_str())
+                    .bind(e.user_id.as_str())
+                    .bind(e.model.as_str())
+                    .bind(e.endpoint)
+                    .bind(e.prompt_tokens)
+                    .bind(e.completion_tokens)
+                    .bind(e.cost.0)
+                    .bind(i64::from(e.status))
+                    .bind(e.latency_ms)
+                    .bind(e.created_at);
+            }
+            for row in query.fetch_all(&mut *tx).await? {
+                inserted.insert(row.try_get::<String, _>(0)?);
+            }
+        }
+        // The roll-up of the inserted rows, summed here first: one upsert
+        // per (day, project, key, model) instead of one per request.
+        let mut daily: std::collections::HashMap<(i64, &str, &str, &str), [i64; 5]> =
+            std::collections::HashMap::new();
+        for e in events {
+            if !inserted.remove(&e.request_id) {
                 continue;
             }
-            sqlx::query(
+            let day = e.created_at - e.created_at.rem_euclid(86_400);
+            let sums = daily
+                .entry((
+                    day,
+                    e.project_id.as_str(),
+                    e.key_id.as_str(),
+                    e.model.as_str(),
+                ))
+                .or_default();
+            sums[0] += 1;
+            sums[1] += i64::from(e.status >= 400);
+            sums[2] += e.prompt_tokens;
+            sums[3] += e.completion_tokens;
+            sums[4] += e.cost.0;
+        }
+        let daily: Vec<_> = daily.into_iter().collect();
+        for chunk in daily.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
                 "INSERT INTO usage_daily (day, project_id, key_id, model, requests, errors, prompt_tokens, \
-                 completion_tokens, cost_micros) VALUES ($1, $2, $3, $4, 1, $5, $6, $7, $8) \
+                 completion_tokens, cost_micros) VALUES {} \
                  ON CONFLICT (day, project_id, key_id, model) DO UPDATE SET \
-                 requests = usage_daily.requests + 1, errors = usage_daily.errors + excluded.errors, \
+                 requests = usage_daily.requests + excluded.requests, \
+                 errors = usage_daily.errors + excluded.errors, \
                  prompt_tokens = usage_daily.prompt_tokens + excluded.prompt_tokens, \
                  completion_tokens = usage_daily.completion_tokens + excluded.completion_tokens, \
                  cost_micros = usage_daily.cost_micros + excluded.cost_micros",
-            )
-            .bind(e.created_at - e.created_at.rem_euclid(86_400))
-            .bind(e.project_id.as_str())
-            .bind(e.key_id.as_str())
-            .bind(e.model.as_str())
-            .bind(i64::from(e.status >= 400))
-            .bind(e.prompt_tokens)
-            .bind(e.completion_tokens)
-            .bind(e.cost.0)
-            .execute(&mut *tx)
-            .await?;
+                placeholders(chunk.len(), 9)
+            );
+            let mut query = sqlx::query(&sql);
+            for ((day, project, key, model), sums) in chunk {
+                query = query.bind(*day).bind(*project).bind(*key).bind(*model);
+                for sum in sums {
+                    query = query.bind(*sum);
+                }
+            }
+            query.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
