@@ -15,11 +15,21 @@ pub fn is_base62(b: u8) -> bool {
 /// it is below 248 (the largest multiple of 62 that fits in a byte), so no
 /// character is more likely than another.
 pub fn fill_random(out: &mut [u8]) {
+    fill_from(out, |pool| os_random(pool));
+}
+
+/// Fills `out` from the operating system's CSPRNG.
+pub fn os_random(out: &mut [u8]) {
+    getrandom::fill(out).expect("the operating system's random number generator failed");
+}
+
+/// [`fill_random`] drawing its random bytes from `random`, 64 at a time.
+pub fn fill_from(out: &mut [u8], mut random: impl FnMut(&mut [u8; 64])) {
     const ACCEPT_BELOW: u8 = 62 * 4;
     let mut pool = [0u8; 64];
     let mut filled = 0;
     while filled < out.len() {
-        getrandom::fill(&mut pool).expect("the operating system's random number generator failed");
+        random(&mut pool);
         for &b in &pool {
             if b < ACCEPT_BELOW {
                 out[filled] = ALPHABET[usize::from(b % 62)];

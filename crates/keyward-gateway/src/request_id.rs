@@ -12,10 +12,40 @@ use tracing::Instrument;
 #[derive(Clone, Debug)]
 pub struct RequestId(pub String);
 
-pub async fn assign(mut req: Request, next: Next) -> Response {
+/// Random bytes read from the OS 4 KiB at a time: ids need to be unique,
+/// not secret, and a `getrandom` call per request costs a syscall.
+struct Pool {
+    bytes: [u8; 4096],
+    used: usize,
+}
+
+thread_local! {
+    static POOL: std::cell::RefCell<Pool> = const {
+        std::cell::RefCell::new(Pool { bytes: [0; 4096], used: 4096 })
+    };
+}
+
+/// A fresh `req_` + 24 base-62 characters (143 random bits).
+pub fn generate() -> String {
     let mut random = [0u8; 24];
-    keyward_core::base62::fill_random(&mut random);
-    let id = format!("req_{}", std::str::from_utf8(&random).unwrap_or_default());
+    POOL.with_borrow_mut(|pool| {
+        keyward_core::base62::fill_from(&mut random, |chunk| {
+            if pool.used == pool.bytes.len() {
+                keyward_core::base62::os_random(&mut pool.bytes);
+                pool.used = 0;
+            }
+            chunk.copy_from_slice(&pool.bytes[pool.used..pool.used + 64]);
+            pool.used += 64;
+        })
+    });
+    let mut id = String::with_capacity(28);
+    id.push_str("req_");
+    id.extend(random.iter().map(|&b| char::from(b)));
+    id
+}
+
+pub async fn assign(mut req: Request, next: Next) -> Response {
+    let id = generate();
     req.extensions_mut().insert(RequestId(id.clone()));
     let span =
         tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path());
