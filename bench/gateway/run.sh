@@ -101,7 +101,8 @@ nginx_port="$(free_port)"
 mkdir -p "$tmp/nginx"
 sed -e "s|@PREFIX@|$tmp/nginx|g" -e "s|@PORT@|$nginx_port|g" "$here/nginx.conf.in" >"$tmp/nginx/nginx.conf"
 "${pin_server[@]}" "$NGINX" -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" -e "$tmp/nginx/error.log" &
-pids+=($!)
+nginx_pid=$!
+pids+=($nginx_pid)
 upstream="http://127.0.0.1:$nginx_port/v1"
 wait_http "$upstream/models" || die "nginx did not start (see $tmp/nginx/error.log)"
 log "nginx on $upstream"
@@ -154,7 +155,8 @@ if [ -z "${SKIP_LITELLM:-}" ]; then
   (cd "$tmp" && exec "${pin_server[@]}" env LITELLM_LOG=ERROR LITELLM_TELEMETRY=False \
     "$venv/bin/litellm" --config "$tmp/litellm.yaml" --host 127.0.0.1 --port "$ll_port" \
     --num_workers 1 >"$tmp/litellm.log" 2>&1) &
-  pids+=($!)
+  ll_pid=$!
+  pids+=($ll_pid)
   ll="http://127.0.0.1:$ll_port"
   wait_http "$ll/health/liveliness" || die "litellm did not start: $(tail -20 "$tmp/litellm.log")"
   log "litellm on $ll"
@@ -175,6 +177,20 @@ run_wrk() { # base key connections seconds [--latency]
     -s "$here/chat.lua" "$1/v1/chat/completions" | grep '^RESULT'
 }
 
+# CPU time (clock ticks) used so far by a process and its descendants.
+tree_ticks() { # pid
+  local total=0 p
+  for p in "$1" $(pgrep -P "$1" || true); do
+    if [ "$p" = "$1" ]; then
+      total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+    else
+      total=$((total + $(tree_ticks "$p")))
+    fi
+  done
+  echo "$total"
+}
+hz="$(getconf CLK_TCK)"
+
 field() { # result-line name
   sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"
 }
@@ -184,9 +200,9 @@ targets=(nginx keyward)
 [ -z "${SKIP_LITELLM:-}" ] && targets+=(litellm)
 for t in "${targets[@]}"; do
   case "$t" in
-    nginx) base="http://127.0.0.1:$nginx_port"; key=none ;;
-    keyward) base="$kw"; key="$kw_key" ;;
-    litellm) base="$ll"; key="$ll_key" ;;
+    nginx) base="http://127.0.0.1:$nginx_port"; key=none; proxy_pid="" ;;
+    keyward) base="$kw"; key="$kw_key"; proxy_pid="$kw_pid" ;;
+    litellm) base="$ll"; key="$ll_key"; proxy_pid="$ll_pid" ;;
   esac
   check "$base" "$key"
   log "$t: warm-up ${WARMUP}s"
@@ -198,7 +214,15 @@ for t in "${targets[@]}"; do
     perf record -q -F 1999 -g -p "$kw_pid" -o "$PERF_DATA" -- sleep "$DURATION" 2>/dev/null &
     perf_pid=$!
   fi
+  nginx_before="$(tree_ticks "$nginx_pid")"
+  proxy_before="$([ -n "$proxy_pid" ] && tree_ticks "$proxy_pid" || echo 0)"
   R[$t.c32]="$(run_wrk "$base" "$key" "$CONNECTIONS" "$DURATION")"
+  # CPU time per request on the server side, which a busy machine
+  # disturbs far less than requests/s: the proxy's own, and nginx's.
+  requests="$(field "${R[$t.c32]}" requests)"
+  nginx_cpu="$(( ($(tree_ticks "$nginx_pid") - nginx_before) * 1000000 / hz / requests ))"
+  proxy_cpu="$([ -n "$proxy_pid" ] && echo $(( ($(tree_ticks "$proxy_pid") - proxy_before) * 1000000 / hz / requests )) || echo 0)"
+  R[$t.c32]+=" nginx_cpu_us=$nginx_cpu proxy_cpu_us=$proxy_cpu"
   if [ -n "$perf_pid" ]; then wait "$perf_pid" || true; fi
   log "  ${R[$t.c32]}"
   log "$t: 1 connection, ${DURATION}s"
@@ -247,12 +271,16 @@ lines = [
     f"servers on CPU {scpu}, wrk on CPU {ccpu}; {duration} s per measurement; "
     f"load average at the end {' '.join(load)}.",
     "",
-    f"| target | req/s at {conns} conns | p50 at 1 conn | p99 at 1 conn | req/s at 1 conn |",
-    "|---|---|---|---|---|",
+    f"| target | req/s at {conns} conns | p50 at 1 conn | p99 at 1 conn | req/s at 1 conn "
+    f"| CPU per request at {conns} conns: proxy + nginx |",
+    "|---|---|---|---|---|---|",
 ]
 for name, a, b in rows:
+    cpu = f"{a['nginx_cpu_us']:.0f} µs" if a["proxy_cpu_us"] == 0 else (
+        f"{a['proxy_cpu_us']:.0f} + {a['nginx_cpu_us']:.0f} µs"
+    )
     lines.append(
-        f"| {name} | {a['rps']:,.0f} | {b['p50_us']:.0f} µs | {b['p99_us']:.0f} µs | {b['rps']:,.0f} |"
+        f"| {name} | {a['rps']:,.0f} | {b['p50_us']:.0f} µs | {b['p99_us']:.0f} µs | {b['rps']:,.0f} | {cpu} |"
     )
 ratio = k32["rps"] / n32["rps"]
 added_p50 = k1["p50_us"] - n1["p50_us"]

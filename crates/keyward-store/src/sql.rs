@@ -170,25 +170,47 @@ async fn insert_audit(tx: &mut Transaction<'_, Any>, e: &AuditEntry) -> Result<(
     Ok(())
 }
 
-/// Rows per multi-row INSERT: at 12 values a row, far below the bound
-/// parameters SQLite (32,766) and PostgreSQL (65,535) accept.
-const ROWS_PER_STATEMENT: usize = 256;
+/// Rows per multi-row INSERT, largest first: a batch is cut into pieces of
+/// these sizes, so only a handful of distinct statements are ever prepared
+/// (and stay in sqlx's statement cache). At 12 values a row, 256 rows stay
+/// far below the bound parameters SQLite (32,766) and PostgreSQL (65,535)
+/// accept.
+const STATEMENT_ROWS: [usize; 5] = [256, 64, 16, 4, 1];
 
-/// `($1, $2, …), ($n+1, …)…`: the VALUES of a multi-row INSERT.
-fn placeholders(rows: usize, columns: usize) -> String {
-    let mut out = String::with_capacity(rows * columns * 5);
-    for row in 0..rows {
-        out.push_str(if row == 0 { "(" } else { ", (" });
-        for column in 0..columns {
-            if column > 0 {
-                out.push_str(", ");
+/// Cuts `items` into pieces of [`STATEMENT_ROWS`] sizes.
+fn statement_chunks<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        let size = STATEMENT_ROWS.into_iter().find(|&n| n <= items.len())?;
+        let (chunk, rest) = items.split_at(size);
+        items = rest;
+        Some(chunk)
+    })
+}
+
+impl Backend {
+    /// The VALUES of a multi-row INSERT: `(?, ?, …), (?, …)` for SQLite,
+    /// whose driver looks each numbered parameter up by name (quadratic in
+    /// their count), `($1, $2, …), ($n+1, …)` for PostgreSQL.
+    fn values(self, rows: usize, columns: usize) -> String {
+        let mut out = String::with_capacity(rows * columns * 6);
+        for row in 0..rows {
+            out.push_str(if row == 0 { "(" } else { ", (" });
+            for column in 0..columns {
+                if column > 0 {
+                    out.push_str(", ");
+                }
+                match self {
+                    Backend::Sqlite => out.push('?'),
+                    Backend::Postgres => {
+                        out.push('$');
+                        out.push_str(&(row * columns + column + 1).to_string());
+                    }
+                }
             }
-            out.push('$');
-            out.push_str(&(row * columns + column + 1).to_string());
+            out.push(')');
         }
-        out.push(')');
+        out
     }
-    out
 }
 
 fn corrupt(what: impl std::fmt::Display) -> StoreError {
@@ -917,12 +939,12 @@ impl Store for SqlStore {
         // really inserted, so a batch retried after a failed commit is not
         // counted twice in the roll-up.
         let mut inserted = std::collections::HashSet::new();
-        for chunk in events.chunks(ROWS_PER_STATEMENT) {
+        for chunk in statement_chunks(events) {
             let sql = format!(
                 "INSERT INTO usage_ledger (request_id, key_id, project_id, user_id, model, endpoint, \
                  prompt_tokens, completion_tokens, cost_micros, status, latency_ms, created_at) \
                  VALUES {} ON CONFLICT (request_id) DO NOTHING RETURNING request_id",
-                placeholders(chunk.len(), 12)
+                self.backend.values(chunk.len(), 12)
             );
             let mut query = sqlx::query(&sql);
             for e in chunk {
@@ -968,7 +990,7 @@ impl Store for SqlStore {
             sums[4] += e.cost.0;
         }
         let daily: Vec<_> = daily.into_iter().collect();
-        for chunk in daily.chunks(ROWS_PER_STATEMENT) {
+        for chunk in statement_chunks(&daily) {
             let sql = format!(
                 "INSERT INTO usage_daily (day, project_id, key_id, model, requests, errors, prompt_tokens, \
                  completion_tokens, cost_micros) VALUES {} \
@@ -978,7 +1000,7 @@ impl Store for SqlStore {
                  prompt_tokens = usage_daily.prompt_tokens + excluded.prompt_tokens, \
                  completion_tokens = usage_daily.completion_tokens + excluded.completion_tokens, \
                  cost_micros = usage_daily.cost_micros + excluded.cost_micros",
-                placeholders(chunk.len(), 9)
+                self.backend.values(chunk.len(), 9)
             );
             let mut query = sqlx::query(&sql);
             for ((day, project, key, model), sums) in chunk {
@@ -1295,5 +1317,27 @@ impl Store for SqlStore {
             .map(audit_from_row)
             .collect::<Result<Vec<_>>>()?;
         Ok(Ok(listed(items, page.limit)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_are_cut_into_few_statement_shapes() {
+        let sizes =
+            |n: usize| -> Vec<usize> { statement_chunks(&vec![0u8; n]).map(<[u8]>::len).collect() };
+        assert_eq!(sizes(0), Vec::<usize>::new());
+        assert_eq!(sizes(1), [1]);
+        assert_eq!(sizes(300), [256, 16, 16, 4, 4, 4]);
+        assert_eq!(sizes(512), [256, 256]);
+        assert_eq!(sizes(83).iter().sum::<usize>(), 83);
+    }
+
+    #[test]
+    fn values_use_each_backends_placeholders() {
+        assert_eq!(Backend::Sqlite.values(2, 2), "(?, ?), (?, ?)");
+        assert_eq!(Backend::Postgres.values(2, 2), "($1, $2), ($3, $4)");
     }
 }
