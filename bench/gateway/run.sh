@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Gateway under load (issue 3): the same small chat request, driven by wrk,
-# sent directly to nginx (a fixed chat completion), through Keyward (key
+# sent directly to nginx (a fixed chat completion), through a bare axum +
+# reqwest proxy (the floor for any proxy built like Keyward:
+# crates/keyward-gateway/examples/bare_proxy.rs), through Keyward (key
 # check, rate limits, budget and ledger all on) and through LiteLLM's proxy
 # (master-key mode, one worker), in one run on one machine.
 #
@@ -68,6 +70,9 @@ if [ -z "${KEYWARD_BIN:-}" ]; then
   KEYWARD_BIN="$target/release/keyward"
 fi
 [ -x "$KEYWARD_BIN" ] || die "no keyward binary at $KEYWARD_BIN"
+log "building the bare reference proxy (release)"
+cargo build --release --quiet -p keyward-gateway --example bare_proxy
+BARE_BIN="$target/release/examples/bare_proxy"
 
 # ---------------------------------------------------------------- setup
 mkdir -p "$work"
@@ -106,6 +111,15 @@ pids+=($nginx_pid)
 upstream="http://127.0.0.1:$nginx_port/v1"
 wait_http "$upstream/models" || die "nginx did not start (see $tmp/nginx/error.log)"
 log "nginx on $upstream"
+
+# The bare reference proxy.
+bare_port="$(free_port)"
+bare_key="sk-bench-bare-reference"
+"${pin_server[@]}" "$BARE_BIN" "127.0.0.1:$bare_port" "$upstream" "$bare_key" &
+bare_pid=$!
+pids+=($bare_pid)
+bare="http://127.0.0.1:$bare_port"
+for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$bare_port") 2>/dev/null && break; sleep 0.1; done
 
 # Keyward: a temp data dir, nginx as its upstream, one priced model, and a
 # key whose limits (and its project's) are far above the load, so every
@@ -196,11 +210,12 @@ field() { # result-line name
 }
 
 declare -A R
-targets=(nginx keyward)
+targets=(nginx bare keyward)
 [ -z "${SKIP_LITELLM:-}" ] && targets+=(litellm)
 for t in "${targets[@]}"; do
   case "$t" in
     nginx) base="http://127.0.0.1:$nginx_port"; key=none; proxy_pid="" ;;
+    bare) base="$bare"; key="$bare_key"; proxy_pid="$bare_pid" ;;
     keyward) base="$kw"; key="$kw_key"; proxy_pid="$kw_pid" ;;
     litellm) base="$ll"; key="$ll_key"; proxy_pid="$ll_pid" ;;
   esac
@@ -245,7 +260,7 @@ log "keyward ledger: $ledger_rows rows for $answered requests answered to wrk an
 
 # ---------------------------------------------------------------- report
 python3 - "$OUT" "$ncpu" "$SERVER_CPUS" "$CLIENT_CPUS" "$DURATION" "$CONNECTIONS" "$ledger_rows" "$answered" \
-  "${R[nginx.c32]}" "${R[nginx.c1]}" "${R[keyward.c32]}" "${R[keyward.c1]}" \
+  "${R[nginx.c32]}" "${R[nginx.c1]}" "${R[bare.c32]}" "${R[bare.c1]}" "${R[keyward.c32]}" "${R[keyward.c1]}" \
   "${R[litellm.c32]:-}" "${R[litellm.c1]:-}" <<'PY'
 import datetime, os, platform, sys
 
@@ -257,11 +272,12 @@ def parse(line):
         return None
     return {k: float(v) for k, v in (kv.split("=") for kv in line.split()[1:])}
 
-n32, n1, k32, k1, l32, l1 = map(parse, raw)
+n32, n1, b32, b1, k32, k1, l32, l1 = map(parse, raw)
 load = open("/proc/loadavg").read().split()[:3]
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 rows = [
     ("direct to nginx", n32, n1),
+    ("through the bare axum + reqwest proxy (reference)", b32, b1),
     ("through Keyward", k32, k1),
 ]
 if l32:
@@ -292,6 +308,10 @@ lines += [
     f"| Keyward throughput / direct nginx | {ratio:.2f} | ≥ 0.30 | {'met' if ratio >= 0.30 else 'missed'} |",
     f"| Keyward added p50 latency, 1 conn | {added_p50:.0f} µs | ≤ 150 µs | {'met' if added_p50 <= 150 else 'missed'} |",
     f"| Keyward added p99 latency, 1 conn | {added_p99:.0f} µs | | |",
+    f"| bare proxy throughput / direct nginx | {b32['rps'] / n32['rps']:.2f} | | |",
+    f"| bare proxy added p50 latency, 1 conn | {b1['p50_us'] - n1['p50_us']:.0f} µs | | |",
+    f"| Keyward throughput / bare proxy | {k32['rps'] / b32['rps']:.2f} | | |",
+    f"| Keyward CPU per request / bare proxy's | {k32['proxy_cpu_us'] / max(b32['proxy_cpu_us'], 1):.1f}× | | |",
 ]
 if l32:
     x = k32["rps"] / l32["rps"]
