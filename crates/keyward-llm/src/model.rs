@@ -192,19 +192,20 @@ impl LocalModel {
                 )
             }
         };
+        // The field that carries the prompt, named in errors about it.
+        let prompt_param = if api == Api::Chat {
+            "messages"
+        } else {
+            "prompt"
+        };
         let prompt = match self.tokenize(&req.prompt) {
             Ok(t) if !t.is_empty() => t,
             Ok(_) => {
-                let param = if api == Api::Chat {
-                    "messages"
-                } else {
-                    "prompt"
-                };
                 return error(
                     400,
                     "invalid_request_error",
                     "The prompt is empty.",
-                    Some(param),
+                    Some(prompt_param),
                     None,
                 );
             }
@@ -224,16 +225,11 @@ impl LocalModel {
                     prompt.len()
                 ),
             };
-            let param = if api == Api::Chat {
-                "messages"
-            } else {
-                "prompt"
-            };
             return error(
                 400,
                 "invalid_request_error",
                 &message,
-                Some(param),
+                Some(prompt_param),
                 Some("context_length_exceeded"),
             );
         }

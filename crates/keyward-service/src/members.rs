@@ -3,7 +3,7 @@
 //! change them, and a project always keeps at least one owner.
 
 use keyward_core::{time::now_unix, ProjectId, UserId};
-use keyward_store::{Listed, MemberRole, Page, Project, User};
+use keyward_store::{MemberRole, Project, User};
 use serde_json::json;
 
 use crate::audit::{entry, Target};
@@ -25,23 +25,7 @@ impl Services {
     /// (archived ones left out).
     pub async fn projects_with_roles(&self, caller: &Caller) -> Result<Vec<(Project, MemberRole)>> {
         let user = caller.require_user("organization.projects.read")?;
-        let mut all = Vec::new();
-        let mut page = Page {
-            after: None,
-            limit: crate::MAX_PAGE,
-        };
-        loop {
-            let Listed { items, has_more } = self
-                .store
-                .projects_of(&user.id, false, &page)
-                .await?
-                .map_err(|_| crate::audit::cursor_error(&page))?;
-            page.after = items.last().map(|(p, _)| p.id.to_string());
-            all.extend(items);
-            if !has_more {
-                return Ok(all);
-            }
-        }
+        self.every_project_of(&user.id, false).await
     }
 
     /// The caller's role in `project`; NotFound when they are not a member.

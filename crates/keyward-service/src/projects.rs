@@ -154,7 +154,18 @@ impl Services {
 
     /// Ids of every project `user` is a member of, archived ones included.
     pub(crate) async fn member_project_ids(&self, user: &UserId) -> Result<Vec<ProjectId>> {
-        let mut ids = Vec::new();
+        let all = self.every_project_of(user, true).await?;
+        Ok(all.into_iter().map(|(p, _)| p.id).collect())
+    }
+
+    /// Every project `user` is a member of, with their role in it, newest
+    /// first, read page by page.
+    pub(crate) async fn every_project_of(
+        &self,
+        user: &UserId,
+        include_archived: bool,
+    ) -> Result<Vec<(Project, MemberRole)>> {
+        let mut all = Vec::new();
         let mut page = Page {
             after: None,
             limit: crate::MAX_PAGE,
@@ -162,16 +173,13 @@ impl Services {
         loop {
             let Listed { items, has_more } = self
                 .store
-                .projects_of(user, true, &page)
+                .projects_of(user, include_archived, &page)
                 .await?
-                .unwrap_or(Listed {
-                    items: vec![],
-                    has_more: false,
-                });
+                .map_err(|_| crate::audit::cursor_error(&page))?;
             page.after = items.last().map(|(p, _)| p.id.to_string());
-            ids.extend(items.into_iter().map(|(p, _)| p.id));
+            all.extend(items);
             if !has_more {
-                return Ok(ids);
+                return Ok(all);
             }
         }
     }

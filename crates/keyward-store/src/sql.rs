@@ -974,7 +974,7 @@ impl Store for SqlStore {
             if !inserted.remove(&e.request_id) {
                 continue;
             }
-            let day = e.created_at - e.created_at.rem_euclid(86_400);
+            let day = keyward_core::time::day_start(e.created_at);
             let sums = daily
                 .entry((
                     day,

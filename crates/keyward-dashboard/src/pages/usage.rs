@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use keyward_core::{time::now_unix, Micros};
+use keyward_core::time::{day_start, now_unix, DAY};
+use keyward_core::Micros;
 use keyward_service::{BucketWidth, Caller, ServiceError, UsageQuery};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -20,7 +21,6 @@ use crate::render;
 use crate::visitor::SignedIn;
 use crate::Dash;
 
-const DAY: i64 = 86_400;
 /// The longest range one page shows.
 const MAX_DAYS: i64 = 366;
 
@@ -66,7 +66,7 @@ fn bad(param: &'static str, message: &str) -> DashError {
 async fn report(dash: &Dash, caller: &Caller, p: &UsageParams) -> Result<Report, DashError> {
     let all_projects = p.project.as_deref().unwrap_or("").is_empty();
     let choice = ProjectChoice::load(&dash.services, caller, p.project.as_deref()).await?;
-    let today = dates::day_start(now_unix());
+    let today = day_start(now_unix());
     let parse = |raw: &Option<String>, param, default| match raw.as_deref().map(str::trim) {
         None | Some("") => Ok(default),
         Some(s) => dates::parse_iso(s)
