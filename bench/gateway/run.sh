@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Gateway under load (issue 3): the same small chat request, driven by wrk,
-# sent directly to nginx (a fixed chat completion), through a bare axum +
-# reqwest proxy (the floor for any proxy built like Keyward:
-# crates/keyward-gateway/examples/bare_proxy.rs), through Keyward (key
-# check, rate limits, budget and ledger all on) and through LiteLLM's proxy
-# (master-key mode, one worker), in one run on one machine.
+# sent directly to nginx (a fixed chat completion), through nginx itself as
+# an auth proxy (a `map` on the bearer key, kept-alive upstream), through a
+# bare axum + reqwest proxy (crates/keyward-gateway/examples/bare_proxy.rs),
+# through Keyward (key check, rate limits, budget and ledger all on) and
+# through LiteLLM's proxy (master-key mode, one worker), in one run on one
+# machine.
 #
 #   bash bench/gateway/run.sh
 #
@@ -15,17 +16,16 @@
 #   WARMUP           seconds of warm-up per target (default 5)
 #   CONNECTIONS      connections of the throughput run (default 32)
 #   SKIP_LITELLM=1   leave LiteLLM out
-#   SERVER_CPUS      CPUs for nginx and the proxy under test (default 0)
-#   CLIENT_CPUS      CPUs for wrk (default 1; with one CPU, both share it)
+#   SERVER_CPUS      CPUs for nginx and the proxy under test (default: all)
+#   CLIENT_CPUS      CPUs for wrk (default: all)
 #   OUT              where the results table is written
 #                    (default target/bench-gateway/results.md)
 #   PERF_DATA        a file: record a perf profile of Keyward during its
 #                    throughput run there (needs `perf`, Debian's linux-perf)
 #
-# On two cores the servers share CPU 0 and wrk has CPU 1 to itself, so each
-# target gets the same single core for everything on the server side (nginx
-# plus the proxy, or nginx alone) and the load generator never competes
-# with it. Installs what is missing: nginx-light and wrk (apt), LiteLLM's
+# By default nothing is pinned: wrk, nginx and the proxy share every CPU, as
+# in the reference points of ARCHITECTURE.md (SERVER_CPUS=0 CLIENT_CPUS=1
+# gives the servers one core and wrk the other). Installs what is missing: nginx-light and wrk (apt), LiteLLM's
 # proxy into a virtualenv in target/litellm-venv (pip).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -39,8 +39,8 @@ target="${CARGO_TARGET_DIR:-$root/target}"
 work="$target/bench-gateway"
 OUT="${OUT:-$work/results.md}"
 ncpu="$(nproc)"
-SERVER_CPUS="${SERVER_CPUS:-0}"
-if [ "$ncpu" -ge 2 ]; then CLIENT_CPUS="${CLIENT_CPUS:-1}"; else CLIENT_CPUS="${CLIENT_CPUS:-0}"; fi
+SERVER_CPUS="${SERVER_CPUS:-0-$((ncpu - 1))}"
+CLIENT_CPUS="${CLIENT_CPUS:-0-$((ncpu - 1))}"
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -111,6 +111,17 @@ pids+=($nginx_pid)
 upstream="http://127.0.0.1:$nginx_port/v1"
 wait_http "$upstream/models" || die "nginx did not start (see $tmp/nginx/error.log)"
 log "nginx on $upstream"
+
+# nginx as an auth proxy, the other reference.
+auth_port="$(free_port)"
+auth_key="sk-bench-nginx-reference"
+mkdir -p "$tmp/nginx-auth"
+sed -e "s|@PREFIX@|$tmp/nginx-auth|g" -e "s|@PORT@|$auth_port|g" -e "s|@UPSTREAM_PORT@|$nginx_port|g" \
+  -e "s|@KEY@|$auth_key|g" "$here/nginx-auth-proxy.conf.in" >"$tmp/nginx-auth/nginx.conf"
+"${pin_server[@]}" "$NGINX" -p "$tmp/nginx-auth" -c "$tmp/nginx-auth/nginx.conf" -e "$tmp/nginx-auth/error.log" &
+auth_pid=$!
+pids+=($auth_pid)
+auth="http://127.0.0.1:$auth_port"
 
 # The bare reference proxy.
 bare_port="$(free_port)"
@@ -210,11 +221,12 @@ field() { # result-line name
 }
 
 declare -A R
-targets=(nginx bare keyward)
+targets=(nginx nginx_auth bare keyward)
 [ -z "${SKIP_LITELLM:-}" ] && targets+=(litellm)
 for t in "${targets[@]}"; do
   case "$t" in
     nginx) base="http://127.0.0.1:$nginx_port"; key=none; proxy_pid="" ;;
+    nginx_auth) base="$auth"; key="$auth_key"; proxy_pid="$auth_pid" ;;
     bare) base="$bare"; key="$bare_key"; proxy_pid="$bare_pid" ;;
     keyward) base="$kw"; key="$kw_key"; proxy_pid="$kw_pid" ;;
     litellm) base="$ll"; key="$ll_key"; proxy_pid="$ll_pid" ;;
@@ -260,7 +272,7 @@ log "keyward ledger: $ledger_rows rows for $answered requests answered to wrk an
 
 # ---------------------------------------------------------------- report
 python3 - "$OUT" "$ncpu" "$SERVER_CPUS" "$CLIENT_CPUS" "$DURATION" "$CONNECTIONS" "$ledger_rows" "$answered" \
-  "${R[nginx.c32]}" "${R[nginx.c1]}" "${R[bare.c32]}" "${R[bare.c1]}" "${R[keyward.c32]}" "${R[keyward.c1]}" \
+  "${R[nginx.c32]}" "${R[nginx.c1]}" "${R[nginx_auth.c32]}" "${R[nginx_auth.c1]}" "${R[bare.c32]}" "${R[bare.c1]}" "${R[keyward.c32]}" "${R[keyward.c1]}" \
   "${R[litellm.c32]:-}" "${R[litellm.c1]:-}" <<'PY'
 import datetime, os, platform, sys
 
@@ -272,11 +284,12 @@ def parse(line):
         return None
     return {k: float(v) for k, v in (kv.split("=") for kv in line.split()[1:])}
 
-n32, n1, b32, b1, k32, k1, l32, l1 = map(parse, raw)
+n32, n1, a32, a1, b32, b1, k32, k1, l32, l1 = map(parse, raw)
 load = open("/proc/loadavg").read().split()[:3]
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 rows = [
     ("direct to nginx", n32, n1),
+    ("through nginx as an auth proxy (reference)", a32, a1),
     ("through the bare axum + reqwest proxy (reference)", b32, b1),
     ("through Keyward", k32, k1),
 ]
@@ -308,6 +321,9 @@ lines += [
     f"| Keyward throughput / direct nginx | {ratio:.2f} | ≥ 0.30 | {'met' if ratio >= 0.30 else 'missed'} |",
     f"| Keyward added p50 latency, 1 conn | {added_p50:.0f} µs | ≤ 150 µs | {'met' if added_p50 <= 150 else 'missed'} |",
     f"| Keyward added p99 latency, 1 conn | {added_p99:.0f} µs | | |",
+    f"| nginx auth proxy throughput / direct nginx | {a32['rps'] / n32['rps']:.2f} | | |",
+    f"| nginx auth proxy added p50 latency, 1 conn | {a1['p50_us'] - n1['p50_us']:.0f} µs | | |",
+    f"| Keyward throughput / nginx auth proxy | {k32['rps'] / a32['rps']:.2f} | | |",
     f"| bare proxy throughput / direct nginx | {b32['rps'] / n32['rps']:.2f} | | |",
     f"| bare proxy added p50 latency, 1 conn | {b1['p50_us'] - n1['p50_us']:.0f} µs | | |",
     f"| Keyward throughput / bare proxy | {k32['rps'] / b32['rps']:.2f} | | |",

@@ -3,7 +3,6 @@
 //! spend much past the budget (at most what the estimates missed).
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use keyward_core::{time, Micros};
 
@@ -11,7 +10,8 @@ use crate::limits::Subject;
 use crate::meter::Meter;
 use async_trait::async_trait;
 use keyward_store::{SpendOwner, Store, StoreError};
-use moka::future::Cache;
+
+use crate::table::Table;
 
 /// Spending in one month: settled costs and reservations still open.
 #[derive(Debug, Default)]
@@ -48,7 +48,8 @@ pub trait Reservation: Send + Sync {
 pub struct LocalBudgets {
     store: Arc<dyn Store>,
     meter: Meter,
-    months: Cache<(Subject, i64), Arc<Mutex<Month>>>,
+    /// This month's spend per subject, keyed by the month's first second.
+    months: Table<(Subject, i64), Mutex<Month>>,
 }
 
 struct LocalReservation {
@@ -69,9 +70,8 @@ impl LocalBudgets {
         LocalBudgets {
             store,
             meter,
-            months: Cache::builder()
-                .time_to_idle(Duration::from_secs(40 * 86_400))
-                .build(),
+            // A past month's entry is never read again.
+            months: Table::new(|&(_, from), _| from < time::month_start(time::now_unix())),
         }
     }
 }
@@ -85,25 +85,29 @@ impl BudgetBook for LocalBudgets {
         worst: Micros,
     ) -> Result<Result<Box<dyn Reservation>, OverBudget>, StoreError> {
         let from = time::month_start(time::now_unix());
-        let store = self.store.clone();
-        let owner = who.clone();
-        let meter = self.meter.clone();
-        let month = self
-            .months
-            .try_get_with((who.clone(), from), async move {
-                meter.flush().await;
-                let spent = match &owner {
-                    Subject::Key(k) => store.spend_since(SpendOwner::Key(k), from).await?,
-                    Subject::Project(p) => store.spend_since(SpendOwner::Project(p), from).await?,
+        let key = (who.clone(), from);
+        let month = match self.months.get(&key) {
+            Some(m) => m,
+            None => {
+                self.meter.flush().await;
+                let spent = match who {
+                    Subject::Key(k) => self.store.spend_since(SpendOwner::Key(k), from).await?,
+                    Subject::Project(p) => {
+                        self.store.spend_since(SpendOwner::Project(p), from).await?
+                    }
                     Subject::Ip(_) => Micros(0),
                 };
-                Ok::<_, StoreError>(Arc::new(Mutex::new(Month {
-                    spent: spent.0,
-                    reserved: 0,
-                })))
-            })
-            .await
-            .map_err(|e: Arc<StoreError>| StoreError::Config(e.to_string()))?;
+                // Concurrent first calls each read the spend; the first
+                // stored is kept and every call reserves against it.
+                self.months.insert_unless_present(
+                    &key,
+                    Mutex::new(Month {
+                        spent: spent.0,
+                        reserved: 0,
+                    }),
+                )
+            }
+        };
         let mut m = month.lock().unwrap_or_else(|e| e.into_inner());
         let used = m.spent + m.reserved;
         // A call fits when its worst case does; when nothing else is in

@@ -8,8 +8,9 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
+use hyper::header::HeaderValue;
+use hyper::Uri;
 use keyward_core::{Micros, Price};
-use reqwest::header::HeaderValue;
 
 use crate::request::Endpoint;
 use serde::{Deserialize, Serialize};
@@ -70,7 +71,7 @@ pub struct Upstream {
 
 /// How an upstream is reached.
 pub enum Transport {
-    Http(HttpUpstream),
+    Http(Box<HttpUpstream>),
     InProcess(Arc<dyn InProcess>),
 }
 
@@ -87,14 +88,15 @@ impl std::fmt::Debug for Transport {
 /// header value, which `Debug` does not print.
 #[derive(Debug)]
 pub struct HttpUpstream {
-    base_url: String,
+    /// The address of each endpoint, parsed once (indexed like [`Endpoint::ALL`]).
+    uris: [Uri; 3],
     pub authorization: Option<HeaderValue>,
     pub timeout: Duration,
 }
 
 impl HttpUpstream {
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base_url, path)
+    pub fn uri(&self, endpoint: Endpoint) -> Uri {
+        self.uris[endpoint as usize].clone()
     }
 }
 
@@ -147,7 +149,7 @@ impl Catalog {
         let mut resolved: HashMap<&str, Arc<Upstream>> = HashMap::new();
         for u in upstreams {
             let transport = match u.kind.as_str() {
-                "openai" => Transport::Http(http_upstream(u)?),
+                "openai" => Transport::Http(Box::new(http_upstream(u)?)),
                 "local" => Transport::InProcess(in_process.get(&u.name).cloned().ok_or_else(|| {
                     format!(
                         "upstream `{}` has kind `local`, but the local model is not running (enable [local_model], or build with the `local-model` feature)",
@@ -253,8 +255,17 @@ fn http_upstream(u: &UpstreamConfig) -> Result<HttpUpstream, String> {
             Ok::<_, String>(v)
         })
         .transpose()?;
+    let uri = |endpoint: Endpoint| {
+        format!("{base}{}", endpoint.path())
+            .parse::<Uri>()
+            .map_err(|e| format!("upstream `{}`: base_url is not a valid URL ({e})", u.name))
+    };
     Ok(HttpUpstream {
-        base_url: base.to_owned(),
+        uris: [
+            uri(Endpoint::ALL[0])?,
+            uri(Endpoint::ALL[1])?,
+            uri(Endpoint::ALL[2])?,
+        ],
         authorization,
         timeout: u.timeout.unwrap_or(Duration::from_secs(600)),
     })

@@ -17,7 +17,9 @@ mod proxy;
 pub mod request;
 pub mod request_id;
 mod sse;
+mod table;
 pub mod telemetry;
+pub mod upstream;
 
 use std::sync::Arc;
 
@@ -37,7 +39,6 @@ pub struct Gateway {
     pub meter: Meter,
     pub limiter: Arc<dyn limits::Limiter>,
     pub budgets: Arc<dyn budget::BudgetBook>,
-    pub client: reqwest::Client,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
 }

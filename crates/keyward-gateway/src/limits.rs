@@ -5,11 +5,12 @@
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use keyward_core::gcra::{self, Decision, Quota};
 use keyward_core::{KeyId, ProjectId};
-use moka::sync::Cache;
+
+use crate::table::Table;
 
 /// Whose allowance a bucket holds: one key's, or its whole project's.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -39,30 +40,50 @@ pub trait Limiter: Send + Sync {
 }
 
 /// One request in flight; leaving it (drop) frees the slot.
-pub struct InFlight(Arc<AtomicI64>);
+pub struct InFlight(Arc<Buckets>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
-/// The in-process limiter. Idle buckets are forgotten after ten minutes
-/// (a GCRA bucket idle for a period is full anyway).
+/// One subject's state: a GCRA theoretical arrival time per dimension, and
+/// its requests in flight.
+#[derive(Default)]
+pub struct Buckets {
+    requests: AtomicU64,
+    tokens: AtomicU64,
+    in_flight: AtomicI64,
+}
+
+impl Buckets {
+    fn tat(&self, dim: Dimension) -> &AtomicU64 {
+        match dim {
+            Dimension::Requests => &self.requests,
+            Dimension::Tokens => &self.tokens,
+        }
+    }
+
+    /// Full buckets and nothing in flight: forgetting them changes nothing.
+    fn at_rest(_: &Subject, b: &Buckets) -> bool {
+        let now = now_nanos();
+        b.in_flight.load(Ordering::Acquire) == 0
+            && b.requests.load(Ordering::Acquire) <= now
+            && b.tokens.load(Ordering::Acquire) <= now
+    }
+}
+
+/// The in-process limiter. Buckets at rest (full, nothing in flight) are
+/// forgotten as the table grows.
 pub struct LocalLimiter {
-    buckets: Cache<(Subject, Dimension), Arc<AtomicU64>>,
-    in_flight: Cache<Subject, Arc<AtomicI64>>,
+    subjects: Table<Subject, Buckets>,
 }
 
 impl Default for LocalLimiter {
     fn default() -> Self {
         LocalLimiter {
-            buckets: Cache::builder()
-                .time_to_idle(Duration::from_secs(600))
-                .build(),
-            in_flight: Cache::builder()
-                .time_to_idle(Duration::from_secs(3600))
-                .build(),
+            subjects: Table::new(Buckets::at_rest),
         }
     }
 }
@@ -75,15 +96,15 @@ pub fn now_nanos() -> u64 {
 }
 
 impl LocalLimiter {
-    fn bucket(&self, who: &Subject, dim: Dimension) -> Arc<AtomicU64> {
-        self.buckets
-            .get_with((who.clone(), dim), || Arc::new(AtomicU64::new(0)))
+    fn buckets(&self, who: &Subject) -> Arc<Buckets> {
+        self.subjects.get_or_make(who, Buckets::default)
     }
 }
 
 impl Limiter for LocalLimiter {
     fn take(&self, who: &Subject, dim: Dimension, quota: Quota, n: u64) -> Decision {
-        let bucket = self.bucket(who, dim);
+        let buckets = self.buckets(who);
+        let bucket = buckets.tat(dim);
         let now = now_nanos();
         let mut tat = bucket.load(Ordering::Acquire);
         loop {
@@ -107,32 +128,32 @@ impl Limiter for LocalLimiter {
         if delta == 0 {
             return;
         }
-        let bucket = self.bucket(who, dim);
+        let buckets = self.buckets(who);
         let now = now_nanos();
-        let _ = bucket.fetch_update(Ordering::AcqRel, Ordering::Acquire, |tat| {
-            Some(if delta < 0 {
-                gcra::refund(quota, tat, now, delta.unsigned_abs())
-            } else {
-                gcra::check(
-                    Quota {
-                        burst: u64::MAX / 2,
-                        ..quota
-                    },
-                    tat,
-                    now,
-                    delta as u64,
-                )
-                .tat
-            })
-        });
+        let _ = buckets
+            .tat(dim)
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |tat| {
+                Some(if delta < 0 {
+                    gcra::refund(quota, tat, now, delta.unsigned_abs())
+                } else {
+                    gcra::check(
+                        Quota {
+                            burst: u64::MAX / 2,
+                            ..quota
+                        },
+                        tat,
+                        now,
+                        delta as u64,
+                    )
+                    .tat
+                })
+            });
     }
 
     fn enter(&self, who: &Subject, max: u64) -> Option<InFlight> {
-        let counter = self
-            .in_flight
-            .get_with(who.clone(), || Arc::new(AtomicI64::new(0)));
-        let now = counter.fetch_add(1, Ordering::AcqRel) + 1;
-        let guard = InFlight(counter);
+        let buckets = self.buckets(who);
+        let now = buckets.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
+        let guard = InFlight(buckets);
         (now as u64 <= max).then_some(guard)
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use keyward_core::KeyId;
 use keyward_store::{Store, UsageEvent};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinHandle;
 
 /// Largest batch written in one transaction.
@@ -33,13 +33,14 @@ enum Message {
 pub struct Meter {
     tx: mpsc::UnboundedSender<Message>,
     depth: Arc<AtomicI64>,
+    /// Cuts the writer's linger short for a flush.
+    hurry: Arc<Notify>,
 }
 
 impl Meter {
     /// Queues an event; never blocks the request.
     pub fn record(&self, event: UsageEvent) {
-        let depth = self.depth.fetch_add(1, Ordering::Relaxed) + 1;
-        crate::telemetry::ledger_queue_depth(depth);
+        self.depth.fetch_add(1, Ordering::Relaxed);
         if self.tx.send(Message::Usage(event)).is_err() {
             self.depth.fetch_sub(1, Ordering::Relaxed);
             tracing::error!("usage event dropped: the ledger writer has stopped");
@@ -51,6 +52,7 @@ impl Meter {
     pub async fn flush(&self) {
         let (done, stored) = oneshot::channel();
         if self.tx.send(Message::Flush(done)).is_ok() {
+            self.hurry.notify_one();
             let _ = stored.await;
         }
     }
@@ -80,14 +82,16 @@ pub fn start(store: Arc<dyn Store>) -> (Meter, LedgerWriter) {
     let (tx, rx) = mpsc::unbounded_channel();
     let depth = Arc::new(AtomicI64::new(0));
     let (stop, stopped) = oneshot::channel();
-    let task = tokio::spawn(write_loop(store, rx, depth.clone(), stopped));
-    (Meter { tx, depth }, LedgerWriter { stop, task })
+    let hurry = Arc::new(Notify::new());
+    let task = tokio::spawn(write_loop(store, rx, depth.clone(), hurry.clone(), stopped));
+    (Meter { tx, depth, hurry }, LedgerWriter { stop, task })
 }
 
 async fn write_loop(
     store: Arc<dyn Store>,
     mut rx: mpsc::UnboundedReceiver<Message>,
     depth: Arc<AtomicI64>,
+    hurry: Arc<Notify>,
     mut stopped: oneshot::Receiver<()>,
 ) {
     let mut touched: HashMap<KeyId, i64> = HashMap::new();
@@ -100,7 +104,14 @@ async fn write_loop(
                 if n == 0 {
                     break;
                 }
-                fill(&mut rx, &mut inbox).await;
+                linger(&inbox, &hurry).await;
+                while inbox.len() < BATCH {
+                    match rx.try_recv() {
+                        Ok(m) => inbox.push(m),
+                        Err(_) => break,
+                    }
+                }
+                crate::telemetry::ledger_queue_depth(depth.load(Ordering::Relaxed));
             }
             _ = &mut stopped => {
                 while let Ok(m) = rx.try_recv() {
@@ -136,25 +147,16 @@ fn sort(
     }
 }
 
-/// Adds what arrives within [`LINGER`] to `inbox`, up to [`BATCH`]
-/// messages; a flush request ends the wait at once.
-async fn fill(rx: &mut mpsc::UnboundedReceiver<Message>, inbox: &mut Vec<Message>) {
-    let is_flush = |m: &Message| matches!(m, Message::Flush(_));
-    if inbox.iter().any(is_flush) {
+/// Lets a batch gather for [`LINGER`] after its first message, unless it
+/// holds a flush request or one arrives. Events sent meanwhile only queue:
+/// listening for each of them would wake this task once per request.
+async fn linger(inbox: &[Message], hurry: &Notify) {
+    if inbox.iter().any(|m| matches!(m, Message::Flush(_))) {
         return;
     }
-    let deadline = tokio::time::sleep(LINGER);
-    tokio::pin!(deadline);
-    while inbox.len() < BATCH {
-        let before = inbox.len();
-        tokio::select! {
-            n = rx.recv_many(inbox, BATCH - before) => {
-                if n == 0 || inbox[before..].iter().any(is_flush) {
-                    return;
-                }
-            }
-            _ = &mut deadline => return,
-        }
+    tokio::select! {
+        _ = tokio::time::sleep(LINGER) => {}
+        _ = hurry.notified() => {}
     }
 }
 

@@ -14,6 +14,8 @@ use axum::Json;
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use keyward_core::{time::now_unix, Access, EndpointGroup};
 use keyward_service::ActiveKey;
 use keyward_store::UsageEvent;
@@ -26,6 +28,7 @@ use crate::request::{self, Endpoint};
 use crate::request_id::RequestId;
 use crate::sse::{usage_of, Usage, UsageTap};
 use crate::telemetry;
+use crate::upstream::{self, BodyUntil};
 use crate::Gateway;
 
 pub async fn chat_completions(State(gw): State<Gateway>, req: Request) -> Response {
@@ -247,7 +250,7 @@ async fn proxy(gw: Gateway, endpoint: Endpoint, req: Request) -> Result<Response
         content_type,
         retry_after,
         body,
-    } = match call_upstream(&gw, &route, endpoint, upstream_body).await {
+    } = match call_upstream(&route, endpoint, upstream_body).await {
         Ok(a) => a,
         Err(err) => {
             pending.record(err.status, Usage::default());
@@ -303,53 +306,61 @@ struct Answer {
 }
 
 enum AnswerBody {
-    Http(reqwest::Response),
+    /// An HTTP upstream's body, which must arrive by `deadline`.
+    Http {
+        body: Incoming,
+        deadline: tokio::time::Instant,
+    },
     InProcess(BoxStream<'static, Bytes>),
 }
 
 impl AnswerBody {
     fn into_stream(self) -> BoxStream<'static, Result<Bytes, std::io::Error>> {
         match self {
-            AnswerBody::Http(r) => r
-                .bytes_stream()
-                .map(|c| c.map_err(std::io::Error::other))
-                .boxed(),
+            AnswerBody::Http { body, deadline } => BodyUntil::new(body, deadline).boxed(),
             AnswerBody::InProcess(s) => s.map(Ok).boxed(),
         }
     }
 
     async fn read(self, route: &Route) -> Result<Bytes, ApiError> {
         match self {
-            AnswerBody::Http(r) => r.bytes().await.map_err(|e| upstream_error(route, &e)),
+            AnswerBody::Http { body, deadline } => {
+                match tokio::time::timeout_at(deadline, body.collect()).await {
+                    Ok(Ok(collected)) => Ok(collected.to_bytes()),
+                    Ok(Err(e)) => Err(upstream_error(route, Fault::Unreachable(&e))),
+                    Err(_) => Err(upstream_error(route, Fault::Timeout)),
+                }
+            }
             AnswerBody::InProcess(s) => Ok(s.collect::<Vec<Bytes>>().await.concat().into()),
         }
     }
 }
 
 /// Sends the request to the route's upstream, over HTTP or in process.
-async fn call_upstream(
-    gw: &Gateway,
-    route: &Route,
-    endpoint: Endpoint,
-    body: Bytes,
-) -> Result<Answer, ApiError> {
+async fn call_upstream(route: &Route, endpoint: Endpoint, body: Bytes) -> Result<Answer, ApiError> {
     match &route.upstream.transport {
         Transport::Http(http) => {
-            let mut call = gw
-                .client
-                .post(http.url(endpoint.path()))
-                .header(header::CONTENT_TYPE, "application/json")
-                .timeout(http.timeout)
-                .body(body);
+            let mut call = hyper::Request::post(http.uri(endpoint))
+                .header(header::CONTENT_TYPE, "application/json");
             if let Some(auth) = &http.authorization {
                 call = call.header(header::AUTHORIZATION, auth.clone());
             }
-            let r = call.send().await.map_err(|e| upstream_error(route, &e))?;
+            let call = call
+                .body(Full::new(body))
+                .map_err(|_| ApiError::internal())?;
+            let deadline = tokio::time::Instant::now() + http.timeout;
+            let r = match tokio::time::timeout_at(deadline, upstream::client().request(call)).await
+            {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => return Err(upstream_error(route, Fault::Unreachable(&e))),
+                Err(_) => return Err(upstream_error(route, Fault::Timeout)),
+            };
+            let (parts, body) = r.into_parts();
             Ok(Answer {
-                status: r.status(),
-                content_type: r.headers().get(header::CONTENT_TYPE).cloned(),
-                retry_after: r.headers().get(header::RETRY_AFTER).cloned(),
-                body: AnswerBody::Http(r),
+                status: parts.status,
+                content_type: parts.headers.get(header::CONTENT_TYPE).cloned(),
+                retry_after: parts.headers.get(header::RETRY_AFTER).cloned(),
+                body: AnswerBody::Http { body, deadline },
             })
         }
         Transport::InProcess(model) => {
@@ -364,27 +375,46 @@ async fn call_upstream(
     }
 }
 
-fn upstream_error(route: &Route, e: &reqwest::Error) -> ApiError {
+/// Why an upstream call failed.
+enum Fault<'e> {
+    Timeout,
+    Unreachable(&'e dyn std::error::Error),
+}
+
+fn upstream_error(route: &Route, fault: Fault<'_>) -> ApiError {
     let name = &route.upstream.name;
-    telemetry::upstream_error(
-        name,
-        if e.is_timeout() {
-            "timeout"
-        } else {
-            "unreachable"
-        },
-    );
-    if e.is_timeout() {
-        ApiError::upstream(
-            StatusCode::GATEWAY_TIMEOUT,
-            format!("The upstream `{name}` did not answer in time. Try again; if it persists, tell the operator."),
-        )
-    } else {
-        tracing::warn!(upstream = %name, error = %e, "upstream call failed");
-        ApiError::upstream(
-            StatusCode::BAD_GATEWAY,
-            format!("The upstream `{name}` could not be reached. Try again; if it persists, tell the operator."),
-        )
+    match fault {
+        Fault::Timeout => {
+            telemetry::upstream_error(name, "timeout");
+            ApiError::upstream(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!("The upstream `{name}` did not answer in time. Try again; if it persists, tell the operator."),
+            )
+        }
+        Fault::Unreachable(e) => {
+            telemetry::upstream_error(name, "unreachable");
+            tracing::warn!(upstream = %name, error = %ErrorChain(e), "upstream call failed");
+            ApiError::upstream(
+                StatusCode::BAD_GATEWAY,
+                format!("The upstream `{name}` could not be reached. Try again; if it persists, tell the operator."),
+            )
+        }
+    }
+}
+
+/// An error with its causes, `: `-separated (hyper's own message alone
+/// says little, e.g. "client error (Connect)").
+struct ErrorChain<'e>(&'e dyn std::error::Error);
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(e) = source {
+            write!(f, ": {e}")?;
+            source = e.source();
+        }
+        Ok(())
     }
 }
 

@@ -22,6 +22,13 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
+    /// Every endpoint, in discriminant order.
+    pub const ALL: [Endpoint; 3] = [
+        Endpoint::ChatCompletions,
+        Endpoint::Completions,
+        Endpoint::Embeddings,
+    ];
+
     /// The path after the upstream's base URL.
     pub fn path(self) -> &'static str {
         match self {

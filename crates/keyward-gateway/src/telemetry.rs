@@ -1,21 +1,55 @@
 //! Prometheus metrics of the gateway. Labels carry models, endpoints,
 //! statuses and upstream names — never keys or anything secret.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::time::Duration;
 
-use metrics::{counter, gauge, histogram};
+use metrics::{counter, gauge, histogram, Counter, Histogram};
 
 /// Latency buckets, in seconds, for request durations.
 pub const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
 ];
 
+/// One endpoint and model's handles. Looking a labelled metric up builds
+/// its key (allocating each label) and searches the registry, so every
+/// thread keeps the handles it has used; models come from the
+/// configuration, so these stay few.
+struct Finished {
+    duration: Histogram,
+    by_status: HashMap<u16, Counter>,
+}
+
+thread_local! {
+    static FINISHED: RefCell<HashMap<&'static str, HashMap<String, Finished>>> =
+        RefCell::new(HashMap::new());
+}
+
 pub fn request_finished(endpoint: &'static str, model: &str, status: u16, elapsed: Duration) {
-    let status = status.to_string();
-    counter!("keyward_gateway_requests_total", "endpoint" => endpoint, "model" => model.to_owned(), "status" => status)
-        .increment(1);
-    histogram!("keyward_gateway_request_duration_seconds", "endpoint" => endpoint, "model" => model.to_owned())
-        .record(elapsed.as_secs_f64());
+    FINISHED.with_borrow_mut(|all| {
+        let models = all.entry(endpoint).or_default();
+        if !models.contains_key(model) {
+            let duration = histogram!("keyward_gateway_request_duration_seconds", "endpoint" => endpoint, "model" => model.to_owned());
+            models.insert(
+                model.to_owned(),
+                Finished {
+                    duration,
+                    by_status: HashMap::new(),
+                },
+            );
+        }
+        let Some(m) = models.get_mut(model) else {
+            return;
+        };
+        m.by_status
+            .entry(status)
+            .or_insert_with(|| {
+                counter!("keyward_gateway_requests_total", "endpoint" => endpoint, "model" => model.to_owned(), "status" => status.to_string())
+            })
+            .increment(1);
+        m.duration.record(elapsed.as_secs_f64());
+    });
 }
 
 /// A request refused before routing: bad key, missing permission, bad input, limits.

@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 pub struct Config {
     /// Address the HTTP server listens on.
     pub listen: SocketAddr,
+    /// Threads serving HTTP, each with its own connections (0: one per CPU).
+    pub workers: usize,
     /// Where the SQLite database and the local model's weights live.
     pub data_dir: PathBuf,
     /// `postgres://…` to use PostgreSQL instead of SQLite in `data_dir`.
@@ -183,6 +185,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            workers: 0,
             data_dir: PathBuf::from("./keyward-data"),
             database_url: None,
             limits: Limits::default(),
@@ -205,6 +208,7 @@ impl Default for Config {
 /// (such as the test suite's) are left alone.
 const ENV_KEYS: &[&str] = &[
     "listen",
+    "workers",
     "data_dir",
     "database_url",
     "limits",

@@ -1,15 +1,12 @@
 //! `keyward serve`: open the store, start background work, serve HTTP until
 //! SIGTERM or Ctrl-C, then stop gracefully.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use keyward_service::{Policy, Services};
 use keyward_store::{SqlStore, Store};
-use tokio::net::TcpListener;
 
 use keyward_gateway::budget::LocalBudgets;
 use keyward_gateway::limits::LocalLimiter;
@@ -21,6 +18,7 @@ use crate::api::{self, AppState};
 use crate::config::{Config, Database};
 use crate::github_keys::GithubKeys;
 use crate::notify::Notifier;
+use crate::workers;
 
 /// Opens the configured database, brings its schema up to date and wraps it
 /// in the services.
@@ -71,10 +69,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         meter,
         limiter: Arc::new(LocalLimiter::default()),
         budgets,
-        client: reqwest::Client::builder()
-            .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build()?,
         max_body_bytes: config.limits.max_request_body_bytes,
     };
     let sweeper = tokio::spawn(sweep_expired_keys(
@@ -110,24 +104,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             secure_cookies: config.dashboard.secure_cookies,
         },
     };
-    let listener = TcpListener::bind(config.listen).await.with_context(|| {
+    let addr = workers::claim(config.listen).with_context(|| {
         format!(
             "cannot listen on {}; is another process using it?",
             config.listen
         )
     })?;
-    let addr = listener.local_addr()?;
+    let count = match config.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let mut workers = workers::start(addr, count, api::app(state, gateway, metrics))
+        .context("cannot start the HTTP worker threads")?;
+    tracing::info!(workers = count, "serving HTTP on one thread per worker");
     tracing::info!("keyward listening on http://{addr}");
-    // Small responses (and, later, SSE frames) must not wait for delayed ACKs.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(
-        listener,
-        api::app(state, gateway, metrics).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await?;
+    shutdown_signal().await;
+    workers.drain().await;
     sweeper.abort();
     watcher.abort();
     if let Some(r) = refresher {
@@ -136,6 +128,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // Every request has finished: store what is still queued.
     ledger.shutdown().await;
     store.close().await;
+    workers.finish();
     tracing::info!("keyward stopped");
     Ok(())
 }

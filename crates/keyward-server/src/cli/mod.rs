@@ -2,6 +2,7 @@
 
 mod admin;
 mod keys;
+pub mod log_writer;
 #[cfg(feature = "local-model")]
 mod model;
 mod scan;
@@ -128,7 +129,7 @@ fn init_logging(format: LogFormat, default_level: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(log_writer::BatchedStderr::new())
         .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Json => builder.json().init(),
