@@ -116,7 +116,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     let mut workers = workers::start(addr, count, api::app(state, gateway, metrics))
         .context("cannot start the HTTP worker threads")?;
-    tracing::info!(workers = count, "serving HTTP on one thread per worker");
+    tracing::info!(workers = count, "HTTP worker threads started");
     tracing::info!("keyward listening on http://{addr}");
     shutdown_signal().await;
     workers.drain().await;
