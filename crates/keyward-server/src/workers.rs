@@ -2,11 +2,10 @@
 //! runtime and its own listening socket on the same address
 //! (`SO_REUSEPORT`: the kernel spreads new connections over them), as
 //! nginx's workers do with `reuseport`. A connection lives on the thread
-//! that accepted it,
-//! together with the upstream connections its requests borrow (the gateway's
-//! client is per thread), so a proxied request never wakes another thread.
-//! On a work-stealing runtime the same request hops between threads and
-//! costs about a third more CPU (bench/gateway).
+//! that accepted it, together with the upstream connections its requests
+//! borrow (the gateway's client is per thread), so a proxied request never
+//! wakes another thread. On a work-stealing runtime the same request hops
+//! between threads and costs about a third more CPU (bench/gateway).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
