@@ -105,18 +105,11 @@ async fn write_loop(
                     break;
                 }
                 linger(&inbox, &hurry).await;
-                while inbox.len() < BATCH {
-                    match rx.try_recv() {
-                        Ok(m) => inbox.push(m),
-                        Err(_) => break,
-                    }
-                }
+                take_queued(&mut rx, &mut inbox, BATCH);
                 crate::telemetry::ledger_queue_depth(depth.load(Ordering::Relaxed));
             }
             _ = &mut stopped => {
-                while let Ok(m) = rx.try_recv() {
-                    inbox.push(m);
-                }
+                take_queued(&mut rx, &mut inbox, usize::MAX);
                 sort(&mut inbox, &mut batch, &mut waiting);
                 for chunk in batch.chunks(BATCH) {
                     write(&*store, chunk, &depth, &mut touched).await;
@@ -143,6 +136,16 @@ fn sort(
         match m {
             Message::Usage(e) => batch.push(e),
             Message::Flush(done) => waiting.push(done),
+        }
+    }
+}
+
+/// Moves what is already queued to `inbox`, until it holds `limit` messages.
+fn take_queued(rx: &mut mpsc::UnboundedReceiver<Message>, inbox: &mut Vec<Message>, limit: usize) {
+    while inbox.len() < limit {
+        match rx.try_recv() {
+            Ok(m) => inbox.push(m),
+            Err(_) => break,
         }
     }
 }
