@@ -6,6 +6,8 @@
 //! recently active keys.
 
 use std::collections::HashMap;
+
+use foldhash::quality::RandomState;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -14,7 +16,9 @@ use std::sync::{Arc, RwLock};
 const SWEEP_FLOOR: usize = 1024;
 
 pub struct Table<K, V> {
-    map: RwLock<HashMap<K, Arc<V>>>,
+    /// Keyed with foldhash (seeded per process): several lookups per
+    /// request, where std's SipHash showed in profiles.
+    map: RwLock<HashMap<K, Arc<V>, RandomState>>,
     /// Entries left by the last sweep.
     swept_to: AtomicUsize,
     /// Whether an entry may go: nothing but the table refers to it and it
@@ -25,7 +29,7 @@ pub struct Table<K, V> {
 impl<K: Hash + Eq + Clone, V> Table<K, V> {
     pub fn new(idle: fn(&K, &V) -> bool) -> Self {
         Table {
-            map: RwLock::new(HashMap::new()),
+            map: RwLock::new(HashMap::default()),
             swept_to: AtomicUsize::new(0),
             idle,
         }

@@ -2,10 +2,14 @@
 //! statuses and upstream names — never keys or anything secret.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::HashMap as StdMap;
 use std::time::Duration;
 
 use metrics::{counter, gauge, histogram, Counter, Histogram};
+
+/// Thread-local maps of handles: foldhash, not SipHash (keys are
+/// endpoint and model names from the configuration).
+type HashMap<K, V> = StdMap<K, V, foldhash::fast::RandomState>;
 
 /// Latency buckets, in seconds, for request durations.
 pub const LATENCY_BUCKETS: &[f64] = &[
@@ -23,7 +27,7 @@ struct Finished {
 
 thread_local! {
     static FINISHED: RefCell<HashMap<&'static str, HashMap<String, Finished>>> =
-        RefCell::new(HashMap::new());
+        RefCell::new(HashMap::default());
 }
 
 pub fn request_finished(endpoint: &'static str, model: &str, status: u16, elapsed: Duration) {
@@ -35,7 +39,7 @@ pub fn request_finished(endpoint: &'static str, model: &str, status: u16, elapse
                 model.to_owned(),
                 Finished {
                     duration,
-                    by_status: HashMap::new(),
+                    by_status: HashMap::default(),
                 },
             );
         }

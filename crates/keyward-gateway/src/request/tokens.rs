@@ -186,7 +186,42 @@ fn floor_boundary(text: &str, at: usize) -> usize {
     i
 }
 
+/// Pieces whose counts each thread remembers.
+const MEMO_SLOTS: usize = 4096;
+
+/// The counts of pieces seen lately on this thread. System prompts, tool
+/// instructions and a conversation's history come back with every call;
+/// tokenizing them again costs far more than hashing them. Direct-mapped:
+/// a slot holds the last piece that hashed to it, known by a 64-bit hash
+/// with a random per-thread seed (so no client can aim for a collision;
+/// a chance one would only skew an estimate that the upstream's own count
+/// settles).
+struct Memo {
+    seed: foldhash::quality::RandomState,
+    /// (hash, tokens); hash 0 marks an empty slot.
+    slots: Box<[(u64, u64)]>,
+}
+
+thread_local! {
+    static MEMO: std::cell::RefCell<Memo> = std::cell::RefCell::new(Memo {
+        seed: foldhash::quality::RandomState::default(),
+        slots: vec![(0, 0); MEMO_SLOTS].into_boxed_slice(),
+    });
+}
+
 fn encode_count(text: &str) -> u64 {
+    use std::hash::BuildHasher;
+    MEMO.with_borrow_mut(|memo| {
+        let hash = memo.seed.hash_one(text) | 1;
+        let slot = &mut memo.slots[(hash >> 32) as usize % MEMO_SLOTS];
+        if slot.0 != hash {
+            *slot = (hash, tokenize_count(text));
+        }
+        slot.1
+    })
+}
+
+fn tokenize_count(text: &str) -> u64 {
     // The tokenizer's regex engine panics when it gives up backtracking;
     // an estimate must never fail a request, so fall back to bytes.
     catch_unwind(AssertUnwindSafe(|| {
@@ -519,6 +554,23 @@ mod tests {
             .unwrap()
             .prompt_tokens
             .unwrap()
+    }
+
+    #[test]
+    fn remembered_counts_equal_fresh_ones() {
+        // More distinct pieces than slots, each counted twice: first
+        // (tokenized or remembered) and again (remembered or, if evicted,
+        // tokenized); both must equal the tokenizer's own count.
+        let pieces: Vec<String> = (0..MEMO_SLOTS + 500)
+            .map(|i| format!("piece {i} of {} words", "many ".repeat(i % 7)))
+            .collect();
+        for round in 0..2 {
+            for p in &pieces {
+                assert_eq!(encode_count(p), tokenize_count(p), "round {round}: {p}");
+            }
+        }
+        assert_eq!(encode_count("hello world"), 2);
+        assert_eq!(encode_count("hello world"), 2);
     }
 
     #[test]
