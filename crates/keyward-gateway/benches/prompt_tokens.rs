@@ -1,9 +1,17 @@
 //! What counting a prompt's tokens costs on the gateway's request path:
 //! parsing the fields the gateway reads, without and with the o200k count.
+//! Each thread remembers the counts of pieces it has seen lately, so each
+//! case is measured twice: the same body again and again ("seen", as a
+//! resent system prompt or chat history), and a body whose every sentence
+//! is new ("new": every piece is tokenized).
 //!
 //! `cargo bench -p keyward-gateway --bench prompt_tokens`
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use criterion::{
+    criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput,
+};
 use keyward_gateway::request::{parse, tokens, Endpoint};
 
 /// A small chat request, as the load benchmark sends (about 200 bytes).
@@ -18,6 +26,34 @@ fn chat_body(text: &str) -> Vec<u8> {
     .unwrap()
 }
 
+/// About `bytes` of prose in which every sentence carries a number never
+/// used before, so no piece of it has been counted yet.
+fn new_prose(bytes: usize) -> String {
+    static SENTENCE: AtomicU64 = AtomicU64::new(0);
+    let mut text = String::with_capacity(bytes + 80);
+    while text.len() < bytes {
+        let n = SENTENCE.fetch_add(1, Ordering::Relaxed);
+        text.push_str(&format!(
+            "The quick brown fox {n} jumps over the lazy dog, and then it rests. "
+        ));
+    }
+    text
+}
+
+/// `bytes` pseudo-random lowercase letters, different on every call.
+fn new_letters(bytes: usize) -> String {
+    static SEED: AtomicU64 = AtomicU64::new(1);
+    let mut x = SEED.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed) | 1;
+    (0..bytes)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b'a' + (x % 26) as u8)
+        })
+        .collect()
+}
+
 fn bench(c: &mut Criterion) {
     tokens::warm();
     let mut g = c.benchmark_group("parse");
@@ -25,8 +61,15 @@ fn bench(c: &mut Criterion) {
     g.bench_function("small chat, fields only", |b| {
         b.iter(|| parse(Endpoint::ChatCompletions, SMALL.as_bytes(), false).unwrap())
     });
-    g.bench_function("small chat, with token count", |b| {
+    g.bench_function("small chat, with token count, seen", |b| {
         b.iter(|| parse(Endpoint::ChatCompletions, SMALL.as_bytes(), true).unwrap())
+    });
+    g.bench_function("small chat, with token count, new", |b| {
+        b.iter_batched(
+            || SMALL.replace("briefly", &new_prose(1)),
+            |body| parse(Endpoint::ChatCompletions, body.as_bytes(), true).unwrap(),
+            BatchSize::SmallInput,
+        )
     });
     g.finish();
 
@@ -36,8 +79,15 @@ fn bench(c: &mut Criterion) {
         let text = prose.repeat(kib * 1024 / prose.len());
         let body = chat_body(&text);
         g.throughput(Throughput::Bytes(body.len() as u64));
-        g.bench_with_input(BenchmarkId::new("prose KiB", kib), &body, |b, body| {
+        g.bench_with_input(BenchmarkId::new("prose KiB, seen", kib), &body, |b, body| {
             b.iter(|| parse(Endpoint::ChatCompletions, body, true).unwrap())
+        });
+        g.bench_function(BenchmarkId::new("prose KiB, new", kib), |b| {
+            b.iter_batched(
+                || chat_body(&new_prose(kib * 1024)),
+                |body| parse(Endpoint::ChatCompletions, &body, true).unwrap(),
+                BatchSize::LargeInput,
+            )
         });
         g.bench_with_input(
             BenchmarkId::new("fields only, prose KiB", kib),
@@ -45,11 +95,15 @@ fn bench(c: &mut Criterion) {
             |b, body| b.iter(|| parse(Endpoint::ChatCompletions, body, false).unwrap()),
         );
     }
-    // Worst case for BPE: one long run without whitespace.
-    let body = chat_body(&"x".repeat(256 * 1024));
-    g.throughput(Throughput::Bytes(body.len() as u64));
-    g.bench_function("no whitespace, 256 KiB", |b| {
-        b.iter(|| parse(Endpoint::ChatCompletions, &body, true).unwrap())
+    // Worst case for BPE: one long run without whitespace, letters never
+    // seen before.
+    g.throughput(Throughput::Bytes(256 * 1024));
+    g.bench_function("no whitespace, 256 KiB, new", |b| {
+        b.iter_batched(
+            || chat_body(&new_letters(256 * 1024)),
+            |body| parse(Endpoint::ChatCompletions, &body, true).unwrap(),
+            BatchSize::LargeInput,
+        )
     });
     g.finish();
 

@@ -225,11 +225,11 @@ async fn proxy(gw: Gateway, endpoint: Endpoint, req: Request) -> Result<Response
         .clone();
     let (upstream_body, strip_usage) =
         request::upstream_body(&raw, &head, route.rename.as_deref())?;
-    let admission = match admit(&gw, &key, &route, &head, raw.len()).await {
+    let mut admission = match admit(&gw, &key, &route, &head, raw.len()).await {
         Ok(a) => a,
         Err(response) => return Ok(response),
     };
-    let limit_headers = admission.headers.clone();
+    let limit_headers = std::mem::take(&mut admission.headers);
     let mut pending = Pending {
         gw: gw.clone(),
         admission,
