@@ -1,9 +1,24 @@
 -- wrk script for the gateway benchmark: POSTs one small chat request with
 -- the bearer key in $BENCH_KEY; prints a RESULT line that run.sh parses.
+-- With BENCH_NEW_TEXT=1 every request's user message carries a number not
+-- sent before, so no proxy can reuse the token count of an earlier one.
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer " .. (os.getenv("BENCH_KEY") or "none")
-wrk.body = '{"model":"bench-model","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Say hello to the load test, briefly please."}],"max_tokens":16}'
+local head = '{"model":"bench-model","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Say hello to the load test'
+local tail = ', briefly please."}],"max_tokens":16}'
+wrk.body = head .. tail
+
+if os.getenv("BENCH_NEW_TEXT") == "1" then
+  -- Numbers start from the clock, so a warm-up and the run after it
+  -- never send the same one.
+  local next_number = (os.time() % 100000) * 10000000
+  function request()
+    next_number = next_number + 1
+    local text = head .. " number " .. string.format("%.0f", next_number) .. tail
+    return wrk.format(nil, nil, nil, text)
+  end
+end
 
 function done(summary, latency, requests)
   local seconds = summary.duration / 1e6
