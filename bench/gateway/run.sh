@@ -22,6 +22,8 @@
 #                    (default target/bench-gateway/results.md)
 #   PERF_DATA        a file: record a perf profile of Keyward during its
 #                    throughput run there (needs `perf`, Debian's linux-perf)
+#   BENCH_NEW_TEXT=1 every request's message is new (numbered), so a proxy
+#                    cannot reuse an earlier request's prompt token count
 #
 # By default nothing is pinned: wrk, nginx and the proxy share every CPU, as
 # in the reference points of ARCHITECTURE.md (SERVER_CPUS=0 CLIENT_CPUS=1

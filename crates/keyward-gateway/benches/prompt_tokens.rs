@@ -9,9 +9,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use criterion::{
-    criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput,
-};
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use keyward_gateway::request::{parse, tokens, Endpoint};
 
 /// A small chat request, as the load benchmark sends (about 200 bytes).
@@ -79,9 +77,11 @@ fn bench(c: &mut Criterion) {
         let text = prose.repeat(kib * 1024 / prose.len());
         let body = chat_body(&text);
         g.throughput(Throughput::Bytes(body.len() as u64));
-        g.bench_with_input(BenchmarkId::new("prose KiB, seen", kib), &body, |b, body| {
-            b.iter(|| parse(Endpoint::ChatCompletions, body, true).unwrap())
-        });
+        g.bench_with_input(
+            BenchmarkId::new("prose KiB, seen", kib),
+            &body,
+            |b, body| b.iter(|| parse(Endpoint::ChatCompletions, body, true).unwrap()),
+        );
         g.bench_function(BenchmarkId::new("prose KiB, new", kib), |b| {
             b.iter_batched(
                 || chat_body(&new_prose(kib * 1024)),
