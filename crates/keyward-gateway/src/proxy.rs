@@ -173,11 +173,12 @@ impl Pending {
             .price
             .cost(usage.prompt_tokens, usage.completion_tokens);
         let tokens = usage.prompt_tokens + usage.completion_tokens;
+        let elapsed = self.started.elapsed();
         telemetry::request_finished(
             self.endpoint.ledger_name(),
             &self.route.id,
             status.as_u16(),
-            self.started.elapsed(),
+            elapsed,
         );
         self.admission.settle(&self.gw, tokens, cost);
         let key = &self.key.key;
@@ -195,7 +196,7 @@ impl Pending {
             completion_tokens: usage.completion_tokens,
             cost,
             status: status.as_u16(),
-            latency_ms: self.started.elapsed().as_millis() as i64,
+            latency_ms: elapsed.as_millis() as i64,
             created_at: now_unix(),
         });
     }
