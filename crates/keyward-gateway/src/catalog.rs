@@ -13,6 +13,7 @@ use hyper::Uri;
 use keyward_core::{Micros, Price};
 
 use crate::request::Endpoint;
+use crate::upstream::Origin;
 use serde::{Deserialize, Serialize};
 
 /// Something that serves models: an OpenAI-compatible HTTP API, or a model
@@ -88,15 +89,17 @@ impl std::fmt::Debug for Transport {
 /// header value, which `Debug` does not print.
 #[derive(Debug)]
 pub struct HttpUpstream {
-    /// The address of each endpoint, parsed once (indexed like [`Endpoint::ALL`]).
-    uris: [Uri; 3],
+    pub origin: Origin,
+    /// The path of each endpoint, parsed once (indexed like [`Endpoint::ALL`]).
+    paths: [Uri; 3],
     pub authorization: Option<HeaderValue>,
     pub timeout: Duration,
 }
 
 impl HttpUpstream {
-    pub fn uri(&self, endpoint: Endpoint) -> Uri {
-        self.uris[endpoint as usize].clone()
+    /// The endpoint's path (origin-form, as sent on a connection to [`Self::origin`]).
+    pub fn path(&self, endpoint: Endpoint) -> Uri {
+        self.paths[endpoint as usize].clone()
     }
 }
 
@@ -255,16 +258,22 @@ fn http_upstream(u: &UpstreamConfig) -> Result<HttpUpstream, String> {
             Ok::<_, String>(v)
         })
         .transpose()?;
-    let uri = |endpoint: Endpoint| {
-        format!("{base}{}", endpoint.path())
+    let invalid = |e: &dyn std::fmt::Display| {
+        format!("upstream `{}`: base_url is not a valid URL ({e})", u.name)
+    };
+    let base: Uri = base.parse().map_err(|e| invalid(&e))?;
+    let origin = Origin::of(&base).map_err(|e| invalid(&e))?;
+    let path = |endpoint: Endpoint| {
+        format!("{}{}", base.path().trim_end_matches('/'), endpoint.path())
             .parse::<Uri>()
-            .map_err(|e| format!("upstream `{}`: base_url is not a valid URL ({e})", u.name))
+            .map_err(|e| invalid(&e))
     };
     Ok(HttpUpstream {
-        uris: [
-            uri(Endpoint::ALL[0])?,
-            uri(Endpoint::ALL[1])?,
-            uri(Endpoint::ALL[2])?,
+        origin,
+        paths: [
+            path(Endpoint::ALL[0])?,
+            path(Endpoint::ALL[1])?,
+            path(Endpoint::ALL[2])?,
         ],
         authorization,
         timeout: u.timeout.unwrap_or(Duration::from_secs(600)),

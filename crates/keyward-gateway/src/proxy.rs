@@ -28,7 +28,7 @@ use crate::request::{self, Endpoint};
 use crate::request_id::RequestId;
 use crate::sse::{usage_of, Usage, UsageTap};
 use crate::telemetry;
-use crate::upstream::{self, BodyUntil};
+use crate::upstream::{self, BodyUntil, Lease};
 use crate::Gateway;
 
 pub async fn chat_completions(State(gw): State<Gateway>, req: Request) -> Response {
@@ -307,10 +307,12 @@ struct Answer {
 }
 
 enum AnswerBody {
-    /// An HTTP upstream's body, which must arrive by `deadline`.
+    /// An HTTP upstream's body, which must arrive by `deadline`, and the
+    /// connection it arrives on.
     Http {
         body: Incoming,
         deadline: tokio::time::Instant,
+        lease: Lease,
     },
     InProcess(BoxStream<'static, Bytes>),
 }
@@ -318,20 +320,29 @@ enum AnswerBody {
 impl AnswerBody {
     fn into_stream(self) -> BoxStream<'static, Result<Bytes, std::io::Error>> {
         match self {
-            AnswerBody::Http { body, deadline } => BodyUntil::new(body, deadline).boxed(),
+            AnswerBody::Http {
+                body,
+                deadline,
+                lease,
+            } => BodyUntil::new(body, deadline, lease).boxed(),
             AnswerBody::InProcess(s) => s.map(Ok).boxed(),
         }
     }
 
     async fn read(self, route: &Route) -> Result<Bytes, ApiError> {
         match self {
-            AnswerBody::Http { body, deadline } => {
-                match tokio::time::timeout_at(deadline, body.collect()).await {
-                    Ok(Ok(collected)) => Ok(collected.to_bytes()),
-                    Ok(Err(e)) => Err(upstream_error(route, Fault::Unreachable(&e))),
-                    Err(_) => Err(upstream_error(route, Fault::Timeout)),
+            AnswerBody::Http {
+                body,
+                deadline,
+                lease,
+            } => match tokio::time::timeout_at(deadline, body.collect()).await {
+                Ok(Ok(collected)) => {
+                    lease.release();
+                    Ok(collected.to_bytes())
                 }
-            }
+                Ok(Err(e)) => Err(upstream_error(route, Fault::Unreachable(&e))),
+                Err(_) => Err(upstream_error(route, Fault::Timeout)),
+            },
             AnswerBody::InProcess(s) => Ok(s.collect::<Vec<Bytes>>().await.concat().into()),
         }
     }
@@ -341,7 +352,7 @@ impl AnswerBody {
 async fn call_upstream(route: &Route, endpoint: Endpoint, body: Bytes) -> Result<Answer, ApiError> {
     match &route.upstream.transport {
         Transport::Http(http) => {
-            let mut call = hyper::Request::post(http.uri(endpoint))
+            let mut call = hyper::Request::post(http.path(endpoint))
                 .header(header::CONTENT_TYPE, "application/json");
             if let Some(auth) = &http.authorization {
                 call = call.header(header::AUTHORIZATION, auth.clone());
@@ -350,18 +361,22 @@ async fn call_upstream(route: &Route, endpoint: Endpoint, body: Bytes) -> Result
                 .body(Full::new(body))
                 .map_err(|_| ApiError::internal())?;
             let deadline = tokio::time::Instant::now() + http.timeout;
-            let r = match tokio::time::timeout_at(deadline, upstream::client().request(call)).await
-            {
-                Ok(Ok(r)) => r,
-                Ok(Err(e)) => return Err(upstream_error(route, Fault::Unreachable(&e))),
-                Err(_) => return Err(upstream_error(route, Fault::Timeout)),
-            };
+            let (r, lease) =
+                match tokio::time::timeout_at(deadline, upstream::send(&http.origin, call)).await {
+                    Ok(Ok(answered)) => answered,
+                    Ok(Err(e)) => return Err(upstream_error(route, Fault::Unreachable(&*e))),
+                    Err(_) => return Err(upstream_error(route, Fault::Timeout)),
+                };
             let (parts, body) = r.into_parts();
             Ok(Answer {
                 status: parts.status,
                 content_type: parts.headers.get(header::CONTENT_TYPE).cloned(),
                 retry_after: parts.headers.get(header::RETRY_AFTER).cloned(),
-                body: AnswerBody::Http { body, deadline },
+                body: AnswerBody::Http {
+                    body,
+                    deadline,
+                    lease,
+                },
             })
         }
         Transport::InProcess(model) => {

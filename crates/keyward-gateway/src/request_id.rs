@@ -1,10 +1,12 @@
 //! Gives every request an id (`req_…`), sent back in `x-request-id` and
 //! carried by the request's tracing span.
 
-use axum::extract::Request;
-use axum::http::HeaderValue;
-use axum::middleware::Next;
-use axum::response::Response;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::Instant;
+
+use axum::http::{HeaderValue, Method, Request, Response, Uri};
 
 /// The id of the request being served, in its extensions: the gateway
 /// records it in the usage ledger.
@@ -50,29 +52,91 @@ pub fn generate() -> String {
     id
 }
 
-/// Gives the request its id and writes the access log line when it has
-/// been answered. The line carries the id rather than a span around the
-/// request: a span costs an allocation and field formatting per request
-/// on every request, while the id is all that ties a line to the ledger.
-pub async fn assign(mut req: Request, next: Next) -> Response {
-    let id = generate();
-    req.extensions_mut().insert(RequestId(id.clone()));
-    let method = req.method().clone();
-    let uri = req.uri().clone();
-    let started = std::time::Instant::now();
-    let mut response = next.run(req).await;
-    tracing::info!(
-        id = %id,
-        method = %method,
-        path = uri.path(),
-        status = response.status().as_u16(),
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "served"
-    );
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert("x-request-id", value);
+/// The layer that gives every request its id (in its extensions, and in
+/// the response's `x-request-id`) and writes the access log line when the
+/// request has been answered. The line carries the id rather than a span
+/// around the request: a span costs an allocation and field formatting per
+/// request, while the id is all that ties a line to the ledger.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RequestIdLayer;
+
+impl<S> tower::Layer<S> for RequestIdLayer {
+    type Service = AssignId<S>;
+
+    fn layer(&self, inner: S) -> AssignId<S> {
+        AssignId { inner }
     }
-    response
+}
+
+/// See [`RequestIdLayer`].
+#[derive(Clone, Debug)]
+pub struct AssignId<S> {
+    inner: S,
+}
+
+impl<S, ReqBody, ResBody> tower::Service<Request<ReqBody>> for AssignId<S>
+where
+    S: tower::Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = Answered<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let id = generate();
+        let header = HeaderValue::from_str(&id).ok();
+        let method = req.method().clone();
+        let uri = req.uri().clone();
+        req.extensions_mut().insert(RequestId(id));
+        Answered {
+            inner: self.inner.call(req),
+            header,
+            method,
+            uri,
+            started: Instant::now(),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request being answered; see [`RequestIdLayer`].
+    pub struct Answered<F> {
+        #[pin]
+        inner: F,
+        header: Option<HeaderValue>,
+        method: Method,
+        uri: Uri,
+        started: Instant,
+    }
+}
+
+impl<F, ResBody, E> Future for Answered<F>
+where
+    F: Future<Output = Result<Response<ResBody>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut response = ready!(this.inner.poll(cx))?;
+        let id = this.header.take();
+        tracing::info!(
+            id = id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or_default(),
+            method = %this.method,
+            path = this.uri.path(),
+            status = response.status().as_u16(),
+            elapsed_ms = this.started.elapsed().as_millis() as u64,
+            "served"
+        );
+        if let Some(id) = id {
+            response.headers_mut().insert("x-request-id", id);
+        }
+        Poll::Ready(Ok(response))
+    }
 }
 
 #[cfg(test)]

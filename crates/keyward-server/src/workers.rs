@@ -14,13 +14,14 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
-use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::sync::watch;
 use tower::Service;
+
+use crate::api::App;
 
 /// Where the workers are in their life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -59,7 +60,7 @@ fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
 }
 
 /// Starts `count` workers serving `app` on `addr` (from [`claim`]).
-pub fn start(addr: SocketAddr, count: usize, app: Router) -> std::io::Result<Workers> {
+pub fn start(addr: SocketAddr, count: usize, app: App) -> std::io::Result<Workers> {
     // Without SO_REUSEPORT the workers would share one socket instead.
     let count = if cfg!(unix) { count.max(1) } else { 1 };
     let (phase, _) = watch::channel(Phase::Serving);
@@ -116,7 +117,7 @@ impl Workers {
     }
 }
 
-async fn serve(listener: tokio::net::TcpListener, app: Router, mut phase: watch::Receiver<Phase>) {
+async fn serve(listener: tokio::net::TcpListener, app: App, mut phase: watch::Receiver<Phase>) {
     let graceful = GracefulShutdown::new();
     let http = auto::Builder::new(TokioExecutor::new());
     loop {

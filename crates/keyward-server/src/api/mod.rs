@@ -14,15 +14,17 @@ mod project_keys;
 mod projects;
 mod usage;
 
+use std::any::Any;
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{middleware, Json, Router};
 use keyward_service::Services;
 use metrics_exporter_prometheus::PrometheusHandle;
-use tower_http::catch_panic::CatchPanicLayer;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::{CatchPanic, CatchPanicLayer};
 use tower_http::timeout::TimeoutLayer;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -30,7 +32,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use keyward_gateway::error;
-use keyward_gateway::{request_id, Gateway};
+use keyward_gateway::request_id::{AssignId, RequestIdLayer};
+use keyward_gateway::Gateway;
 
 use error::ApiError;
 
@@ -97,8 +100,13 @@ fn management(state: AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
     (router, api)
 }
 
-/// The whole HTTP application.
-pub fn app(state: AppState, gateway: Gateway, metrics: PrometheusHandle) -> Router {
+/// The whole HTTP application: the routes, behind the layers every request
+/// passes (its id and access log line, then a 500 instead of a panic).
+/// They wrap the router once, not each route, so a request pays for them
+/// once.
+pub type App = AssignId<CatchPanic<Router, fn(Box<dyn Any + Send>) -> Response>>;
+
+pub fn app(state: AppState, gateway: Gateway, metrics: PrometheusHandle) -> App {
     let (management, mut openapi) = management(state.clone());
     let dashboard = keyward_dashboard::router(state.services.clone(), state.dashboard.clone());
     let (public, public_api) = OpenApiRouter::new()
@@ -109,7 +117,7 @@ pub fn app(state: AppState, gateway: Gateway, metrics: PrometheusHandle) -> Rout
         .split_for_parts();
     openapi.merge(public_api);
     let openapi = std::sync::Arc::new(openapi);
-    Router::new()
+    let router = Router::new()
         .merge(management)
         .merge(public)
         .route(
@@ -135,9 +143,15 @@ pub fn app(state: AppState, gateway: Gateway, metrics: PrometheusHandle) -> Rout
                 code: Some("method_not_allowed"),
             }
             .into_response()
-        })
-        .layer(CatchPanicLayer::custom(|_| {
-            ApiError::internal().into_response()
-        }))
-        .layer(middleware::from_fn(request_id::assign))
+        });
+    ServiceBuilder::new()
+        .layer(RequestIdLayer)
+        .layer(CatchPanicLayer::custom(
+            panicked as fn(Box<dyn Any + Send>) -> Response,
+        ))
+        .service(router)
+}
+
+fn panicked(_: Box<dyn Any + Send>) -> Response {
+    ApiError::internal().into_response()
 }
