@@ -125,7 +125,7 @@ where
         let mut response = ready!(this.inner.poll(cx))?;
         let id = this.header.take();
         tracing::info!(
-            id = id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or_default(),
+            id = %id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or_default(),
             method = %this.method,
             path = this.uri.path(),
             status = response.status().as_u16(),

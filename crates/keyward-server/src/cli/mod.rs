@@ -2,6 +2,7 @@
 
 mod admin;
 mod keys;
+mod log_format;
 pub mod log_writer;
 #[cfg(feature = "local-model")]
 mod model;
@@ -127,13 +128,17 @@ impl From<ServiceError> for CliError {
 fn init_logging(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let terminal = std::io::stderr().is_terminal();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(log_writer::BatchedStderr::new())
-        .with_ansi(std::io::stderr().is_terminal());
+        .with_ansi(terminal);
     match format {
         LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
+        // At a terminal, tracing's own formatter, in colour; into a file or
+        // a pipe (a server's log), the same layout written for less CPU.
+        LogFormat::Text if terminal => builder.init(),
+        LogFormat::Text => builder.event_format(log_format::Line).init(),
     }
 }
 
