@@ -87,6 +87,8 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        // Started before the inner service is called: routing counts too.
+        let started = Instant::now();
         let id = generate();
         let header = HeaderValue::from_str(&id).ok();
         let method = req.method().clone();
@@ -97,7 +99,7 @@ where
             header,
             method,
             uri,
-            started: Instant::now(),
+            started,
         }
     }
 }
