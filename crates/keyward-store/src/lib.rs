@@ -5,7 +5,9 @@
 
 mod error;
 mod records;
+mod rollup;
 mod sql;
+mod sqlite_ledger;
 mod store;
 
 pub use error::StoreError;

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::Once;
+use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -16,6 +16,8 @@ use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 
 use crate::error::{Result, StoreError};
 use crate::records::*;
+use crate::rollup;
+use crate::sqlite_ledger::SqliteLedger;
 use crate::store::Store;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
@@ -47,6 +49,9 @@ impl Backend {
 pub struct SqlStore {
     pool: AnyPool,
     backend: Backend,
+    /// SQLite's ledger writer, on a connection of its own (none for an
+    /// in-memory database, which a second connection would not see).
+    ledger: Option<Arc<SqliteLedger>>,
 }
 
 const KEY_COLUMNS: &str = "id, kind, project_id, owner_id, created_by, name, redacted_value, \
@@ -90,11 +95,22 @@ impl SqlStore {
             Backend::Postgres => options,
         };
         let pool = options.connect(url).await?;
+        let mut ledger = None;
         if backend == Backend::Sqlite {
             // WAL is a property of the database file: setting it once persists.
             pool.execute("PRAGMA journal_mode = WAL").await?;
+            let file = sqlx::sqlite::SqliteConnectOptions::from_str(url)?
+                .get_filename()
+                .to_owned();
+            if file != Path::new(":memory:") && !url.contains("mode=memory") {
+                ledger = Some(Arc::new(SqliteLedger::open(&file)?));
+            }
         }
-        Ok(SqlStore { pool, backend })
+        Ok(SqlStore {
+            pool,
+            backend,
+            ledger,
+        })
     }
 
     /// Opens (creating if needed) `keyward.db` in `dir`.
@@ -210,6 +226,16 @@ impl Backend {
             out.push(')');
         }
         out
+    }
+}
+
+/// Runs `f`, which blocks on the database, without stalling the other tasks
+/// of a multi-threaded runtime (a single-threaded one has none to stall).
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 
@@ -387,6 +413,9 @@ impl Store for SqlStore {
     }
 
     async fn close(&self) {
+        if let Some(ledger) = &self.ledger {
+            ledger.close();
+        }
         self.pool.close().await;
     }
 
@@ -934,6 +963,9 @@ impl Store for SqlStore {
     }
 
     async fn record_usage(&self, events: &[UsageEvent]) -> Result<()> {
+        if let Some(ledger) = &self.ledger {
+            return blocking(|| ledger.record(events));
+        }
         let mut tx = self.pool.begin().await?;
         // Ledger rows, a few hundred per statement; RETURNING names the rows
         // really inserted, so a batch retried after a failed commit is not
@@ -941,10 +973,8 @@ impl Store for SqlStore {
         let mut inserted = std::collections::HashSet::new();
         for chunk in statement_chunks(events) {
             let sql = format!(
-                "INSERT INTO usage_ledger (request_id, key_id, project_id, user_id, model, endpoint, \
-                 prompt_tokens, completion_tokens, cost_micros, status, latency_ms, created_at) \
-                 VALUES {} ON CONFLICT (request_id) DO NOTHING RETURNING request_id",
-                self.backend.values(chunk.len(), 12)
+                "{} RETURNING request_id",
+                rollup::ledger_insert_sql(&self.backend.values(chunk.len(), 12))
             );
             let mut query = sqlx::query(&sql);
             for e in chunk {
@@ -966,42 +996,12 @@ impl Store for SqlStore {
                 inserted.insert(row.try_get::<String, _>(0)?);
             }
         }
-        // The roll-up of the inserted rows, summed here first: one upsert
-        // per (day, project, key, model) instead of one per request.
-        let mut daily: std::collections::HashMap<(i64, &str, &str, &str), [i64; 5]> =
-            std::collections::HashMap::new();
-        for e in events {
-            if !inserted.remove(&e.request_id) {
-                continue;
-            }
-            let day = keyward_core::time::day_start(e.created_at);
-            let sums = daily
-                .entry((
-                    day,
-                    e.project_id.as_str(),
-                    e.key_id.as_str(),
-                    e.model.as_str(),
-                ))
-                .or_default();
-            sums[0] += 1;
-            sums[1] += i64::from(e.status >= 400);
-            sums[2] += e.prompt_tokens;
-            sums[3] += e.completion_tokens;
-            sums[4] += e.cost.0;
-        }
-        let daily: Vec<_> = daily.into_iter().collect();
+        let daily: Vec<_> =
+            rollup::daily_sums(events.iter().filter(|e| inserted.remove(&e.request_id)))
+                .into_iter()
+                .collect();
         for chunk in statement_chunks(&daily) {
-            let sql = format!(
-                "INSERT INTO usage_daily (day, project_id, key_id, model, requests, errors, prompt_tokens, \
-                 completion_tokens, cost_micros) VALUES {} \
-                 ON CONFLICT (day, project_id, key_id, model) DO UPDATE SET \
-                 requests = usage_daily.requests + excluded.requests, \
-                 errors = usage_daily.errors + excluded.errors, \
-                 prompt_tokens = usage_daily.prompt_tokens + excluded.prompt_tokens, \
-                 completion_tokens = usage_daily.completion_tokens + excluded.completion_tokens, \
-                 cost_micros = usage_daily.cost_micros + excluded.cost_micros",
-                self.backend.values(chunk.len(), 9)
-            );
+            let sql = rollup::upsert_sql(&self.backend.values(chunk.len(), 9));
             let mut query = sqlx::query(&sql);
             for ((day, project, key, model), sums) in chunk {
                 query = query.bind(*day).bind(*project).bind(*key).bind(*model);

@@ -1,0 +1,120 @@
+//! The daily roll-up of ledger rows, summed in memory before it is written:
+//! one upsert per (day, project, key, model) instead of one per request.
+
+use std::collections::HashMap;
+
+use crate::records::UsageEvent;
+
+/// (day, project, key, model).
+pub(crate) type DayGroup<'e> = (i64, &'e str, &'e str, &'e str);
+
+/// The sums of a group, in the order of [`SUM_COLUMNS`]: requests, errors,
+/// prompt tokens, completion tokens, cost in micro-USD.
+pub(crate) type Sums = [i64; 5];
+
+/// The columns [`Sums`] adds to.
+pub(crate) const SUM_COLUMNS: [&str; 5] = [
+    "requests",
+    "errors",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_micros",
+];
+
+/// Sums `events` (the ledger rows really inserted) per group.
+pub(crate) fn daily_sums<'e>(
+    events: impl Iterator<Item = &'e UsageEvent>,
+) -> HashMap<DayGroup<'e>, Sums> {
+    let mut daily: HashMap<DayGroup<'e>, Sums> = HashMap::new();
+    for e in events {
+        let day = keyward_core::time::day_start(e.created_at);
+        let sums = daily
+            .entry((
+                day,
+                e.project_id.as_str(),
+                e.key_id.as_str(),
+                e.model.as_str(),
+            ))
+            .or_default();
+        sums[0] += 1;
+        sums[1] += i64::from(e.status >= 400);
+        sums[2] += e.prompt_tokens;
+        sums[3] += e.completion_tokens;
+        sums[4] += e.cost.0;
+    }
+    daily
+}
+
+/// The upsert of roll-up rows whose VALUES are `values`: the day, project,
+/// key and model, then the [`SUM_COLUMNS`], added to an existing row.
+pub(crate) fn upsert_sql(values: &str) -> String {
+    let sets: Vec<String> = SUM_COLUMNS
+        .iter()
+        .map(|c| format!("{c} = usage_daily.{c} + excluded.{c}"))
+        .collect();
+    format!(
+        "INSERT INTO usage_daily (day, project_id, key_id, model, {}) VALUES {values} \
+         ON CONFLICT (day, project_id, key_id, model) DO UPDATE SET {}",
+        SUM_COLUMNS.join(", "),
+        sets.join(", ")
+    )
+}
+
+/// The columns of a ledger row, in the order rows are bound.
+pub(crate) const LEDGER_COLUMNS: &str =
+    "request_id, key_id, project_id, user_id, model, endpoint, \
+     prompt_tokens, completion_tokens, cost_micros, status, latency_ms, created_at";
+
+/// The insert of ledger rows whose VALUES are `values`; a row whose request
+/// id is already stored (a batch retried after a failed commit) is skipped.
+pub(crate) fn ledger_insert_sql(values: &str) -> String {
+    format!(
+        "INSERT INTO usage_ledger ({LEDGER_COLUMNS}) VALUES {values} ON CONFLICT (request_id) DO NOTHING"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keyward_core::{KeyId, Micros, ProjectId, UserId};
+
+    fn event(project: &ProjectId, key: &KeyId, created_at: i64, status: u16) -> UsageEvent {
+        UsageEvent {
+            request_id: format!("req_{created_at}"),
+            key_id: key.clone(),
+            project_id: project.clone(),
+            user_id: UserId::generate(),
+            model: "m".into(),
+            endpoint: "chat.completions",
+            prompt_tokens: 10,
+            completion_tokens: 5,
+            cost: Micros(7),
+            status,
+            latency_ms: 1,
+            created_at,
+        }
+    }
+
+    #[test]
+    fn sums_per_day_and_key() {
+        let day = 86_400 * 20_000;
+        let p = ProjectId::generate();
+        let (a, b) = (KeyId::generate(), KeyId::generate());
+        let events = [
+            event(&p, &a, day + 5, 200),
+            event(&p, &a, day + 86_399, 500),
+            event(&p, &a, day + 86_400, 200),
+            event(&p, &b, day + 1, 429),
+        ];
+        let sums = daily_sums(events.iter());
+        let group = |day, key: &KeyId| sums[&(day, p.as_str(), key.as_str(), "m")];
+        assert_eq!(sums.len(), 3);
+        assert_eq!(
+            group(day, &a),
+            [2, 1, 20, 10, 14],
+            "two requests of the first day, one an error"
+        );
+        assert_eq!(group(day + 86_400, &a), [1, 0, 10, 5, 7]);
+        assert_eq!(group(day, &b), [1, 1, 10, 5, 7]);
+    }
+}
