@@ -1,19 +1,21 @@
 //! The usage ledger's writer for SQLite: a connection of its own, outside
-//! sqlx's pool, with its two statements prepared once.
+//! sqlx's pool, with its statements prepared once.
 //!
 //! The ledger is written once per request, so its cost is paid on every
 //! call through the gateway. Through sqlx each batch was sent to the pool's
 //! database thread with an owned copy of every value, and the ids of the
 //! rows really inserted came back one by one through a channel (a thread
 //! wake-up every few rows). Here a batch is one transaction run on the
-//! caller's thread: each row is inserted by the same prepared statement, and
-//! SQLite's count of changed rows says whether it was new.
+//! caller's thread, by statements prepared once; SQLite's count of changed
+//! rows says whether every row was new, and only when one was not are the
+//! new rows read back.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, CachedStatement, Connection, ToSql};
 
 use crate::error::{Result, StoreError};
 use crate::records::UsageEvent;
@@ -56,40 +58,48 @@ impl SqliteLedger {
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(|e| ledger_error("begin", e))?;
-        let mut inserted = Vec::with_capacity(events.len());
-        {
+        // The rows of this batch are those past the ledger's last row now:
+        // the write lock is held, so no other writer adds any meanwhile.
+        let before: i64 = tx
+            .query_row("SELECT COALESCE(MAX(seq), 0) FROM usage_ledger", [], |r| {
+                r.get(0)
+            })
+            .map_err(|e| ledger_error("read", e))?;
+        let mut stored = 0;
+        for chunk in events.chunks(ROWS) {
+            let rows = if chunk.len() == ROWS { ROWS } else { 1 };
             let mut insert = tx
-                .prepare_cached(&rollup::ledger_insert_sql(&placeholders(12)))
+                .prepare_cached(&rollup::ledger_insert_sql(&values(rows, 12)))
                 .map_err(|e| ledger_error("prepare", e))?;
-            for e in events {
-                let changed = insert
-                    .execute(params![
-                        e.request_id,
-                        e.key_id.as_str(),
-                        e.project_id.as_str(),
-                        e.user_id.as_str(),
-                        e.model,
-                        e.endpoint,
-                        e.prompt_tokens,
-                        e.completion_tokens,
-                        e.cost.0,
-                        e.status,
-                        e.latency_ms,
-                        e.created_at,
-                    ])
+            for piece in chunk.chunks(rows) {
+                for (n, e) in piece.iter().enumerate() {
+                    bind_row(&mut insert, n * 12, e).map_err(|e| ledger_error("bind", e))?;
+                }
+                stored += insert
+                    .raw_execute()
                     .map_err(|e| ledger_error("insert", e))?;
-                inserted.push(changed == 1);
             }
         }
-        let daily = rollup::daily_sums(
-            events
-                .iter()
-                .zip(&inserted)
-                .filter_map(|(e, &new)| new.then_some(e)),
-        );
+        // Rows whose request id was already stored (a batch written again)
+        // were skipped; only new rows count, once each.
+        let mut new_ids = None;
+        if stored < events.len() {
+            let mut ids = tx
+                .prepare("SELECT request_id FROM usage_ledger WHERE seq > ?1")
+                .map_err(|e| ledger_error("prepare", e))?;
+            let ids = ids
+                .query_map([before], |r| r.get::<_, String>(0))
+                .and_then(|rows| rows.collect::<rusqlite::Result<HashSet<String>>>())
+                .map_err(|e| ledger_error("read", e))?;
+            new_ids = Some(ids);
+        }
+        let daily = rollup::daily_sums(events.iter().filter(|e| match &mut new_ids {
+            Some(ids) => ids.remove(&e.request_id),
+            None => true,
+        }));
         {
             let mut upsert = tx
-                .prepare_cached(&rollup::upsert_sql(&placeholders(9)))
+                .prepare_cached(&rollup::upsert_sql(&values(1, 9)))
                 .map_err(|e| ledger_error("prepare", e))?;
             for ((day, project, key, model), [requests, errors, prompt, completion, cost]) in daily
             {
@@ -114,9 +124,41 @@ impl SqliteLedger {
     }
 }
 
-/// `(?, ?, …)` with `n` parameters.
-fn placeholders(n: usize) -> String {
-    format!("({})", vec!["?"; n].join(", "))
+/// Rows per multi-row insert; the rest of a batch is inserted row by row.
+/// Each statement ends with bookkeeping (the AUTOINCREMENT counter, the
+/// statement's own journal), paid per row by single-row inserts.
+const ROWS: usize = 32;
+
+/// `(?, …), (?, …)`: `rows` rows of `columns` parameters.
+fn values(rows: usize, columns: usize) -> String {
+    let row = format!("({})", vec!["?"; columns].join(", "));
+    vec![row; rows].join(", ")
+}
+
+/// Binds `e` to the parameters after the first `offset`.
+fn bind_row(
+    insert: &mut CachedStatement<'_>,
+    offset: usize,
+    e: &UsageEvent,
+) -> rusqlite::Result<()> {
+    let values: [&dyn ToSql; 12] = [
+        &e.request_id,
+        &e.key_id.as_str(),
+        &e.project_id.as_str(),
+        &e.user_id.as_str(),
+        &e.model,
+        &e.endpoint,
+        &e.prompt_tokens,
+        &e.completion_tokens,
+        &e.cost.0,
+        &e.status,
+        &e.latency_ms,
+        &e.created_at,
+    ];
+    for (n, v) in values.into_iter().enumerate() {
+        insert.raw_bind_parameter(offset + n + 1, v)?;
+    }
+    Ok(())
 }
 
 fn ledger_error(step: &str, e: rusqlite::Error) -> StoreError {
