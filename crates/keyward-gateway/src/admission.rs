@@ -227,17 +227,18 @@ impl Admission {
     }
 }
 
-/// `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`.
-const RATE_HEADERS: [[&str; 3]; 2] = [
+/// `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`, checked once,
+/// at compile time, instead of on every response.
+static RATE_HEADERS: [[HeaderName; 3]; 2] = [
     [
-        "x-ratelimit-limit-requests",
-        "x-ratelimit-remaining-requests",
-        "x-ratelimit-reset-requests",
+        HeaderName::from_static("x-ratelimit-limit-requests"),
+        HeaderName::from_static("x-ratelimit-remaining-requests"),
+        HeaderName::from_static("x-ratelimit-reset-requests"),
     ],
     [
-        "x-ratelimit-limit-tokens",
-        "x-ratelimit-remaining-tokens",
-        "x-ratelimit-reset-tokens",
+        HeaderName::from_static("x-ratelimit-limit-tokens"),
+        HeaderName::from_static("x-ratelimit-remaining-tokens"),
+        HeaderName::from_static("x-ratelimit-reset-tokens"),
     ],
 ];
 
@@ -245,7 +246,7 @@ fn rate_headers(tightest: &[Option<(Quota, Decision)>; 2]) -> Vec<(HeaderName, H
     let mut headers = Vec::with_capacity(6);
     for (names, entry) in RATE_HEADERS.iter().zip(tightest) {
         let Some((quota, d)) = entry else { continue };
-        let [limit, remaining, reset] = names.map(HeaderName::from_static);
+        let [limit, remaining, reset] = names.clone();
         headers.push((limit, HeaderValue::from(quota.limit)));
         headers.push((remaining, HeaderValue::from(d.remaining)));
         if let Ok(v) = HeaderValue::from_str(&format_reset(d.reset_nanos)) {

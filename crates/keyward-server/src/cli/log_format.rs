@@ -65,52 +65,61 @@ where
     }
 }
 
-/// Writes ` name=value` for each field; the message bare.
+/// Writes ` name=value` for each field; the message bare. Pieces go to the
+/// writer as they are, numbers through `itoa`: `write!` would run each
+/// field through the formatting machinery.
 struct Fields<'a, 'w> {
     w: &'a mut Writer<'w>,
     result: fmt::Result,
 }
 
 impl Fields<'_, '_> {
-    fn field(&mut self, field: &Field, value: fmt::Arguments<'_>) {
+    fn field(&mut self, field: &Field, value: impl FnOnce(&mut Writer<'_>) -> fmt::Result) {
         if self.result.is_err() {
             return;
         }
-        self.result = if field.name() == "message" {
-            write!(self.w, " {value}")
-        } else {
-            write!(self.w, " {}={value}", field.name())
-        };
+        self.result = (|| {
+            self.w.write_char(' ')?;
+            if field.name() != "message" {
+                self.w.write_str(field.name())?;
+                self.w.write_char('=')?;
+            }
+            value(self.w)
+        })();
+    }
+
+    fn number(&mut self, field: &Field, value: impl itoa::Integer) {
+        self.field(field, |w| w.write_str(itoa::Buffer::new().format(value)));
     }
 }
 
 impl Visit for Fields<'_, '_> {
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() == "message" {
-            self.field(field, format_args!("{value}"));
+            self.field(field, |w| w.write_str(value));
         } else {
-            self.field(field, format_args!("{value:?}"));
+            self.field(field, |w| write!(w, "{value:?}"));
         }
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.field(field, format_args!("{value}"));
+        self.number(field, value);
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.field(field, format_args!("{value}"));
+        self.number(field, value);
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.field(field, format_args!("{value}"));
+        self.field(field, |w| w.write_str(if value { "true" } else { "false" }));
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.field(field, format_args!("{value}"));
+        self.field(field, |w| write!(w, "{value}"));
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.field(field, format_args!("{value:?}"));
+        self.field(field, |w| write!(w, "{value:?}"));
     }
 }
 
@@ -130,7 +139,13 @@ fn write_time(w: &mut Writer<'_>, now: SystemTime) -> fmt::Result {
     }
     // The 19 bytes are ASCII digits and separators.
     w.write_str(std::str::from_utf8(&text).unwrap_or("????-??-??T??:??:??"))?;
-    write!(w, ".{:06}Z ", since.subsec_micros())
+    let mut micros = *b".000000Z ";
+    let mut v = since.subsec_micros();
+    for digit in micros[1..7].iter_mut().rev() {
+        *digit = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    w.write_str(std::str::from_utf8(&micros).unwrap_or(".??????Z "))
 }
 
 /// `YYYY-MM-DDTHH:MM:SS` of a Unix time, in UTC.
@@ -208,7 +223,7 @@ mod tests {
             .finish();
         let before = SystemTime::now();
         tracing::subscriber::with_default(subscriber, || {
-            tracing::info!(id = "req_1", method = %"POST", path = "/v1/x", status = 200u16, elapsed_ms = 3u64, "served");
+            tracing::info!(id = "req_1", method = %"POST", path = "/v1/x", status = 200u16, elapsed_ms = 3u64, cached = true, delta = -5i64, "served");
             let span = tracing::warn_span!("call", upstream = "fake");
             let _in = span.enter();
             tracing::warn!(error = %std::io::Error::other("refused"), "upstream call failed");
@@ -219,6 +234,8 @@ mod tests {
         let (time, rest) = lines[0].split_once(' ').unwrap();
         assert_eq!(time.len(), 27, "{time}");
         assert!(time.ends_with('Z'), "{time}");
+        assert_eq!(&time[19..20], ".", "{time}");
+        assert!(time[20..26].bytes().all(|b| b.is_ascii_digit()), "{time}");
         let expected = std::str::from_utf8(&date_time(
             before.duration_since(UNIX_EPOCH).unwrap().as_secs(),
         ))
@@ -238,7 +255,7 @@ mod tests {
         );
         assert_eq!(
             rest,
-            " INFO keyward::cli::log_format::tests: served id=\"req_1\" method=POST path=\"/v1/x\" status=200 elapsed_ms=3"
+            " INFO keyward::cli::log_format::tests: served id=\"req_1\" method=POST path=\"/v1/x\" status=200 elapsed_ms=3 cached=true delta=-5"
         );
         let (_, rest) = lines[1].split_once(' ').unwrap();
         assert_eq!(
