@@ -13,6 +13,8 @@
 #   KEYWARD_BIN      a built `keyward` (default: builds target/release/keyward
 #                    without the in-process model, which the bench does not use)
 #   DURATION         seconds measured per run (default 20)
+#   ROUNDS           rounds over all targets (default 3); the report gives
+#                    medians, and ratios taken within each round
 #   WARMUP           seconds of warm-up per target (default 5)
 #   CONNECTIONS      connections of the throughput run (default 32)
 #   SKIP_LITELLM=1   leave LiteLLM out
@@ -35,6 +37,7 @@ here="$root/bench/gateway"
 cd "$root"
 
 DURATION="${DURATION:-20}"
+ROUNDS="${ROUNDS:-3}"
 WARMUP="${WARMUP:-5}"
 CONNECTIONS="${CONNECTIONS:-32}"
 target="${CARGO_TARGET_DIR:-$root/target}"
@@ -225,40 +228,57 @@ field() { # result-line name
 declare -A R
 targets=(nginx nginx_auth bare keyward)
 [ -z "${SKIP_LITELLM:-}" ] && targets+=(litellm)
-for t in "${targets[@]}"; do
-  case "$t" in
+target_of() { # name: sets base, key, proxy_pid
+  case "$1" in
     nginx) base="http://127.0.0.1:$nginx_port"; key=none; proxy_pid="" ;;
     nginx_auth) base="$auth"; key="$auth_key"; proxy_pid="$auth_pid" ;;
     bare) base="$bare"; key="$bare_key"; proxy_pid="$bare_pid" ;;
     keyward) base="$kw"; key="$kw_key"; proxy_pid="$kw_pid" ;;
     litellm) base="$ll"; key="$ll_key"; proxy_pid="$ll_pid" ;;
   esac
+}
+
+for t in "${targets[@]}"; do
+  target_of "$t"
   check "$base" "$key"
   log "$t: warm-up ${WARMUP}s"
   R[$t.warm]="$(run_wrk "$base" "$key" "$CONNECTIONS" "$WARMUP")"
-  log "$t: ${CONNECTIONS} connections, ${DURATION}s"
-  perf_pid=""
-  if [ "$t" = keyward ] && [ -n "${PERF_DATA:-}" ]; then
-    # Where Keyward's time goes under load: `perf report -i $PERF_DATA`.
-    perf record -q -F 1999 -g -p "$kw_pid" -o "$PERF_DATA" -- sleep "$DURATION" 2>/dev/null &
-    perf_pid=$!
-  fi
-  nginx_before="$(tree_ticks "$nginx_pid")"
-  proxy_before="$([ -n "$proxy_pid" ] && tree_ticks "$proxy_pid" || echo 0)"
-  R[$t.c32]="$(run_wrk "$base" "$key" "$CONNECTIONS" "$DURATION")"
-  # CPU time per request on the server side, which a busy machine
-  # disturbs far less than requests/s: the proxy's own, and nginx's.
-  requests="$(field "${R[$t.c32]}" requests)"
-  nginx_cpu="$(( ($(tree_ticks "$nginx_pid") - nginx_before) * 1000000 / hz / requests ))"
-  proxy_cpu="$([ -n "$proxy_pid" ] && echo $(( ($(tree_ticks "$proxy_pid") - proxy_before) * 1000000 / hz / requests )) || echo 0)"
-  R[$t.c32]+=" nginx_cpu_us=$nginx_cpu proxy_cpu_us=$proxy_cpu"
-  if [ -n "$perf_pid" ]; then wait "$perf_pid" || true; fi
-  log "  ${R[$t.c32]}"
-  log "$t: 1 connection, ${DURATION}s"
-  R[$t.c1]="$(run_wrk "$base" "$key" 1 "$DURATION")"
-  log "  ${R[$t.c1]}"
-  for m in c32 c1; do
-    [ "$(field "${R[$t.$m]}" errors)" = 0 ] || die "$t had errors in the $m run: ${R[$t.$m]}"
+done
+
+# Each round measures every target once, one after the other, so that a
+# target and the reference it is compared with are measured minutes apart
+# at most; ratios are taken within a round, and the report gives their
+# median. A shared VM's speed drifts over a run.
+for round in $(seq 1 "$ROUNDS"); do
+  for t in "${targets[@]}"; do
+    target_of "$t"
+    log "round $round, $t: ${CONNECTIONS} connections, ${DURATION}s"
+    perf_pid=""
+    if [ "$t" = keyward ] && [ "$round" = 1 ] && [ -n "${PERF_DATA:-}" ]; then
+      # Where Keyward's time goes under load: `perf report -i $PERF_DATA`.
+      perf record -q -F 1999 -g -p "$kw_pid" -o "$PERF_DATA" -- sleep "$DURATION" 2>/dev/null &
+      perf_pid=$!
+    fi
+    nginx_before="$(tree_ticks "$nginx_pid")"
+    proxy_before="$([ -n "$proxy_pid" ] && tree_ticks "$proxy_pid" || echo 0)"
+    c32="$(run_wrk "$base" "$key" "$CONNECTIONS" "$DURATION")"
+    # CPU time per request on the server side, which a busy machine
+    # disturbs far less than requests/s: the proxy's own, and nginx's.
+    requests="$(field "$c32" requests)"
+    nginx_cpu="$(( ($(tree_ticks "$nginx_pid") - nginx_before) * 1000000 / hz / requests ))"
+    proxy_cpu="$([ -n "$proxy_pid" ] && echo $(( ($(tree_ticks "$proxy_pid") - proxy_before) * 1000000 / hz / requests )) || echo 0)"
+    c32+=" nginx_cpu_us=$nginx_cpu proxy_cpu_us=$proxy_cpu"
+    if [ -n "$perf_pid" ]; then wait "$perf_pid" || true; fi
+    log "  $c32"
+    log "round $round, $t: 1 connection, ${DURATION}s"
+    c1="$(run_wrk "$base" "$key" 1 "$DURATION")"
+    log "  $c1"
+    for m in "$c32" "$c1"; do
+      [ "$(field "$m" errors)" = 0 ] || die "$t had errors in round $round: $m"
+    done
+    # Rounds are kept apart by '|'.
+    R[$t.c32]+="${R[$t.c32]:+|}$c32"
+    R[$t.c1]+="${R[$t.c1]:+|}$c1"
   done
 done
 
@@ -267,26 +287,58 @@ done
 kill -TERM "$kw_pid"
 wait "$kw_pid" || true
 answered=1
-for m in warm c32 c1; do answered=$((answered + $(field "${R[keyward.$m]}" requests))); done
+while read -r line; do
+  answered=$((answered + $(field "$line" requests)))
+done < <(printf '%s\n' "${R[keyward.warm]}" "${R[keyward.c32]}" "${R[keyward.c1]}" | tr '|' '\n')
 ledger_rows="$(python3 -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("SELECT COUNT(*) FROM usage_ledger").fetchone()[0])' "$kw_data/keyward.db")"
 log "keyward ledger: $ledger_rows rows for $answered requests answered to wrk and the check"
 [ "$ledger_rows" -ge "$answered" ] || die "the ledger is missing requests"
 
 # ---------------------------------------------------------------- report
-python3 - "$OUT" "$ncpu" "$SERVER_CPUS" "$CLIENT_CPUS" "$DURATION" "$CONNECTIONS" "$ledger_rows" "$answered" \
+python3 - "$OUT" "$ncpu" "$SERVER_CPUS" "$CLIENT_CPUS" "$DURATION" "$CONNECTIONS" "$ledger_rows" "$answered" "$ROUNDS" \
   "${R[nginx.c32]}" "${R[nginx.c1]}" "${R[nginx_auth.c32]}" "${R[nginx_auth.c1]}" "${R[bare.c32]}" "${R[bare.c1]}" "${R[keyward.c32]}" "${R[keyward.c1]}" \
   "${R[litellm.c32]:-}" "${R[litellm.c1]:-}" <<'PY'
-import datetime, os, platform, sys
+import datetime, os, platform, statistics, sys
 
-out, ncpu, scpu, ccpu, duration, conns, ledger_rows, answered = sys.argv[1:9]
-raw = sys.argv[9:]
+out, ncpu, scpu, ccpu, duration, conns, ledger_rows, answered, rounds = sys.argv[1:10]
+raw = sys.argv[10:]
 
-def parse(line):
-    if not line:
+def parse(lines):
+    """A target's measurement: one dict of fields per round."""
+    if not lines:
         return None
-    return {k: float(v) for k, v in (kv.split("=") for kv in line.split()[1:])}
+    return [
+        {k: float(v) for k, v in (kv.split("=") for kv in line.split()[1:])}
+        for line in lines.split("|")
+    ]
 
-n32, n1, a32, a1, b32, b1, k32, k1, l32, l1 = map(parse, raw)
+def median(values):
+    return statistics.median(values)
+
+def typical(runs):
+    """The median of every field over the rounds."""
+    return {k: median([r[k] for r in runs]) for k in runs[0]}
+
+def per_round(f, *measurements):
+    """f of the rounds' values, one per round, and their median."""
+    values = [f(*rs) for rs in zip(*measurements)]
+    return median(values), values
+
+def within(x, y, field="rps"):
+    """The median over the rounds of x's field / y's."""
+    return per_round(lambda a, b: a[field] / max(b[field], 1), x, y)[0]
+
+def added(x, y):
+    """The median over the rounds of x's p50 - y's."""
+    return per_round(lambda a, b: a["p50_us"] - b["p50_us"], x, y)[0]
+
+def spread(values, fmt):
+    return ", ".join(fmt.format(v) for v in values)
+
+measured = list(map(parse, raw))
+N32, N1, A32, A1, B32, B1, K32, K1, L32, L1 = measured
+n32, n1, a32, a1, b32, b1, k32, k1 = map(typical, measured[:8])
+l32, l1 = (typical(L32), typical(L1)) if L32 else (None, None)
 load = open("/proc/loadavg").read().split()[:3]
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 rows = [
@@ -299,7 +351,8 @@ if l32:
     rows.append(("through LiteLLM proxy", l32, l1))
 lines = [
     f"Run {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}, {ncpu} CPUs ({cpu}), "
-    f"servers on CPU {scpu}, wrk on CPU {ccpu}; {duration} s per measurement; "
+    f"servers on CPU {scpu}, wrk on CPU {ccpu}; {rounds} rounds of {duration} s per measurement "
+    f"(medians over the rounds; ratios taken within each round); "
     f"load average at the end {' '.join(load)}.",
     "",
     f"| target | req/s at {conns} conns | p50 at 1 conn | p99 at 1 conn | req/s at 1 conn "
@@ -313,31 +366,31 @@ for name, a, b in rows:
     lines.append(
         f"| {name} | {a['rps']:,.0f} | {b['p50_us']:.0f} µs | {b['p99_us']:.0f} µs | {b['rps']:,.0f} | {cpu} |"
     )
-ratio = k32["rps"] / n32["rps"]
-added_p50 = k1["p50_us"] - n1["p50_us"]
-added_p99 = k1["p99_us"] - n1["p99_us"]
+ratio, ratios = per_round(lambda k, n: k["rps"] / n["rps"], K32, N32)
+added_p50, added_p50s = per_round(lambda k, n: k["p50_us"] - n["p50_us"], K1, N1)
+added_p99, _ = per_round(lambda k, n: k["p99_us"] - n["p99_us"], K1, N1)
 lines += [
     "",
     "| target | measured | goal | |",
     "|---|---|---|---|",
-    f"| Keyward throughput / direct nginx | {ratio:.2f} | ≥ 0.30 | {'met' if ratio >= 0.30 else 'missed'} |",
-    f"| Keyward added p50 latency, 1 conn | {added_p50:.0f} µs | ≤ 150 µs | {'met' if added_p50 <= 150 else 'missed'} |",
+    f"| Keyward throughput / direct nginx | {ratio:.2f} | ≥ 0.30 | {'met' if ratio >= 0.30 else 'missed'} (rounds: {spread(ratios, '{:.2f}')}) |",
+    f"| Keyward added p50 latency, 1 conn | {added_p50:.0f} µs | ≤ 150 µs | {'met' if added_p50 <= 150 else 'missed'} (rounds: {spread(added_p50s, '{:.0f}')}) |",
     f"| Keyward added p99 latency, 1 conn | {added_p99:.0f} µs | | |",
-    f"| nginx auth proxy throughput / direct nginx | {a32['rps'] / n32['rps']:.2f} | | |",
-    f"| nginx auth proxy added p50 latency, 1 conn | {a1['p50_us'] - n1['p50_us']:.0f} µs | | |",
-    f"| Keyward throughput / nginx auth proxy | {k32['rps'] / a32['rps']:.2f} | | |",
-    f"| bare proxy throughput / direct nginx | {b32['rps'] / n32['rps']:.2f} | | |",
-    f"| bare proxy added p50 latency, 1 conn | {b1['p50_us'] - n1['p50_us']:.0f} µs | | |",
-    f"| Keyward throughput / bare proxy | {k32['rps'] / b32['rps']:.2f} | | |",
-    f"| Keyward CPU per request / bare proxy's | {k32['proxy_cpu_us'] / max(b32['proxy_cpu_us'], 1):.1f}× | | |",
+    f"| nginx auth proxy throughput / direct nginx | {within(A32, N32):.2f} | | |",
+    f"| nginx auth proxy added p50 latency, 1 conn | {added(A1, N1):.0f} µs | | |",
+    f"| Keyward throughput / nginx auth proxy | {within(K32, A32):.2f} | | |",
+    f"| bare proxy throughput / direct nginx | {within(B32, N32):.2f} | | |",
+    f"| bare proxy added p50 latency, 1 conn | {added(B1, N1):.0f} µs | | |",
+    f"| Keyward throughput / bare proxy | {within(K32, B32):.2f} | | |",
+    f"| Keyward CPU per request / bare proxy's | {within(K32, B32, 'proxy_cpu_us'):.1f}× | | |",
 ]
 if l32:
-    x = k32["rps"] / l32["rps"]
+    x, xs = per_round(lambda k, l: k["rps"] / l["rps"], K32, L32)
     lines.append(
-        f"| Keyward throughput / LiteLLM | {x:.0f}× | ≥ 100× | {'met' if x >= 100 else 'missed'} |"
+        f"| Keyward throughput / LiteLLM | {x:.0f}× | ≥ 100× | {'met' if x >= 100 else 'missed'} (rounds: {spread(xs, '{:.0f}×')}) |"
     )
     lines.append(
-        f"| LiteLLM added p50 latency, 1 conn | {l1['p50_us'] - n1['p50_us']:.0f} µs | | |"
+        f"| LiteLLM added p50 latency, 1 conn | {added(L1, N1):.0f} µs | | |"
     )
 lines += [
     "",

@@ -37,6 +37,8 @@ pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
 /// An idle connection is dropped after this long unused.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// How often [`close_idle_connections`] looks for connections idle too long.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// Idle connections kept per upstream and thread; more are closed.
 const MAX_IDLE: usize = 256;
 
@@ -108,6 +110,29 @@ impl Pool {
         let idle = self.idle.entry(origin).or_default();
         if idle.len() < MAX_IDLE {
             idle.push((sender, Instant::now()));
+        }
+    }
+
+    /// Closes the connections idle since before `cutoff`, and forgets those
+    /// their upstream closed. `take` only looks at the most recently used
+    /// ones, so after a burst the rest would otherwise stay open.
+    fn expire(&mut self, cutoff: Instant) {
+        for idle in self.idle.values_mut() {
+            idle.retain(|(sender, since)| !sender.is_closed() && *since >= cutoff);
+        }
+    }
+}
+
+/// Closes this thread's upstream connections once they have been idle for
+/// [`IDLE_TIMEOUT`]; runs for as long as the thread's runtime does. Every
+/// thread that sends requests to upstreams runs one.
+pub async fn close_idle_connections() {
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Some(cutoff) = Instant::now().checked_sub(IDLE_TIMEOUT) {
+            POOL.with_borrow_mut(|pool| pool.expire(cutoff));
         }
     }
 }
@@ -392,6 +417,22 @@ mod tests {
 
         assert_eq!(call(&origin, true).await, "{\"ok\":1}");
         assert_eq!(seen.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn connections_idle_too_long_are_closed() {
+        let (origin, seen) = upstream(false).await;
+        call(&origin, true).await;
+        // Idle for less than the timeout: kept, and used again.
+        POOL.with_borrow_mut(|pool| pool.expire(Instant::now() - Duration::from_secs(1)));
+        call(&origin, true).await;
+        assert_eq!(seen.lock().unwrap().len(), 1);
+        // Idle since before the cutoff: closed, so the next call opens a
+        // new connection.
+        POOL.with_borrow_mut(|pool| pool.expire(Instant::now() + Duration::from_secs(1)));
+        assert!(POOL.with_borrow(|pool| pool.idle[&origin.id].is_empty()));
+        call(&origin, true).await;
+        assert_eq!(seen.lock().unwrap().len(), 2);
     }
 
     #[tokio::test]

@@ -84,6 +84,14 @@ pub fn start(addr: SocketAddr, count: usize, app: App) -> std::io::Result<Worker
             .name(format!("keyward-http-{n}"))
             .spawn(move || {
                 runtime.block_on(async move {
+                    // Besides closing idle upstream connections, this keeps
+                    // a timer pending on the runtime at all times. Without
+                    // one, the timer of a request arriving at an idle
+                    // thread (its upstream deadline) is the earliest, and
+                    // tokio wakes its own thread through the event fd to
+                    // say so: a syscall and a turn of the event loop more
+                    // per request at low load.
+                    tokio::spawn(keyward_gateway::upstream::close_idle_connections());
                     serve(listener, app, phase.clone()).await;
                     let _ = drained_tx.send(());
                     // Connections to the database that this thread's requests
