@@ -19,7 +19,46 @@ pub fn usage_of(body: &[u8]) -> Option<Usage> {
     struct WithUsage {
         usage: Option<Usage>,
     }
+    if let Some(usage) = trailing_usage(body) {
+        return Some(usage);
+    }
     serde_json::from_slice::<WithUsage>(body).ok()?.usage
+}
+
+/// `usage` read from where OpenAI-compatible APIs put it, among the last
+/// members of the response object (after `choices`), without parsing the
+/// rest: the completion itself can be many kilobytes. None when the last
+/// `"usage"` in the body is not a member of the outermost object; the whole
+/// body is parsed then.
+///
+/// Inside a JSON string a quote is escaped, so `"usage"` followed by `:`
+/// is a key; it belongs to the outermost object if what follows its value
+/// is only more members and that object's closing brace.
+fn trailing_usage(body: &[u8]) -> Option<Usage> {
+    const KEY: &[u8] = b"\"usage\"";
+    let at = body.windows(KEY.len()).rposition(|w| w == KEY)?;
+    let before = body[..at].iter().rev().find(|b| !b.is_ascii_whitespace())?;
+    if !matches!(before, b'{' | b',') {
+        return None;
+    }
+    let value = body[at + KEY.len()..]
+        .trim_ascii_start()
+        .strip_prefix(b":")?;
+    let mut values = serde_json::Deserializer::from_slice(value).into_iter::<Usage>();
+    let usage = values.next()?.ok()?;
+    let rest = value[values.byte_offset()..].trim_ascii_start();
+    let closes_outermost = match rest.split_first() {
+        Some((b'}', after)) => after.trim_ascii().is_empty(),
+        Some((b',', members)) => {
+            // `{` + the remaining members must be one whole object.
+            let mut object = Vec::with_capacity(members.len() + 1);
+            object.push(b'{');
+            object.extend_from_slice(members);
+            serde_json::from_slice::<serde::de::IgnoredAny>(&object).is_ok()
+        }
+        _ => false,
+    };
+    closes_outermost.then_some(usage)
 }
 
 /// Watches a stream for its usage chunk; optionally removes that chunk.
@@ -163,6 +202,57 @@ data: [DONE]\n\n";
         }
         out.extend_from_slice(&tap.finish());
         (String::from_utf8(out).unwrap(), tap.usage)
+    }
+
+    fn tokens(prompt_tokens: i64, completion_tokens: i64) -> Option<Usage> {
+        Some(Usage {
+            prompt_tokens,
+            completion_tokens,
+        })
+    }
+
+    #[test]
+    fn usage_is_read_from_a_whole_body() {
+        let u = r#"{"prompt_tokens":26,"completion_tokens":9,"total_tokens":35}"#;
+        let choices = r#"[{"index":0,"message":{"role":"assistant","content":"Hi"}}]"#;
+        for (body, expected) in [
+            // Last, or followed by more members, spaced or not.
+            (format!(r#"{{"id":"c","choices":{choices},"usage":{u}}}"#), tokens(26, 9)),
+            (
+                format!("{{\"choices\": {choices},\n  \"usage\" : {u} ,\n \"system_fingerprint\": \"fp\", \"x\": [1, {{\"y\": null}}]\n}}\n"),
+                tokens(26, 9),
+            ),
+            // First, with a nested `usage` later on: the outermost one counts.
+            (
+                format!(r#"{{"usage":{u},"choices":[{{"usage":{{"prompt_tokens":1,"completion_tokens":1}}}}]}}"#),
+                tokens(26, 9),
+            ),
+            (
+                format!(r#"{{"usage":{u},"meta":{{"usage":{{"prompt_tokens":1}}}}}}"#),
+                tokens(26, 9),
+            ),
+            // Only a nested one, or `usage` as a value or inside a string.
+            (
+                r#"{"choices":[{"usage":{"prompt_tokens":1,"completion_tokens":1}}]}"#.into(),
+                None,
+            ),
+            (r#"{"object":"usage","n":1}"#.into(), None),
+            (r#"{"content":"the \"usage\": {\"prompt_tokens\": 5}"}"#.into(), None),
+            (r#"{"usage":null}"#.into(), None),
+            // Not JSON, or cut short.
+            (format!(r#"{{"usage":{u}"#), None),
+            ("usage".into(), None),
+            (String::new(), None),
+        ] {
+            assert_eq!(usage_of(body.as_bytes()), expected, "{body}");
+        }
+        // Where it can, the last members are read without the rest; where
+        // the last `"usage"` is nested, the whole body is parsed.
+        let last = format!(r#"{{"choices":{choices},"usage":{u},"n":[1]}}"#);
+        assert_eq!(trailing_usage(last.as_bytes()), tokens(26, 9));
+        let nested_last = format!(r#"{{"usage":{u},"choices":[{{"usage":{u}}}]}}"#);
+        assert_eq!(trailing_usage(nested_last.as_bytes()), None);
+        assert_eq!(usage_of(nested_last.as_bytes()), tokens(26, 9));
     }
 
     #[test]
