@@ -13,6 +13,7 @@ pub mod catalog;
 pub mod error;
 pub mod limits;
 pub mod meter;
+mod model_endpoints;
 mod proxy;
 pub mod request;
 pub mod request_id;
@@ -29,6 +30,7 @@ use axum::Router;
 pub use auth::{KeyCache, KeyLookup};
 pub use catalog::{Catalog, InProcess, InProcessReply, ModelConfig, UpstreamConfig};
 pub use meter::Meter;
+pub use model_endpoints::ModelEndpoints;
 pub use request::Endpoint;
 
 /// Everything the gateway's handlers share.

@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use axum::body::{to_bytes, Body};
+use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -14,7 +14,7 @@ use axum::Json;
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt};
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use keyward_core::{time::now_unix, Access, EndpointGroup};
 use keyward_service::ActiveKey;
@@ -32,21 +32,29 @@ use crate::upstream::{self, BodyUntil, Lease};
 use crate::Gateway;
 
 pub async fn chat_completions(State(gw): State<Gateway>, req: Request) -> Response {
-    proxy(gw, Endpoint::ChatCompletions, req)
-        .await
-        .unwrap_or_else(refused)
+    serve(gw, Endpoint::ChatCompletions, req).await
 }
 
 pub async fn completions(State(gw): State<Gateway>, req: Request) -> Response {
-    proxy(gw, Endpoint::Completions, req)
-        .await
-        .unwrap_or_else(refused)
+    serve(gw, Endpoint::Completions, req).await
 }
 
 pub async fn embeddings(State(gw): State<Gateway>, req: Request) -> Response {
-    proxy(gw, Endpoint::Embeddings, req)
-        .await
-        .unwrap_or_else(refused)
+    serve(gw, Endpoint::Embeddings, req).await
+}
+
+/// Answers a call to a model endpoint, whatever carries its body: axum's
+/// boxed body through the router, hyper's own from `ModelEndpoints`.
+pub(crate) async fn serve<B>(
+    gw: Gateway,
+    endpoint: Endpoint,
+    req: axum::http::Request<B>,
+) -> Response
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    proxy(gw, endpoint, req).await.unwrap_or_else(refused)
 }
 
 /// Counts a refusal by its kind, then answers it.
@@ -202,12 +210,22 @@ impl Pending {
     }
 }
 
-async fn proxy(gw: Gateway, endpoint: Endpoint, req: Request) -> Result<Response, ApiError> {
+async fn proxy<B>(
+    gw: Gateway,
+    endpoint: Endpoint,
+    req: axum::http::Request<B>,
+) -> Result<Response, ApiError>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let started = Instant::now();
     let (parts, body) = req.into_parts();
     let key = caller(&gw, &parts, endpoint.group(), Access::Write).await?;
-    let raw = to_bytes(body, gw.max_body_bytes)
+    let raw = Limited::new(body, gw.max_body_bytes)
+        .collect()
         .await
+        .map(|collected| collected.to_bytes())
         .map_err(|_| ApiError {
             status: StatusCode::PAYLOAD_TOO_LARGE,
             kind: "invalid_request_error",

@@ -33,7 +33,7 @@ use utoipa_axum::routes;
 
 pub use keyward_gateway::error;
 use keyward_gateway::request_id::{AssignId, RequestIdLayer};
-use keyward_gateway::Gateway;
+use keyward_gateway::{Gateway, ModelEndpoints};
 
 use error::ApiError;
 
@@ -103,8 +103,9 @@ fn management(state: AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
 /// The whole HTTP application: the routes, behind the layers every request
 /// passes (its id and access log line, then a 500 instead of a panic).
 /// They wrap the router once, not each route, so a request pays for them
-/// once.
-pub type App = AssignId<CatchPanic<Router, fn(Box<dyn Any + Send>) -> Response>>;
+/// once. Calls to the model endpoints are served before the router
+/// ([`ModelEndpoints`]).
+pub type App = AssignId<CatchPanic<ModelEndpoints<Router>, fn(Box<dyn Any + Send>) -> Response>>;
 
 pub fn app(state: AppState, gateway: Gateway, metrics: PrometheusHandle) -> App {
     let (management, mut openapi) = management(state.clone());
@@ -117,6 +118,7 @@ pub fn app(state: AppState, gateway: Gateway, metrics: PrometheusHandle) -> App 
         .split_for_parts();
     openapi.merge(public_api);
     let openapi = std::sync::Arc::new(openapi);
+    let model_endpoints = gateway.clone();
     let router = Router::new()
         .merge(management)
         .merge(public)
@@ -149,7 +151,7 @@ pub fn app(state: AppState, gateway: Gateway, metrics: PrometheusHandle) -> App 
         .layer(CatchPanicLayer::custom(
             panicked as fn(Box<dyn Any + Send>) -> Response,
         ))
-        .service(router)
+        .service(ModelEndpoints::new(model_endpoints, router))
 }
 
 fn panicked(_: Box<dyn Any + Send>) -> Response {
