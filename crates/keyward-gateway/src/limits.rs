@@ -162,7 +162,11 @@ impl Limiter for LocalLimiter {
 pub fn format_reset(nanos: u64) -> String {
     let ms = nanos.div_ceil(1_000_000);
     if ms < 1000 {
-        return format!("{ms}ms");
+        // The usual case, on every response: no formatting machinery.
+        let mut text = String::with_capacity(5);
+        text.push_str(itoa::Buffer::new().format(ms));
+        text.push_str("ms");
+        return text;
     }
     let secs = ms as f64 / 1000.0;
     if secs < 60.0 {

@@ -8,7 +8,7 @@ use std::time::Instant;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
@@ -310,11 +310,14 @@ where
     }
     headers.extend(limit_headers);
     headers.insert(
-        "openai-processing-ms",
+        OPENAI_PROCESSING_MS.clone(),
         HeaderValue::from(started.elapsed().as_millis() as u64),
     );
     Ok(response)
 }
+
+/// Built once: a header name given as a string is parsed on every insert.
+static OPENAI_PROCESSING_MS: HeaderName = HeaderName::from_static("openai-processing-ms");
 
 /// An upstream's answer, before its body is read.
 struct Answer {

@@ -6,7 +6,10 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
-use axum::http::{HeaderValue, Method, Request, Response, Uri};
+use axum::http::{HeaderName, HeaderValue, Method, Request, Response, Uri};
+
+/// Built once: a header name given as a string is parsed on every insert.
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The id of the request being served, in its extensions: the gateway
 /// records it in the usage ledger.
@@ -135,7 +138,7 @@ where
             "served"
         );
         if let Some(id) = id {
-            response.headers_mut().insert("x-request-id", id);
+            response.headers_mut().insert(X_REQUEST_ID.clone(), id);
         }
         Poll::Ready(Ok(response))
     }
