@@ -373,7 +373,7 @@ lines += [
     "",
     "| target | measured | goal | |",
     "|---|---|---|---|",
-    f"| Keyward throughput / direct nginx | {ratio:.2f} | ≥ 0.30 | {'met' if ratio >= 0.30 else 'missed'} (rounds: {spread(ratios, '{:.2f}')}) |",
+    f"| Keyward throughput / direct nginx | {ratio:.3f} | ≥ 0.30 | {'met' if ratio >= 0.30 else 'missed'} (rounds: {spread(ratios, '{:.3f}')}) |",
     f"| Keyward added p50 latency, 1 conn | {added_p50:.0f} µs | ≤ 150 µs | {'met' if added_p50 <= 150 else 'missed'} (rounds: {spread(added_p50s, '{:.0f}')}) |",
     f"| Keyward added p99 latency, 1 conn | {added_p99:.0f} µs | | |",
     f"| nginx auth proxy throughput / direct nginx | {within(A32, N32):.2f} | | |",
