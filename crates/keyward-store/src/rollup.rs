@@ -1,5 +1,7 @@
-//! The daily roll-up of ledger rows, summed in memory before it is written:
-//! one upsert per (day, project, key, model) instead of one per request.
+//! What both ledger writers (sqlx's, `sqlite_ledger`'s) share: the ledger's
+//! insert, and the daily roll-up of its rows, summed in memory before it is
+//! written: one upsert per (day, project, key, model) instead of one per
+//! request.
 
 use std::collections::HashMap;
 

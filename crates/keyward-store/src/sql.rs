@@ -54,6 +54,11 @@ pub struct SqlStore {
     ledger: Option<Arc<SqliteLedger>>,
 }
 
+/// Set on every SQLite connection: the pool's and the ledger's own.
+pub(crate) const SQLITE_PRAGMAS: &str =
+    "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; \
+     PRAGMA cache_size = -32000; PRAGMA mmap_size = 1073741824;";
+
 const KEY_COLUMNS: &str = "id, kind, project_id, owner_id, created_by, name, redacted_value, \
      permissions, allowed_models, allowed_ips, rpm_limit, tpm_limit, max_concurrent, \
      monthly_budget_micros, created_at, last_used_at, expires_at, revoked_at, revoked_by, \
@@ -84,11 +89,7 @@ impl SqlStore {
         let options = match backend {
             Backend::Sqlite => options.after_connect(|conn, _| {
                 Box::pin(async move {
-                    conn.execute(
-                        "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; \
-                         PRAGMA cache_size = -32000; PRAGMA mmap_size = 1073741824;",
-                    )
-                    .await?;
+                    conn.execute(SQLITE_PRAGMAS).await?;
                     Ok(())
                 })
             }),
@@ -207,7 +208,7 @@ impl Backend {
     /// The VALUES of a multi-row INSERT: `(?, ?, …), (?, …)` for SQLite,
     /// whose driver looks each numbered parameter up by name (quadratic in
     /// their count), `($1, $2, …), ($n+1, …)` for PostgreSQL.
-    fn values(self, rows: usize, columns: usize) -> String {
+    pub(crate) fn values(self, rows: usize, columns: usize) -> String {
         let mut out = String::with_capacity(rows * columns * 6);
         for row in 0..rows {
             out.push_str(if row == 0 { "(" } else { ", (" });

@@ -13,32 +13,36 @@
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use rusqlite::{params, CachedStatement, Connection, ToSql};
 
 use crate::error::{Result, StoreError};
 use crate::records::UsageEvent;
 use crate::rollup;
-
-/// How long a batch waits for another connection's write to end.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+use crate::sql::{Backend, SQLITE_PRAGMAS};
 
 pub(crate) struct SqliteLedger {
     /// None once closed.
     conn: Mutex<Option<Connection>>,
+    /// The statements' SQL, built once: it is also their key in the
+    /// connection's statement cache.
+    insert_rows: String,
+    insert_one: String,
+    upsert: String,
 }
 
 impl SqliteLedger {
     /// Opens `file`, which sqlx's pool has already created and migrated, or
-    /// will have by the first batch.
+    /// will have by the first batch, with the pool's settings.
     pub(crate) fn open(file: &Path) -> Result<Self> {
         let conn = Connection::open(file).map_err(|e| ledger_error("open", e))?;
-        conn.busy_timeout(BUSY_TIMEOUT)
-            .and_then(|()| conn.execute_batch("PRAGMA synchronous = NORMAL;"))
+        conn.execute_batch(SQLITE_PRAGMAS)
             .map_err(|e| ledger_error("open", e))?;
         Ok(SqliteLedger {
             conn: Mutex::new(Some(conn)),
+            insert_rows: rollup::ledger_insert_sql(&Backend::Sqlite.values(ROWS, 12)),
+            insert_one: rollup::ledger_insert_sql(&Backend::Sqlite.values(1, 12)),
+            upsert: rollup::upsert_sql(&Backend::Sqlite.values(1, 9)),
         })
     }
 
@@ -67,9 +71,13 @@ impl SqliteLedger {
             .map_err(|e| ledger_error("read", e))?;
         let mut stored = 0;
         for chunk in events.chunks(ROWS) {
-            let rows = if chunk.len() == ROWS { ROWS } else { 1 };
+            let (rows, sql) = if chunk.len() == ROWS {
+                (ROWS, &self.insert_rows)
+            } else {
+                (1, &self.insert_one)
+            };
             let mut insert = tx
-                .prepare_cached(&rollup::ledger_insert_sql(&values(rows, 12)))
+                .prepare_cached(sql)
                 .map_err(|e| ledger_error("prepare", e))?;
             for piece in chunk.chunks(rows) {
                 for (n, e) in piece.iter().enumerate() {
@@ -99,7 +107,7 @@ impl SqliteLedger {
         }));
         {
             let mut upsert = tx
-                .prepare_cached(&rollup::upsert_sql(&values(1, 9)))
+                .prepare_cached(&self.upsert)
                 .map_err(|e| ledger_error("prepare", e))?;
             for ((day, project, key, model), [requests, errors, prompt, completion, cost]) in daily
             {
@@ -112,9 +120,7 @@ impl SqliteLedger {
         }
         tx.commit().map_err(|e| ledger_error("commit", e))
     }
-}
 
-impl SqliteLedger {
     /// Closes the connection; a later batch fails.
     pub(crate) fn close(&self) {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -128,12 +134,6 @@ impl SqliteLedger {
 /// Each statement ends with bookkeeping (the AUTOINCREMENT counter, the
 /// statement's own journal), paid per row by single-row inserts.
 const ROWS: usize = 32;
-
-/// `(?, …), (?, …)`: `rows` rows of `columns` parameters.
-fn values(rows: usize, columns: usize) -> String {
-    let row = format!("({})", vec!["?"; columns].join(", "));
-    vec![row; rows].join(", ")
-}
 
 /// Binds `e` to the parameters after the first `offset`.
 fn bind_row(
