@@ -35,14 +35,11 @@ impl<S> ModelEndpoints<S> {
     }
 }
 
-/// The endpoint a POST to `path` calls, if it is one.
+/// The endpoint a POST to `path` calls, if it is one: `/v1` and the path
+/// the endpoint has under an upstream's base URL.
 fn endpoint_of(path: &str) -> Option<Endpoint> {
-    match path {
-        "/v1/chat/completions" => Some(Endpoint::ChatCompletions),
-        "/v1/completions" => Some(Endpoint::Completions),
-        "/v1/embeddings" => Some(Endpoint::Embeddings),
-        _ => None,
-    }
+    let path = path.strip_prefix("/v1")?;
+    Endpoint::ALL.into_iter().find(|e| e.path() == path)
 }
 
 type Served = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;

@@ -140,11 +140,7 @@ fn write_time(w: &mut Writer<'_>, now: SystemTime) -> fmt::Result {
     // The 19 bytes are ASCII digits and separators.
     w.write_str(std::str::from_utf8(&text).unwrap_or("????-??-??T??:??:??"))?;
     let mut micros = *b".000000Z ";
-    let mut v = since.subsec_micros();
-    for digit in micros[1..7].iter_mut().rev() {
-        *digit = b'0' + (v % 10) as u8;
-        v /= 10;
-    }
+    put_digits(&mut micros[1..7], u64::from(since.subsec_micros()));
     w.write_str(std::str::from_utf8(&micros).unwrap_or(".??????Z "))
 }
 
@@ -153,25 +149,26 @@ fn date_time(secs: u64) -> [u8; 19] {
     let rem = secs % 86_400;
     let (year, month, day) = keyward_core::time::civil(secs as i64);
     let mut text = [0u8; 19];
-    let mut put = |at: usize, value: u64, width: usize| {
-        let mut v = value;
-        for i in (0..width).rev() {
-            text[at + i] = b'0' + (v % 10) as u8;
-            v /= 10;
-        }
-    };
-    put(0, year.clamp(0, 9999) as u64, 4);
-    put(5, u64::from(month), 2);
-    put(8, u64::from(day), 2);
-    put(11, rem / 3600, 2);
-    put(14, rem / 60 % 60, 2);
-    put(17, rem % 60, 2);
+    put_digits(&mut text[0..4], year.clamp(0, 9999) as u64);
+    put_digits(&mut text[5..7], u64::from(month));
+    put_digits(&mut text[8..10], u64::from(day));
+    put_digits(&mut text[11..13], rem / 3600);
+    put_digits(&mut text[14..16], rem / 60 % 60);
+    put_digits(&mut text[17..19], rem % 60);
     text[4] = b'-';
     text[7] = b'-';
     text[10] = b'T';
     text[13] = b':';
     text[16] = b':';
     text
+}
+
+/// Writes `value`'s last `out.len()` decimal digits, zero-padded, into `out`.
+fn put_digits(out: &mut [u8], mut value: u64) {
+    for digit in out.iter_mut().rev() {
+        *digit = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
 }
 
 #[cfg(test)]
