@@ -2,6 +2,7 @@
 //! entity so that a key id can never be passed where a project id belongs.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -49,18 +50,21 @@ macro_rules! public_id {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
-        pub struct $name(String);
+        // Shared, not owned: a request clones the ids of its key, project
+        // and owner several times (rate-limit subjects, ledger rows), and a
+        // clone is then a reference count, not an allocation.
+        pub struct $name(Arc<str>);
 
         impl $name {
             pub const PREFIX: &'static str = $prefix;
 
             /// A fresh random id.
             pub fn generate() -> Self {
-                $name(random_id($prefix))
+                $name(random_id($prefix).into())
             }
 
             pub fn parse(s: &str) -> Result<Self, IdError> {
-                parse_id(s, $prefix, $what).map(|()| $name(s.to_owned()))
+                parse_id(s, $prefix, $what).map(|()| $name(s.into()))
             }
 
             pub fn as_str(&self) -> &str {
@@ -71,13 +75,13 @@ macro_rules! public_id {
         impl TryFrom<String> for $name {
             type Error = IdError;
             fn try_from(s: String) -> Result<Self, IdError> {
-                parse_id(&s, $prefix, $what).map(|()| $name(s))
+                parse_id(&s, $prefix, $what).map(|()| $name(s.into()))
             }
         }
 
         impl From<$name> for String {
             fn from(id: $name) -> String {
-                id.0
+                id.0.to_string()
             }
         }
 

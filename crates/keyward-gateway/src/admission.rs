@@ -3,17 +3,19 @@
 //! and tokens per minute, the monthly budget. Each grant is settled when
 //! the request ends; a refusal gives back what was already taken.
 
-use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use keyward_core::gcra::{Decision, Quota};
 use keyward_core::Micros;
 use keyward_service::ActiveKey;
 use keyward_store::RateLimits;
+use smallvec::SmallVec;
 
 use crate::budget::Reservation;
 use crate::catalog::Route;
 use crate::error::ApiError;
-use crate::limits::{format_reset, Dimension, InFlight, Subject};
+use crate::header_text::HeaderText;
+use crate::limits::{format_reset, write_reset, Dimension, InFlight, Subject};
 use crate::request::Head;
 use crate::Gateway;
 
@@ -26,17 +28,22 @@ struct Scope {
     noun: &'static str,
 }
 
-/// Grants held by a request in flight.
+/// Grants held by a request in flight: one of each kind at most for the
+/// key and for its project, so they are kept inline.
 #[derive(Default)]
 pub struct Admission {
-    in_flight: Vec<InFlight>,
-    requests: Vec<(Subject, Quota)>,
+    in_flight: SmallVec<[InFlight; 2]>,
+    requests: SmallVec<[(Subject, Quota); 2]>,
     /// Tokens-per-minute quotas and the tokens taken from each up front.
-    tokens: Vec<(Subject, Quota, u64)>,
-    reservations: Vec<Box<dyn Reservation>>,
-    /// `x-ratelimit-*` headers: the tightest limit of each kind.
-    pub headers: Vec<(HeaderName, HeaderValue)>,
+    tokens: SmallVec<[(Subject, Quota, u64); 2]>,
+    reservations: SmallVec<[Box<dyn Reservation>; 2]>,
+    /// For the `x-ratelimit-*` headers: the tightest limit of each kind.
+    pub tightest: Tightest,
 }
+
+/// The tightest requests limit and tokens limit a request met, and where
+/// it left them.
+pub type Tightest = [Option<(Quota, Decision)>; 2];
 
 /// Whether admitting a request of `key` needs its prompt's tokens: only a
 /// tokens-per-minute limit or a budget (of the key or its project) does.
@@ -53,22 +60,20 @@ pub fn needs_prompt_tokens(key: &ActiveKey) -> bool {
             .is_some_and(|p| needs(&p.rate_limits, p.monthly_budget))
 }
 
-fn scopes(key: &ActiveKey) -> Vec<Scope> {
-    let mut scopes = vec![Scope {
+fn scopes(key: &ActiveKey) -> impl Iterator<Item = Scope> + '_ {
+    let own = Scope {
         who: Subject::Key(key.key.id.clone()),
         limits: key.key.rate_limits,
         budget: key.key.monthly_budget,
         noun: "this key",
-    }];
-    if let Some(p) = &key.project {
-        scopes.push(Scope {
-            who: Subject::Project(p.id.clone()),
-            limits: p.rate_limits,
-            budget: p.monthly_budget,
-            noun: "this project",
-        });
-    }
-    scopes
+    };
+    let project = key.project.as_ref().map(|p| Scope {
+        who: Subject::Project(p.id.clone()),
+        limits: p.rate_limits,
+        budget: p.monthly_budget,
+        noun: "this project",
+    });
+    std::iter::once(own).chain(project)
 }
 
 pub async fn admit(
@@ -91,7 +96,7 @@ pub async fn admit(
         head.max_tokens.unwrap_or(route.max_output_tokens) as i64,
     );
     let mut admission = Admission::default();
-    let mut tightest: [Option<(Quota, Decision)>; 2] = [None, None];
+    let mut tightest: Tightest = [None, None];
     let refusal = |admission: &mut Admission, response: Response| {
         admission.refund(gw);
         response
@@ -112,7 +117,7 @@ pub async fn admit(
                     );
                     return Err(refusal(
                         &mut admission,
-                        too_many(message, "requests", 1, Vec::new()),
+                        too_many(message, "requests", 1, &[None, None]),
                     ));
                 }
             }
@@ -154,10 +159,9 @@ pub async fn admit(
                     format_reset(d.retry_after_nanos)
                 );
                 let retry = (d.retry_after_nanos as f64 / 1e9).ceil().max(1.0) as u64;
-                let headers = rate_headers(&tightest);
                 return Err(refusal(
                     &mut admission,
-                    too_many(message, kind, retry, headers),
+                    too_many(message, kind, retry, &tightest),
                 ));
             }
             match dim {
@@ -183,7 +187,7 @@ pub async fn admit(
                         code: Some("insufficient_quota"),
                     }
                     .into_response();
-                    response.headers_mut().extend(rate_headers(&tightest));
+                    rate_headers(&tightest, response.headers_mut());
                     return Err(refusal(&mut admission, response));
                 }
                 Err(e) => {
@@ -196,7 +200,7 @@ pub async fn admit(
             }
         }
     }
-    admission.headers = rate_headers(&tightest);
+    admission.tightest = tightest;
     Ok(admission)
 }
 
@@ -242,25 +246,27 @@ static RATE_HEADERS: [[HeaderName; 3]; 2] = [
     ],
 ];
 
-fn rate_headers(tightest: &[Option<(Quota, Decision)>; 2]) -> Vec<(HeaderName, HeaderValue)> {
-    let mut headers = Vec::with_capacity(6);
-    for (names, entry) in RATE_HEADERS.iter().zip(tightest) {
+/// Writes the `x-ratelimit-*` values of `tightest` to `text`.
+pub fn put_rate_headers(tightest: &Tightest, text: &mut HeaderText) {
+    for ([limit, remaining, reset], entry) in RATE_HEADERS.iter().zip(tightest) {
         let Some((quota, d)) = entry else { continue };
-        let [limit, remaining, reset] = names.clone();
-        headers.push((limit, HeaderValue::from(quota.limit)));
-        headers.push((remaining, HeaderValue::from(d.remaining)));
-        if let Ok(v) = HeaderValue::from_str(&format_reset(d.reset_nanos)) {
-            headers.push((reset, v));
-        }
+        text.number(limit, quota.limit);
+        text.number(remaining, d.remaining);
+        text.put(reset, |t| write_reset(d.reset_nanos, t));
     }
-    headers
+}
+
+fn rate_headers(tightest: &Tightest, headers: &mut HeaderMap) {
+    let mut text = HeaderText::new();
+    put_rate_headers(tightest, &mut text);
+    text.write_to(headers);
 }
 
 fn too_many(
     message: String,
     kind: &'static str,
     retry_after_secs: u64,
-    headers: Vec<(HeaderName, HeaderValue)>,
+    tightest: &Tightest,
 ) -> Response {
     crate::telemetry::request_refused("rate_limit");
     let mut response = ApiError {
@@ -272,7 +278,7 @@ fn too_many(
     }
     .into_response();
     let h = response.headers_mut();
-    h.extend(headers);
+    rate_headers(tightest, h);
     h.insert("retry-after", HeaderValue::from(retry_after_secs));
     response
 }

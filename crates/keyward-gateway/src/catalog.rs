@@ -125,7 +125,7 @@ pub struct InProcessReply {
 /// One model, resolved.
 #[derive(Debug)]
 pub struct Route {
-    pub id: String,
+    pub id: Arc<str>,
     pub upstream: Arc<Upstream>,
     /// `Some` when the upstream knows the model by another name.
     pub rename: Option<String>,
@@ -189,7 +189,7 @@ impl Catalog {
                 Micros::from_usd(usd).map_err(|e| format!("model `{}`: {what} {e}", m.id))
             };
             let route = Arc::new(Route {
-                id: m.id.clone(),
+                id: m.id.as_str().into(),
                 upstream: upstream.clone(),
                 rename: m.upstream_model.clone().filter(|n| n != &m.id),
                 price: Price {
@@ -219,7 +219,7 @@ impl Catalog {
     ) -> impl Iterator<Item = &'a Arc<Route>> + 'a {
         self.routes
             .iter()
-            .filter(move |r| allowed.is_none_or(|list| list.iter().any(|m| m == &r.id)))
+            .filter(move |r| allowed.is_none_or(|list| list.iter().any(|m| **m == *r.id)))
     }
 }
 

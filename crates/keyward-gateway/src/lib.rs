@@ -11,6 +11,7 @@ pub mod auth;
 pub mod budget;
 pub mod catalog;
 pub mod error;
+mod header_text;
 pub mod limits;
 pub mod meter;
 mod model_endpoints;

@@ -160,22 +160,25 @@ impl Limiter for LocalLimiter {
 
 /// `1s`, `6m0s`, `250ms`: how OpenAI writes reset times.
 pub fn format_reset(nanos: u64) -> String {
+    let mut text = String::with_capacity(8);
+    write_reset(nanos, &mut text);
+    text
+}
+
+/// [`format_reset`], written to `out`.
+pub fn write_reset(nanos: u64, out: &mut impl std::fmt::Write) {
     let ms = nanos.div_ceil(1_000_000);
-    if ms < 1000 {
+    let _ = if ms < 1000 {
         // The usual case, on every response: no formatting machinery.
-        let mut text = String::with_capacity(5);
-        text.push_str(itoa::Buffer::new().format(ms));
-        text.push_str("ms");
-        return text;
-    }
-    let secs = ms as f64 / 1000.0;
-    if secs < 60.0 {
-        let s = format!("{secs:.3}");
-        let s = s.trim_end_matches('0').trim_end_matches('.');
-        return format!("{s}s");
-    }
-    let whole = ms / 1000;
-    format!("{}m{}s", whole / 60, whole % 60)
+        out.write_str(itoa::Buffer::new().format(ms))
+            .and_then(|()| out.write_str("ms"))
+    } else if ms < 60_000 {
+        let secs = format!("{:.3}", ms as f64 / 1000.0);
+        write!(out, "{}s", secs.trim_end_matches('0').trim_end_matches('.'))
+    } else {
+        let whole = ms / 1000;
+        write!(out, "{}m{}s", whole / 60, whole % 60)
+    };
 }
 
 #[cfg(test)]

@@ -21,9 +21,10 @@ use keyward_service::ActiveKey;
 use keyward_store::UsageEvent;
 use serde_json::json;
 
-use crate::admission::{admit, needs_prompt_tokens, Admission};
+use crate::admission::{admit, needs_prompt_tokens, put_rate_headers, Admission};
 use crate::catalog::{Route, Transport};
 use crate::error::ApiError;
+use crate::header_text::HeaderText;
 use crate::request::{self, Endpoint};
 use crate::request_id::RequestId;
 use crate::sse::{usage_of, Usage, UsageTap};
@@ -194,7 +195,8 @@ impl Pending {
             return;
         };
         self.gw.meter.record(UsageEvent {
-            request_id: self.request_id.clone(),
+            // Recorded once: the id is not needed after.
+            request_id: std::mem::take(&mut self.request_id),
             key_id: key.id.clone(),
             project_id,
             user_id: key.owner_id.clone(),
@@ -244,11 +246,11 @@ where
         .clone();
     let (upstream_body, strip_usage) =
         request::upstream_body(&raw, &head, route.rename.as_deref())?;
-    let mut admission = match admit(&gw, &key, &route, &head, raw.len()).await {
+    let admission = match admit(&gw, &key, &route, &head, raw.len()).await {
         Ok(a) => a,
         Err(response) => return Ok(response),
     };
-    let limit_headers = std::mem::take(&mut admission.headers);
+    let tightest = admission.tightest;
     let mut pending = Pending {
         gw: gw.clone(),
         admission,
@@ -298,6 +300,9 @@ where
     };
     *response.status_mut() = status;
     let headers = response.headers_mut();
+    // Room for all of them at once, `x-request-id` included, instead of
+    // growing the map twice on the way.
+    headers.reserve(12);
     headers.insert(
         header::CONTENT_TYPE,
         content_type.unwrap_or_else(|| HeaderValue::from_static("application/json")),
@@ -308,11 +313,10 @@ where
     if let Some(wait) = retry_after {
         headers.insert(header::RETRY_AFTER, wait);
     }
-    headers.extend(limit_headers);
-    headers.insert(
-        OPENAI_PROCESSING_MS.clone(),
-        HeaderValue::from(started.elapsed().as_millis() as u64),
-    );
+    let mut text = HeaderText::new();
+    put_rate_headers(&tightest, &mut text);
+    text.number(&OPENAI_PROCESSING_MS, started.elapsed().as_millis() as u64);
+    text.write_to(headers);
     Ok(response)
 }
 
@@ -373,8 +377,10 @@ impl AnswerBody {
 async fn call_upstream(route: &Route, endpoint: Endpoint, body: Bytes) -> Result<Answer, ApiError> {
     match &route.upstream.transport {
         Transport::Http(http) => {
-            let mut call = hyper::Request::post(http.path(endpoint))
-                .header(header::CONTENT_TYPE, "application/json");
+            let mut call = hyper::Request::post(http.path(endpoint)).header(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
             if let Some(auth) = &http.authorization {
                 call = call.header(header::AUTHORIZATION, auth.clone());
             }

@@ -187,7 +187,10 @@ pub async fn send(
             Err((None, e)) => return Err(e),
         }
     }
-    let sender = connect(origin).await?;
+    // Boxed: connecting is rare, and its future (TLS handshake included)
+    // would otherwise make every request's future, moved as a whole, twice
+    // as large.
+    let sender = Box::pin(connect(origin)).await?;
     send_on(sender, request, origin).await.map_err(|(_, e)| e)
 }
 

@@ -265,7 +265,7 @@ pub struct UsageEvent {
     pub key_id: KeyId,
     pub project_id: ProjectId,
     pub user_id: UserId,
-    pub model: String,
+    pub model: std::sync::Arc<str>,
     /// `chat.completions`, `completions` or `embeddings`.
     pub endpoint: &'static str,
     pub prompt_tokens: i64,

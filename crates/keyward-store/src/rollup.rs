@@ -31,12 +31,7 @@ pub(crate) fn daily_sums<'e>(
     for e in events {
         let day = keyward_core::time::day_start(e.created_at);
         let sums = daily
-            .entry((
-                day,
-                e.project_id.as_str(),
-                e.key_id.as_str(),
-                e.model.as_str(),
-            ))
+            .entry((day, e.project_id.as_str(), e.key_id.as_str(), &*e.model))
             .or_default();
         sums[0] += 1;
         sums[1] += i64::from(e.status >= 400);

@@ -387,7 +387,7 @@ fn usage_from_row(row: &AnyRow) -> Result<UsageEvent> {
         key_id: parse_id(row, "key_id", KeyId::parse)?,
         project_id: parse_id(row, "project_id", ProjectId::parse)?,
         user_id: parse_id(row, "user_id", UserId::parse)?,
-        model: row.try_get("model")?,
+        model: row.try_get::<String, _>("model")?.into(),
         endpoint: match endpoint.as_str() {
             "chat.completions" => "chat.completions",
             "completions" => "completions",
@@ -984,7 +984,7 @@ impl Store for SqlStore {
                     .bind(e.key_id.as_str())
                     .bind(e.project_id.as_str())
                     .bind(e.user_id.as_str())
-                    .bind(e.model.as_str())
+                    .bind(&*e.model)
                     .bind(e.endpoint)
                     .bind(e.prompt_tokens)
                     .bind(e.completion_tokens)
