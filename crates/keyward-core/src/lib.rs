@@ -8,6 +8,7 @@ pub mod gcra;
 pub mod id;
 pub mod key;
 pub mod money;
+pub mod net;
 pub mod permissions;
 pub mod time;
 

@@ -83,12 +83,16 @@ pub enum Permissions {
 }
 
 impl Permissions {
-    /// The access granted on `group`.
+    /// The access granted on `group`. As on OpenAI's platform, `All` and
+    /// `ReadOnly` keys cover the model endpoints and reading usage, not key
+    /// management: that takes an explicit `keys` grant.
     pub fn access(&self, group: EndpointGroup) -> Access {
-        match self {
-            Permissions::All => Access::Write,
-            Permissions::ReadOnly => Access::Read,
-            Permissions::Restricted(r) => match group {
+        match (self, group) {
+            (Permissions::All | Permissions::ReadOnly, EndpointGroup::Keys) => Access::None,
+            (Permissions::All | Permissions::ReadOnly, EndpointGroup::Usage) => Access::Read,
+            (Permissions::All, _) => Access::Write,
+            (Permissions::ReadOnly, _) => Access::Read,
+            (Permissions::Restricted(r), group) => match group {
                 EndpointGroup::Models => r.models,
                 EndpointGroup::ChatCompletions => r.chat_completions,
                 EndpointGroup::Embeddings => r.embeddings,
@@ -138,8 +142,11 @@ mod tests {
 
     #[test]
     fn ordering_of_grants() {
-        assert!(Permissions::ReadOnly.allows(EndpointGroup::Keys, Access::Read));
-        assert!(!Permissions::ReadOnly.allows(EndpointGroup::Keys, Access::Write));
+        assert!(!Permissions::ReadOnly.allows(EndpointGroup::Keys, Access::Read));
+        assert!(!Permissions::All.allows(EndpointGroup::Keys, Access::Read));
+        assert!(Permissions::All.allows(EndpointGroup::Usage, Access::Read));
+        assert!(!Permissions::All.allows(EndpointGroup::Usage, Access::Write));
+        assert!(Permissions::ReadOnly.allows(EndpointGroup::Models, Access::Read));
         assert!(Permissions::All.covers(&Permissions::ReadOnly));
         assert!(!Permissions::ReadOnly.covers(&Permissions::All));
         let r = Permissions::Restricted(Restricted {
@@ -147,6 +154,7 @@ mod tests {
             ..Restricted::default()
         });
         assert!(!r.covers(&Permissions::ReadOnly));
+        assert!(!Permissions::All.covers(&r));
         assert!(Permissions::ReadOnly.covers(&Permissions::Restricted(Restricted::default())));
     }
 }

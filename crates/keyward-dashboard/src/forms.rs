@@ -96,8 +96,8 @@ pub fn permissions_label(p: &Permissions) -> &'static str {
 /// What a Restricted key may do, group by group (`Models: read, …`).
 pub fn permissions_detail(p: &Permissions) -> String {
     match p {
-        Permissions::All => "Every endpoint, read and write".into(),
-        Permissions::ReadOnly => "Read access to every endpoint".into(),
+        Permissions::All => "Every model endpoint, and reading usage; not key management".into(),
+        Permissions::ReadOnly => "Read access to models and usage; not key management".into(),
         Permissions::Restricted(_) => keyward_core::EndpointGroup::ALL
             .iter()
             .map(|&g| {

@@ -19,12 +19,14 @@ use crate::limits::{format_reset, write_reset, Dimension, InFlight, Subject};
 use crate::request::Head;
 use crate::Gateway;
 
-/// One party whose limits apply: the key, or its project.
+/// One party whose limits apply: the key, a key above it (delegation), or
+/// its project.
 struct Scope {
     who: Subject,
     limits: RateLimits,
     budget: Option<Micros>,
-    /// How a refusal names it: `this key` / `this project`.
+    /// How a refusal names it: `this key` / `the key that made this one` /
+    /// `this project`.
     noun: &'static str,
 }
 
@@ -53,7 +55,8 @@ pub fn needs_prompt_tokens(key: &ActiveKey) -> bool {
     let needs = |limits: &RateLimits, budget: Option<Micros>| {
         limits.tokens_per_minute.is_some() || budget.is_some()
     };
-    needs(&key.key.rate_limits, key.key.monthly_budget)
+    key.lineage()
+        .any(|k| needs(&k.rate_limits, k.monthly_budget))
         || key
             .project
             .as_ref()
@@ -61,19 +64,23 @@ pub fn needs_prompt_tokens(key: &ActiveKey) -> bool {
 }
 
 fn scopes(key: &ActiveKey) -> impl Iterator<Item = Scope> + '_ {
-    let own = Scope {
-        who: Subject::Key(key.key.id.clone()),
-        limits: key.key.rate_limits,
-        budget: key.key.monthly_budget,
-        noun: "this key",
-    };
+    let keys = key.lineage().enumerate().map(|(i, k)| Scope {
+        who: Subject::Key(k.id.clone()),
+        limits: k.rate_limits,
+        budget: k.monthly_budget,
+        noun: if i == 0 {
+            "this key"
+        } else {
+            "a key this key was made under"
+        },
+    });
     let project = key.project.as_ref().map(|p| Scope {
         who: Subject::Project(p.id.clone()),
         limits: p.rate_limits,
         budget: p.monthly_budget,
         noun: "this project",
     });
-    std::iter::once(own).chain(project)
+    keys.chain(project)
 }
 
 pub async fn admit(
@@ -90,10 +97,14 @@ pub async fn admit(
         .map(|p| p.as_str())
         .unwrap_or_default();
     let prompt = head.prompt_estimate(body_len);
-    let wanted_tokens = prompt + head.max_tokens.unwrap_or(0);
+    // Saturating: a request's numbers are range-checked, but n × a large
+    // limit must price as "everything", never wrap to little.
+    let asked_output = head.max_tokens.map_or(0, |_| head.output_allowance(0));
+    let wanted_tokens = prompt.saturating_add(asked_output);
+    let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     let worst_cost = route.price.cost(
-        prompt as i64,
-        head.max_tokens.unwrap_or(route.max_output_tokens) as i64,
+        to_i64(prompt),
+        to_i64(head.output_allowance(route.max_output_tokens)),
     );
     let mut admission = Admission::default();
     let mut tightest: Tightest = [None, None];

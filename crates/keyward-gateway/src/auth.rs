@@ -58,7 +58,7 @@ impl KeyCache {
         let _ = self
             .cache
             .invalidate_entries_if(move |_, active| match &change {
-                Change::Key(id) => &active.key.id == id,
+                Change::Key(id) => active.descends_from(id),
                 Change::Project(p) => active.key.project_id.as_ref() == Some(p),
             });
     }
@@ -82,12 +82,11 @@ impl KeyCache {
             loop {
                 tick.tick().await;
                 let Some(keys) = keys.upgrade() else { return };
-                match services.changes_since(cursor).await {
-                    Ok((changes, next)) => {
+                match services.changes_since(&mut cursor).await {
+                    Ok(changes) => {
                         for c in &changes {
                             keys.drop_cached(c);
                         }
-                        cursor = next;
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot read the change feed; cached keys may be stale")

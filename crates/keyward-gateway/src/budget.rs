@@ -108,12 +108,16 @@ impl BudgetBook for LocalBudgets {
                 )
             }
         };
+        // Whatever a request asks, a reservation never holds more than the
+        // whole budget and a micro-dollar: enough to stop every other call,
+        // and small enough that sums of reservations cannot overflow.
+        let worst = worst.0.clamp(0, budget.0.saturating_add(1));
         let mut m = month.lock().unwrap_or_else(|e| e.into_inner());
-        let used = m.spent + m.reserved;
+        let used = m.spent.saturating_add(m.reserved);
         // A call fits when its worst case does; when nothing else is in
         // flight, one call may also use a remainder smaller than its worst
         // case, so a budget can be overshot by at most one call's cost.
-        let fits = used + worst.0 <= budget.0;
+        let fits = used.saturating_add(worst) <= budget.0;
         let last_call = used < budget.0 && m.reserved == 0;
         if !(fits || last_call) {
             return Ok(Err(OverBudget {
@@ -121,11 +125,11 @@ impl BudgetBook for LocalBudgets {
                 spent: Micros(m.spent),
             }));
         }
-        m.reserved += worst.0;
+        m.reserved += worst;
         drop(m);
         Ok(Ok(Box::new(LocalReservation {
             month,
-            amount: worst.0,
+            amount: worst,
             settled: false,
         })))
     }
@@ -139,7 +143,7 @@ impl Reservation for LocalReservation {
         }
         let mut m = self.month.lock().unwrap_or_else(|e| e.into_inner());
         m.reserved -= self.amount;
-        m.spent += cost.0;
+        m.spent = m.spent.saturating_add(cost.0.max(0));
     }
 }
 

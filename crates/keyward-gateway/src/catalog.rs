@@ -207,19 +207,16 @@ impl Catalog {
     }
 
     /// The route for `model` if it exists and `allowed` (a key's allow-list) permits it.
-    pub fn route(&self, model: &str, allowed: Option<&[String]>) -> Option<&Arc<Route>> {
-        let permitted = allowed.is_none_or(|list| list.iter().any(|m| m == model));
-        self.by_id.get(model).filter(|_| permitted)
+    pub fn route(&self, model: &str, allowed: impl Fn(&str) -> bool) -> Option<&Arc<Route>> {
+        self.by_id.get(model).filter(|_| allowed(model))
     }
 
     /// The models a key may use, in configuration order.
     pub fn visible<'a>(
         &'a self,
-        allowed: Option<&'a [String]>,
+        allowed: impl Fn(&str) -> bool + 'a,
     ) -> impl Iterator<Item = &'a Arc<Route>> + 'a {
-        self.routes
-            .iter()
-            .filter(move |r| allowed.is_none_or(|list| list.iter().any(|m| **m == *r.id)))
+        self.routes.iter().filter(move |r| allowed(&r.id))
     }
 }
 

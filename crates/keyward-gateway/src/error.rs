@@ -109,6 +109,18 @@ impl ApiError {
         }
     }
 
+    /// 403 for a key used from outside its IP allow-list (or that of a
+    /// key above it).
+    pub fn ip_not_allowed() -> Self {
+        ApiError {
+            status: StatusCode::FORBIDDEN,
+            kind: "invalid_request_error",
+            message: "This API key may not be used from your IP address. Ask its owner to add it to the key's allowed IPs.".into(),
+            param: None,
+            code: Some("ip_not_allowed"),
+        }
+    }
+
     /// 502 / 504 for an upstream that could not be reached or did not answer in time.
     pub fn upstream(status: StatusCode, message: impl Into<String>) -> Self {
         ApiError {

@@ -1,6 +1,6 @@
 //! The model endpoints: authenticate, check, forward, relay, meter.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -90,7 +90,7 @@ pub async fn list_models(
     let key = caller(&gw, &parts, EndpointGroup::Models, Access::Read).await?;
     let data: Vec<_> = gw
         .catalog
-        .visible(key.key.allowed_models.as_deref())
+        .visible(|m| key.model_allowed(m))
         .map(|r| model_object(r))
         .collect();
     Ok(Json(json!({"object": "list", "data": data})))
@@ -106,7 +106,7 @@ pub async fn retrieve_model(
     let key = caller(&gw, &parts, EndpointGroup::Models, Access::Read).await?;
     let route = gw
         .catalog
-        .route(&model, key.key.allowed_models.as_deref())
+        .route(&model, |m| key.model_allowed(m))
         .ok_or_else(|| ApiError::model_not_found(&model))?;
     Ok(Json(model_object(route)))
 }
@@ -125,7 +125,7 @@ async fn caller(
 ) -> Result<std::sync::Arc<ActiveKey>, ApiError> {
     let token = bearer(&parts.headers).ok_or_else(ApiError::missing_key)?;
     let active = gw.keys.authenticate(token).await?;
-    if !active.key.permissions.allows(group, needed) {
+    if !active.allows(group, needed) {
         return Err(ApiError::missing_scope(
             &group.scope(needed),
             "Check that your restricted API key has the necessary permissions.",
@@ -135,14 +135,8 @@ async fn caller(
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
-    if !ip_allowed(active.key.allowed_ips.as_deref(), ip) {
-        return Err(ApiError {
-            status: StatusCode::FORBIDDEN,
-            kind: "invalid_request_error",
-            message: "This API key may not be used from your IP address. Ask its owner to add it to the key's allowed IPs.".into(),
-            param: None,
-            code: Some("ip_not_allowed"),
-        });
+    if !active.ip_allowed(ip) {
+        return Err(ApiError::ip_not_allowed());
     }
     Ok(active)
 }
@@ -152,14 +146,6 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
-}
-
-fn ip_allowed(allowed: Option<&[String]>, ip: Option<IpAddr>) -> bool {
-    let Some(list) = allowed else { return true };
-    let Some(ip) = ip else { return false };
-    list.iter()
-        .filter_map(|n| n.parse::<ipnet::IpNet>().ok())
-        .any(|net| net.contains(&ip))
 }
 
 /// What a finished request reports to the ledger and settles.
@@ -173,15 +159,43 @@ struct Pending {
     started: Instant,
     /// The prompt's estimated tokens, used when the upstream never reports usage.
     prompt_estimate: i64,
+    /// The output the upstream may produce (the reservation's worst case),
+    /// charged when the client left before the answer was read.
+    output_allowance: i64,
+    recorded: bool,
+}
+
+/// The status recorded for a call whose client closed the connection before
+/// its answer was complete (nginx's convention).
+fn client_closed() -> StatusCode {
+    StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST)
+}
+
+impl Drop for Pending {
+    /// The client went away after the upstream was called but before the
+    /// answer was read (the request's future was dropped): the upstream
+    /// may bill the whole generation, so the call is recorded as 499 with
+    /// the prompt estimate and the whole output allowance, and the
+    /// reservation settled to that, not released at zero.
+    fn drop(&mut self) {
+        if !self.recorded {
+            let usage = Usage {
+                prompt_tokens: self.prompt_estimate,
+                completion_tokens: self.output_allowance,
+            };
+            self.record(client_closed(), usage);
+        }
+    }
 }
 
 impl Pending {
     fn record(&mut self, status: StatusCode, usage: Usage) {
+        self.recorded = true;
         let cost = self
             .route
             .price
             .cost(usage.prompt_tokens, usage.completion_tokens);
-        let tokens = usage.prompt_tokens + usage.completion_tokens;
+        let tokens = usage.prompt_tokens.saturating_add(usage.completion_tokens);
         let elapsed = self.started.elapsed();
         telemetry::request_finished(
             self.endpoint.ledger_name(),
@@ -241,9 +255,10 @@ where
     let head = request::parse(endpoint, &raw, needs_prompt_tokens(&key))?;
     let route = gw
         .catalog
-        .route(&head.model, key.key.allowed_models.as_deref())
+        .route(&head.model, |m| key.model_allowed(m))
         .ok_or_else(|| ApiError::model_not_found(&head.model))?
         .clone();
+    head.check_output_limit(route.max_output_tokens)?;
     let (upstream_body, strip_usage) =
         request::upstream_body(&raw, &head, route.rename.as_deref())?;
     let admission = match admit(&gw, &key, &route, &head, raw.len()).await {
@@ -263,7 +278,10 @@ where
         route: route.clone(),
         endpoint,
         started,
-        prompt_estimate: head.prompt_estimate(raw.len()) as i64,
+        prompt_estimate: i64::try_from(head.prompt_estimate(raw.len())).unwrap_or(i64::MAX),
+        output_allowance: i64::try_from(head.output_allowance(route.max_output_tokens))
+            .unwrap_or(i64::MAX),
+        recorded: false,
     };
 
     let Answer {
@@ -529,7 +547,7 @@ impl Relay {
 
 impl Drop for Relay {
     fn drop(&mut self) {
-        // 499: the client closed the connection before the stream ended.
-        self.settle(StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST));
+        // The client closed the connection before the stream ended.
+        self.settle(client_closed());
     }
 }

@@ -76,8 +76,10 @@ struct Fields {
     model: Option<String>,
     stream: Option<bool>,
     stream_options: Option<StreamOptions>,
-    max_tokens: Option<u64>,
-    max_completion_tokens: Option<u64>,
+    max_tokens: Option<i64>,
+    max_completion_tokens: Option<i64>,
+    n: Option<i64>,
+    best_of: Option<i64>,
     /// How many messages there are.
     messages: Option<usize>,
     prompt: Option<()>,
@@ -91,13 +93,55 @@ pub struct Head {
     pub stream: bool,
     /// The client asked for the final usage chunk of a stream.
     pub include_usage: bool,
-    /// The most output tokens the client allows.
+    /// The most output tokens the client allows per choice:
+    /// `max_completion_tokens`, else `max_tokens`.
     pub max_tokens: Option<u64>,
+    /// Both `max_tokens` and `max_completion_tokens` were sent, with
+    /// different values: the body sent upstream must carry the priced one
+    /// in both, so that whichever the upstream reads, it obeys it.
+    pub max_tokens_differ: bool,
+    /// How many completions the upstream may generate: `max(n, best_of)`.
+    pub choices: u64,
     /// The prompt's tokens, when they were counted (see [`parse`]).
     pub prompt_tokens: Option<u64>,
 }
 
+/// The most completions one request may ask for (`n`), as OpenAI allows.
+pub const MAX_N: i64 = 128;
+/// The most candidates `best_of` may ask for, as OpenAI allows.
+pub const MAX_BEST_OF: i64 = 20;
+
 impl Head {
+    /// The output tokens the upstream may produce: the output limit (or
+    /// `default`, the model's) for each choice.
+    pub fn output_allowance(&self, default: u64) -> u64 {
+        self.max_tokens
+            .unwrap_or(default)
+            .saturating_mul(self.choices)
+    }
+
+    /// 400 when the output limit is above what the model can produce, as
+    /// OpenAI answers.
+    pub fn check_output_limit(&self, model_max: u64) -> Result<(), ApiError> {
+        match self.max_tokens {
+            Some(asked) if asked > model_max => Err(ApiError::invalid(
+                Some(self.output_limit_param().into()),
+                format!(
+                    "max_tokens is too large: {asked}. This model supports at most {model_max} completion tokens, whereas you provided {asked}."
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn output_limit_param(&self) -> &'static str {
+        if self.max_tokens_differ {
+            "max_completion_tokens"
+        } else {
+            "max_tokens"
+        }
+    }
+
     /// The prompt's tokens: as counted, or else about four bytes of body each.
     pub fn prompt_estimate(&self, body_len: usize) -> u64 {
         self.prompt_tokens
@@ -166,6 +210,32 @@ pub fn parse(endpoint: Endpoint, body: &[u8], count_prompt: bool) -> Result<Head
         ));
     }
     let stream = fields.stream.unwrap_or(false) && endpoint != Endpoint::Embeddings;
+    let positive = |param: &'static str, v: Option<i64>, max: i64| match v {
+        Some(v) if !(1..=max).contains(&v) => Err(ApiError::invalid(
+            Some(param.into()),
+            format!("Invalid '{param}': {v}. It must be an integer from 1 to {max}."),
+        )),
+        _ => Ok(v),
+    };
+    let max_tokens = positive("max_tokens", fields.max_tokens, i64::MAX)?;
+    let max_completion_tokens = positive(
+        "max_completion_tokens",
+        fields.max_completion_tokens,
+        i64::MAX,
+    )?;
+    let n = positive("n", fields.n, MAX_N)?.unwrap_or(1);
+    let best_of = positive("best_of", fields.best_of, MAX_BEST_OF)?.unwrap_or(1);
+    if fields.best_of.is_some() && best_of < n {
+        return Err(ApiError::invalid(
+            Some("best_of".into()),
+            format!("Invalid 'best_of': {best_of}. It must be at least n ({n})."),
+        ));
+    }
+    let choices = if endpoint == Endpoint::Embeddings {
+        1
+    } else {
+        n.max(best_of) as u64
+    };
     Ok(Head {
         model,
         stream,
@@ -173,7 +243,11 @@ pub fn parse(endpoint: Endpoint, body: &[u8], count_prompt: bool) -> Result<Head
             .stream_options
             .and_then(|o| o.include_usage)
             .unwrap_or(false),
-        max_tokens: fields.max_completion_tokens.or(fields.max_tokens),
+        max_tokens: max_completion_tokens.or(max_tokens).map(|v| v as u64),
+        max_tokens_differ: max_tokens.is_some()
+            && max_completion_tokens.is_some()
+            && max_tokens != max_completion_tokens,
+        choices,
         prompt_tokens: prompt.total(),
     })
 }
@@ -238,6 +312,14 @@ impl<'de> Visitor<'de> for FieldsSeed<'_> {
                     once!(f.max_completion_tokens, "max_completion_tokens");
                     f.max_completion_tokens = map.next_value()?;
                 }
+                Name::N => {
+                    once!(f.n, "n");
+                    f.n = map.next_value()?;
+                }
+                Name::BestOf => {
+                    once!(f.best_of, "best_of");
+                    f.best_of = map.next_value()?;
+                }
                 Name::Messages => {
                     once!(f.messages, "messages");
                     f.messages = map.next_value_seed(tokens::Messages(&mut *prompt))?;
@@ -277,6 +359,8 @@ enum Name {
     StreamOptions,
     MaxTokens,
     MaxCompletionTokens,
+    N,
+    BestOf,
     Messages,
     Prompt,
     Input,
@@ -298,6 +382,8 @@ impl<'de> Deserialize<'de> for Name {
                     "stream_options" => Name::StreamOptions,
                     "max_tokens" => Name::MaxTokens,
                     "max_completion_tokens" => Name::MaxCompletionTokens,
+                    "n" => Name::N,
+                    "best_of" => Name::BestOf,
                     "messages" => Name::Messages,
                     "prompt" => Name::Prompt,
                     "input" => Name::Input,
@@ -317,13 +403,19 @@ pub fn upstream_body(
     rename: Option<&str>,
 ) -> Result<(Bytes, bool), ApiError> {
     let inject_usage = head.stream && !head.include_usage;
-    if rename.is_none() && !inject_usage {
+    if rename.is_none() && !inject_usage && !head.max_tokens_differ {
         return Ok((raw.clone(), false));
     }
     let mut body: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(raw)
         .map_err(|_| ApiError::invalid(None, "The request body is not a JSON object."))?;
     if let Some(name) = rename {
         body.insert("model".into(), name.into());
+    }
+    if let (true, Some(priced)) = (head.max_tokens_differ, head.max_tokens) {
+        // The priced limit in both fields: old upstreams read only
+        // `max_tokens`, new ones prefer `max_completion_tokens`.
+        body.insert("max_tokens".into(), priced.into());
+        body.insert("max_completion_tokens".into(), priced.into());
     }
     if inject_usage {
         let options = body
@@ -404,6 +496,54 @@ mod tests {
             true
         )
         .is_err());
+    }
+
+    #[test]
+    fn numbers_out_of_range_name_their_field() {
+        let chat = |extra: &str| {
+            let body = format!(r#"{{"model":"m","messages":[1]{extra}}}"#);
+            parse(Endpoint::ChatCompletions, body.as_bytes(), false)
+        };
+        for (extra, param) in [
+            (r#","max_tokens":9223372036854775807000"#, "max_tokens"),
+            (r#","max_tokens":0"#, "max_tokens"),
+            (r#","max_tokens":-1"#, "max_tokens"),
+            (r#","max_tokens":1.5"#, "max_tokens"),
+            (r#","max_completion_tokens":0"#, "max_completion_tokens"),
+            (r#","n":0"#, "n"),
+            (r#","n":129"#, "n"),
+            (r#","n":1e30"#, "n"),
+            (r#","best_of":21"#, "best_of"),
+            (r#","n":3,"best_of":2"#, "best_of"),
+        ] {
+            let e = chat(extra).unwrap_err();
+            assert_eq!(e.param.as_deref(), Some(param), "{extra}: {}", e.message);
+        }
+        let h = chat(r#","max_tokens":9223372036854775807,"n":64"#).unwrap();
+        assert_eq!(h.output_allowance(10), u64::MAX, "saturates, not wraps");
+        assert!(h.check_output_limit(4096).is_err());
+        let h = chat(r#","n":4,"best_of":6,"max_tokens":10"#).unwrap();
+        assert_eq!((h.choices, h.output_allowance(99)), (6, 60));
+        let h = chat("").unwrap();
+        assert_eq!(h.output_allowance(100), 100);
+    }
+
+    #[test]
+    fn the_priced_output_limit_goes_upstream_in_both_fields() {
+        let raw = Bytes::from_static(
+            br#"{"model":"a","messages":[1],"max_tokens":500,"max_completion_tokens":5}"#,
+        );
+        let head = parse(Endpoint::ChatCompletions, &raw, false).unwrap();
+        assert_eq!(head.max_tokens, Some(5));
+        let (body, _) = upstream_body(&raw, &head, None).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            (
+                v["max_tokens"].as_u64(),
+                v["max_completion_tokens"].as_u64()
+            ),
+            (Some(5), Some(5))
+        );
     }
 
     #[test]

@@ -161,7 +161,10 @@ fn another_accounts_projects_and_keys_answer_404_and_stay_unchanged() {
     );
     assert_eq!(all_keys(&s, &b, &pb), b_keys_before);
     assert_eq!(ids(&b_keys_before), vec![kb_id.clone()]);
-    let r = s.get(&keys_path(&pb), &kb_secret);
+    let r = s.get(
+        "/v1/organization/usage/completions?start_time=0",
+        &kb_secret,
+    );
     assert_eq!(r.status, 200, "B's key stopped working: {}", r.body);
     assert_eq!(s.get("/v1/models", &kb_secret).status, 200);
     let audit = ok(s.get(
@@ -349,8 +352,11 @@ fn a_key_without_keys_scope_cannot_reach_the_keys_api() {
     assert_eq!(s.get("/v1/models", &secret(&k)).status, 200);
 }
 
+/// As on OpenAI's platform, `read_only` (and `all`) keys call models and
+/// read usage but do not manage keys: reading the key list takes an
+/// explicit `keys` grant.
 #[test]
-fn read_only_key_lists_but_cannot_change_keys() {
+fn read_only_and_all_keys_can_neither_read_nor_change_keys() {
     let s = Server::start();
     let admin = s.create_operator("owner@example.com");
     let project = s.default_project(&admin);
@@ -361,52 +367,65 @@ fn read_only_key_lists_but_cannot_change_keys() {
         &project,
         json!({"name": "reader", "permissions": {"mode": "read_only"}}),
     );
-    let r = secret(&ro);
     let before = all_keys(&s, &admin, &project);
     assert_eq!(ids(&before).len(), 2);
-
-    // Reading works.
-    let listed = ok(s.get(&keys_path(&project), &r));
-    assert_eq!(ids(&listed), vec![id(&ro), id(&target)]);
-    assert!(listed["data"][0].get("value").is_none());
     let tp = key_path(&project, &id(&target));
-    assert_eq!(ok(s.get(&tp, &r))["name"], "target");
 
-    // Writing does not.
-    let res = s.post(&keys_path(&project), &r, json!({"name": "sneaky"}));
-    assert_insufficient(&res, "create");
-    assert!(
-        res.body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("keys.write"),
-        "{}",
-        res.body
-    );
-    assert_insufficient(
-        &s.post(
-            &keys_path(&project),
-            &r,
-            json!({"permissions": {"mode": "read_only"}}),
-        ),
-        "create read-only",
-    );
-    assert_insufficient(&s.delete(&tp, &r), "delete");
-    assert_insufficient(&s.post(&format!("{tp}/rotate"), &r, json!({})), "rotate");
-    assert_insufficient(&s.post(&tp, &r, json!({"name": "renamed"})), "update");
-    let own = key_path(&project, &id(&ro));
-    assert_insufficient(&s.delete(&own, &r), "delete itself");
-    assert_insufficient(
-        &s.post(&own, &r, json!({"permissions": {"mode": "all"}})),
-        "widen itself",
-    );
+    for (who, r) in [("read_only", secret(&ro)), ("all", secret(&target))] {
+        let listed = s.get(&keys_path(&project), &r);
+        assert_insufficient(&listed, &format!("{who}: list"));
+        assert!(
+            listed.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("keys.read"),
+            "{}",
+            listed.body
+        );
+        assert_insufficient(&s.get(&tp, &r), &format!("{who}: retrieve"));
+        let res = s.post(&keys_path(&project), &r, json!({"name": "sneaky"}));
+        assert_insufficient(&res, &format!("{who}: create"));
+        assert!(
+            res.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("keys.write"),
+            "{}",
+            res.body
+        );
+        assert_insufficient(
+            &s.post(
+                &keys_path(&project),
+                &r,
+                json!({"permissions": {"mode": "read_only"}}),
+            ),
+            &format!("{who}: create read-only"),
+        );
+        assert_insufficient(&s.delete(&tp, &r), &format!("{who}: delete"));
+        assert_insufficient(
+            &s.post(&format!("{tp}/rotate"), &r, json!({})),
+            &format!("{who}: rotate"),
+        );
+        assert_insufficient(
+            &s.post(&tp, &r, json!({"name": "renamed"})),
+            &format!("{who}: update"),
+        );
+        let own = key_path(&project, &id(&ro));
+        assert_insufficient(&s.delete(&own, &r), &format!("{who}: delete a key"));
+        assert_insufficient(
+            &s.post(&own, &r, json!({"permissions": {"mode": "all"}})),
+            &format!("{who}: widen a key"),
+        );
+        // What they may do on the management API: read usage.
+        let usage = s.get("/v1/organization/usage/completions?start_time=0", &r);
+        assert_eq!(usage.status, 200, "{who}: {}", usage.body);
+    }
 
     // Nothing changed: same keys, same secrets, same settings.
     let after = all_keys(&s, &admin, &project);
     assert_eq!(after, before);
-    assert_eq!(ids(&after).len(), 2);
     assert_eq!(s.get("/v1/models", &secret(&target)).status, 200);
-    assert_eq!(s.get(&keys_path(&project), &r).status, 200);
+    assert_eq!(s.get("/v1/models", &secret(&ro)).status, 200);
 }
 
 #[test]
@@ -425,7 +444,6 @@ fn project_key_cannot_create_or_grant_anything_broader_than_itself() {
 
     for broader in [
         json!({"permissions": {"mode": "all"}}),
-        json!({}), // the default is "all"
         json!({"permissions": {"mode": "read_only"}}),
         json!({"permissions": {"mode": "restricted", "keys": "write", "models": "write"}}),
         json!({"permissions": {"mode": "restricted", "embeddings": "read"}}),
@@ -436,6 +454,11 @@ fn project_key_cannot_create_or_grant_anything_broader_than_itself() {
         assert!(r.body.get("value").is_none());
     }
     assert_eq!(all_keys(&s, &admin, &project), before);
+
+    // Left out, the permissions are the maker's (a key-made key is a copy
+    // of its maker, narrowed by what is given).
+    let copy = create_key(&s, &w, &project, json!({}));
+    assert_eq!(copy["permissions"], writer["permissions"], "{copy}");
 
     // Equal or narrower is fine.
     let same = create_key(
@@ -453,13 +476,18 @@ fn project_key_cannot_create_or_grant_anything_broader_than_itself() {
     assert_eq!(narrower["permissions"]["models"], "read");
     assert_eq!(narrower["permissions"]["keys"], "none");
 
-    // Nor can it widen a key, itself included, by update.
-    for target in [id(&writer), id(&same), id(&narrower)] {
+    // Nor can it widen a key it may change (itself, the keys made under
+    // it) by update; a key it did not make it may not change at all.
+    for (target, status) in [(id(&writer), 400), (id(&narrower), 400), (id(&same), 401)] {
         let path = key_path(&project, &target);
         let before = ok(s.get(&path, &admin));
         let r = s.post(&path, &w, json!({"permissions": {"mode": "all"}}));
-        assert_eq!(r.status, 400, "{}", r.body);
-        assert_eq!(r.body["error"]["param"], "permissions");
+        assert_eq!(r.status, status, "{}", r.body);
+        if status == 400 {
+            assert_eq!(r.body["error"]["param"], "permissions");
+        } else {
+            assert_eq!(r.body["error"]["code"], "insufficient_permissions");
+        }
         assert_eq!(ok(s.get(&path, &admin)), before);
     }
 }
@@ -615,7 +643,14 @@ fn active_key_cap_refuses_the_fourth_key_until_one_is_revoked() {
     let admin = s.create_operator("owner@example.com");
     let project = s.default_project(&admin);
     let keys: Vec<Value> = (0..3)
-        .map(|i| create_key(&s, &admin, &project, json!({"name": format!("k{i}")})))
+        .map(|i| {
+            create_key(
+                &s,
+                &admin,
+                &project,
+                json!({"name": format!("k{i}"), "permissions": {"mode": "restricted", "keys": "write"}}),
+            )
+        })
         .collect();
 
     let r = s.post(&keys_path(&project), &admin, json!({"name": "fourth"}));

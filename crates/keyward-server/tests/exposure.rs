@@ -93,11 +93,8 @@ fn owner_with_keys(s: &Server) -> (String, String, Vec<(String, String)>) {
     (admin, project, keys)
 }
 
-fn works(s: &Server, project: &str, secret: &str) -> bool {
-    let r = s.get(
-        &format!("/v1/organization/projects/{project}/api_keys"),
-        secret,
-    );
+fn works(s: &Server, _project: &str, secret: &str) -> bool {
+    let r = s.get("/v1/organization/usage/completions?start_time=0", secret);
     match r.status.as_u16() {
         200 => true,
         401 => false,

@@ -1,9 +1,10 @@
 //! Who is calling a service, and what they may reach.
 
 use keyward_core::{Access, EndpointGroup, ProjectId};
-use keyward_store::{Actor, KeyRecord, MemberRole, User};
+use keyward_store::{Actor, MemberRole, User};
 
 use crate::error::{Result, ServiceError};
+use crate::keys::ActiveKey;
 use crate::Services;
 
 /// The authenticated party behind a call.
@@ -12,8 +13,9 @@ pub enum Principal {
     /// A person, through an admin key or a dashboard session: reaches the
     /// projects they are a member of, as far as their role there allows.
     User { user: User, via: Actor },
-    /// A project key: reaches its own project only, within its permissions.
-    ProjectKey(Box<KeyRecord>),
+    /// A project key: reaches its own project only, within its permissions
+    /// (and those of every key above it).
+    ProjectKey(Box<ActiveKey>),
     /// The operator at the machine, through the CLI: reaches everything.
     Cli,
     /// Keyward itself (expiry sweeps): reaches everything.
@@ -39,7 +41,7 @@ impl Caller {
     pub fn actor(&self) -> Actor {
         match &self.principal {
             Principal::User { via, .. } => via.clone(),
-            Principal::ProjectKey(key) => Actor::Key(key.id.clone()),
+            Principal::ProjectKey(key) => Actor::Key(key.key.id.clone()),
             Principal::Cli => Actor::Cli,
             Principal::System => Actor::System,
         }
@@ -83,10 +85,13 @@ impl Services {
                 Some(MemberRole::Member | MemberRole::Owner) => Access::Write,
             },
             Principal::ProjectKey(key) => {
-                if key.project_id.as_ref() != Some(project) {
+                if key.key.project_id.as_ref() != Some(project) {
                     return Err(ServiceError::not_found("project", project));
                 }
-                key.permissions.access(EndpointGroup::Keys)
+                key.lineage()
+                    .map(|k| k.permissions.access(EndpointGroup::Keys))
+                    .min()
+                    .unwrap_or(Access::None)
             }
         };
         if granted >= needed {

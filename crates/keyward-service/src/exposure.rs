@@ -85,41 +85,44 @@ impl Services {
                 continue;
             }
             let note = describe(sighting);
-            let revoked = self
-                .revoke_record(
-                    &reporter,
-                    found.key,
-                    RevokeReason::Exposed,
-                    Some(note.clone()),
-                )
-                .await?;
-            let Some(owner) = self.store.user(&revoked.owner_id).await? else {
-                continue;
-            };
-            let at = revoked.revoked.as_ref().map_or_else(now_unix, |r| r.at);
-            let notification = Notification {
+            let key = found.key;
+            let owner = self.store.user(&key.owner_id).await?;
+            // The notice is written in the revocation's transaction: if
+            // the key is revoked, its owner is told.
+            let at = now_unix();
+            let notification = owner.as_ref().map(|owner| Notification {
                 id: keyward_core::id::NotificationId::generate().to_string(),
                 user_id: owner.id.clone(),
                 kind: "api_key.exposed".into(),
-                key_id: Some(revoked.id.clone()),
-                project_id: revoked.project_id.clone(),
+                key_id: Some(key.id.clone()),
+                project_id: key.project_id.clone(),
                 message: format!(
                     "Your key \"{}\" ({}) was found exposed {} and has been revoked. Create a new key and update the apps that used it.",
-                    revoked.name, revoked.redacted_value, note
+                    key.name, key.redacted_value, note
                 ),
                 details: json!({
-                    "key": {"id": revoked.id, "name": revoked.name, "redacted_value": revoked.redacted_value, "project_id": revoked.project_id},
+                    "key": {"id": key.id, "name": key.name, "redacted_value": key.redacted_value, "project_id": key.project_id},
                     "found_at": {"url": sighting.url, "source": sighting.source},
                     "revoked_at": at,
                 }),
                 created_at: at,
                 read_at: None,
-            };
-            self.store.insert_notification(&notification).await?;
-            notices.push(Notice {
-                email: owner.email,
-                notification,
             });
+            let (_, newly) = self
+                .revoke_record(
+                    &reporter,
+                    key,
+                    RevokeReason::Exposed,
+                    Some(note),
+                    notification.as_ref(),
+                )
+                .await?;
+            if let (Some(owner), Some(notification), true) = (owner, notification, newly) {
+                notices.push(Notice {
+                    email: owner.email,
+                    notification,
+                });
+            }
         }
         Ok((verdicts, notices))
     }

@@ -2,12 +2,11 @@
 //! expire, and authenticate a presented secret.
 
 use keyward_core::{
-    time::now_unix, Access, EndpointGroup, KeyId, KeyKind, Micros, Permissions, PlainKey,
-    ProjectId, UserId,
+    time::now_unix, Access, KeyId, KeyKind, Micros, Permissions, PlainKey, ProjectId, UserId,
 };
 use keyward_store::{
-    Actor, KeyRecord, KeyScope, Listed, Page, Project, RateLimits, Revocation, RevokeReason,
-    SecretMatch, User,
+    Actor, AuditEntry, KeyRecord, KeyScope, Listed, Notification, Page, Project, RateLimits,
+    Revocation, RevokeReason, SecretMatch, User,
 };
 use serde_json::json;
 
@@ -15,7 +14,7 @@ use crate::audit::{cursor_error, entry, Target};
 use crate::caller::{Caller, Principal};
 use crate::changes::Change;
 use crate::error::{AuthError, Result, ServiceError};
-use crate::{validate, Services};
+use crate::{delegation, validate, Services};
 
 /// The longest grace period a rotation may give the old secret: 7 days.
 pub const MAX_ROTATION_GRACE_SECONDS: i64 = 7 * 86_400;
@@ -24,7 +23,8 @@ pub const MAX_ROTATION_GRACE_SECONDS: i64 = 7 * 86_400;
 #[derive(Debug, Clone, Default)]
 pub struct KeySpec {
     pub name: String,
-    pub permissions: Permissions,
+    /// `None`: the default (`All` for people, the maker's for a key).
+    pub permissions: Option<Permissions>,
     pub expires_at: Option<i64>,
     pub allowed_models: Option<Vec<String>>,
     pub allowed_ips: Option<Vec<String>>,
@@ -169,17 +169,9 @@ impl Services {
                 ),
             });
         }
-        if let Principal::ProjectKey(own) = &caller.principal {
-            if !own.permissions.covers(&spec.permissions) {
-                return Err(ServiceError::invalid(
-                    "permissions",
-                    "A key can only create keys with permissions no broader than its own.",
-                ));
-            }
-        }
         let owner = match &caller.principal {
             Principal::User { user, .. } => user.id.clone(),
-            Principal::ProjectKey(own) => own.owner_id.clone(),
+            Principal::ProjectKey(own) => own.key.owner_id.clone(),
             Principal::Cli | Principal::System => self.project_owner(project_id).await?,
         };
         self.insert_new_key(
@@ -232,16 +224,31 @@ impl Services {
     ) -> Result<CreatedKey> {
         let now = now_unix();
         let spec = validate_spec(spec, now)?;
+        let maker = match &caller.principal {
+            Principal::ProjectKey(own) => Some(own),
+            _ => None,
+        };
+        if maker.is_some_and(|m| m.ancestors.len() + 1 >= delegation::MAX_DELEGATION_DEPTH) {
+            return Err(ServiceError::Invalid {
+                param: None,
+                message: format!(
+                    "Keys can be delegated at most {} deep; make this key with an admin key or the dashboard.",
+                    delegation::MAX_DELEGATION_DEPTH
+                ),
+            });
+        }
+        let permissions_given = spec.permissions.is_some();
         let secret = PlainKey::generate(kind);
-        let key = KeyRecord {
+        let mut key = KeyRecord {
             id: KeyId::generate(),
             kind,
             project_id,
             owner_id,
             created_by: caller.actor().label(),
+            parent_id: maker.map(|m| m.key.id.clone()),
             name: spec.name,
             redacted_value: secret.redacted(),
-            permissions: spec.permissions,
+            permissions: spec.permissions.unwrap_or_default(),
             allowed_models: spec.allowed_models,
             allowed_ips: spec.allowed_ips,
             rate_limits: spec.rate_limits,
@@ -251,11 +258,15 @@ impl Services {
             expires_at: spec.expires_at,
             revoked: None,
         };
+        if let Some(maker) = maker {
+            delegation::inherit(&mut key, &maker.key, permissions_given);
+            delegation::check_within(&key, &maker.key)?;
+        }
         let audit = entry(
             caller,
             &action(&key, "created"),
             key_target(&key),
-            json!({ "name": key.name, "redacted_value": key.redacted_value, "permissions": key.permissions, "expires_at": key.expires_at }),
+            json!({ "name": key.name, "redacted_value": key.redacted_value, "permissions": key.permissions, "expires_at": key.expires_at, "parent_key_id": key.parent_id }),
         );
         let cap = match kind {
             KeyKind::Project => self.policy.max_active_keys_per_project,
@@ -312,15 +323,7 @@ impl Services {
         patch: KeyPatch,
     ) -> Result<KeyRecord> {
         let mut record = self.resolve(caller, key, Access::Write).await?;
-        no_broader_than_caller(caller, &record)?;
-        if let (Principal::ProjectKey(own), Some(p)) = (&caller.principal, &patch.permissions) {
-            if !own.permissions.covers(p) {
-                return Err(ServiceError::invalid(
-                    "permissions",
-                    "A key can only grant permissions no broader than its own.",
-                ));
-            }
-        }
+        let bound = self.delegation_bound(caller, &record).await?;
         let now = now_unix();
         if let Some(name) = &patch.name {
             record.name = validate::name("name", name)?;
@@ -347,6 +350,9 @@ impl Services {
         )?;
         if let Some(b) = patch.monthly_budget {
             record.monthly_budget = b;
+        }
+        if let Some(bound) = &bound {
+            delegation::check_within(&record, bound)?;
         }
         let audit = entry(
             caller,
@@ -377,18 +383,26 @@ impl Services {
         note: Option<String>,
     ) -> Result<KeyRecord> {
         let record = self.resolve(caller, key, Access::Write).await?;
-        self.revoke_record(caller, record, reason, note).await
+        self.delegation_bound(caller, &record).await?;
+        Ok(self
+            .revoke_record(caller, record, reason, note, None)
+            .await?
+            .0)
     }
 
+    /// Revokes `record`; `notice`, when given, is stored for its owner in
+    /// the same transaction. Returns the key as it is now, and whether this
+    /// call revoked it (false: it was revoked already).
     pub(crate) async fn revoke_record(
         &self,
         caller: &Caller,
         mut record: KeyRecord,
         reason: RevokeReason,
         note: Option<String>,
-    ) -> Result<KeyRecord> {
+        notice: Option<&Notification>,
+    ) -> Result<(KeyRecord, bool)> {
         if record.revoked.is_some() {
-            return Ok(record);
+            return Ok((record, false));
         }
         let revocation = Revocation {
             at: now_unix(),
@@ -396,23 +410,20 @@ impl Services {
             reason,
             note,
         };
-        let audit = entry(
-            caller,
-            &action(&record, "revoked"),
-            key_target(&record),
-            json!({ "reason": reason.as_str(), "note": revocation.note, "redacted_value": record.redacted_value }),
-        );
+        let audit = revocation_audit(caller, &record, &revocation);
         if self
             .store
-            .revoke_key(&record.id, &revocation, &audit)
+            .revoke_key(&record.id, &revocation, &audit, notice)
             .await?
         {
             self.changed(Change::Key(record.id.clone()));
             record.revoked = Some(revocation);
-        } else if let Some(now) = self.store.key(&record.id).await? {
+            return Ok((record, true));
+        }
+        if let Some(now) = self.store.key(&record.id).await? {
             record = now;
         }
-        Ok(record)
+        Ok((record, false))
     }
 
     /// Gives a key a new secret with the same settings. The old secret keeps
@@ -430,7 +441,7 @@ impl Services {
             ));
         }
         let mut record = self.resolve(caller, key, Access::Write).await?;
-        no_broader_than_caller(caller, &record)?;
+        self.delegation_bound(caller, &record).await?;
         let now = now_unix();
         if !record.is_active(now) {
             return Err(ServiceError::Invalid {
@@ -481,14 +492,10 @@ impl Services {
                 break;
             }
             for key in due {
-                let revoked = self
-                    .revoke_record(&system, key, RevokeReason::Expired, None)
+                let (_, newly) = self
+                    .revoke_record(&system, key, RevokeReason::Expired, None, None)
                     .await?;
-                count += usize::from(
-                    revoked
-                        .revoked
-                        .is_some_and(|r| r.reason == RevokeReason::Expired),
-                );
+                count += usize::from(newly);
             }
         }
         self.store.purge_expired_secrets(now).await?;
@@ -511,18 +518,24 @@ impl Services {
                     via: Actor::Key(active.key.id),
                 })
             }
-            KeyKind::Project => Ok(Principal::ProjectKey(Box::new(active.key))),
+            KeyKind::Project => Ok(Principal::ProjectKey(Box::new(active))),
         }
     }
 
     /// The key a presented secret belongs to, if it may be used now: not
     /// revoked, not expired, its secret not past a rotation's grace, its
-    /// project not archived.
+    /// project not archived, and every key above it (delegation) active.
     pub async fn active_key(&self, presented: &str) -> Result<ActiveKey, ServiceError> {
         let plain = PlainKey::parse(presented).map_err(|_| AuthError::Malformed)?;
         let found = self.store.key_by_hash(&plain.hash()).await?;
         let now = now_unix();
         let (key, valid_until) = check_match(found, now)?;
+        let ancestors = self.active_ancestors(&key, now).await?;
+        let valid_until = ancestors
+            .iter()
+            .filter_map(|a| a.expires_at)
+            .chain(valid_until)
+            .min();
         let project = match &key.project_id {
             Some(id) => match self.store.project(id).await? {
                 Some(p) if p.archived_at.is_none() => Some(p),
@@ -534,6 +547,7 @@ impl Services {
             key,
             valid_until,
             project,
+            ancestors,
         })
     }
 
@@ -595,23 +609,17 @@ impl Services {
     }
 }
 
-/// A project key may rotate or change only keys no broader than itself:
-/// rotating hands out the new secret, and changing could lift another
-/// key's limits.
-fn no_broader_than_caller(caller: &Caller, target: &KeyRecord) -> Result<()> {
-    let Principal::ProjectKey(own) = &caller.principal else {
-        return Ok(());
-    };
-    match EndpointGroup::ALL
-        .into_iter()
-        .find(|&g| own.permissions.access(g) < target.permissions.access(g))
-    {
-        None => Ok(()),
-        Some(g) => Err(ServiceError::PermissionDenied {
-            scope: g.scope(target.permissions.access(g)),
-            hint: "A key may only rotate or change keys whose permissions are no broader than its own.",
-        }),
-    }
+pub(crate) fn revocation_audit(
+    caller: &Caller,
+    record: &KeyRecord,
+    revocation: &Revocation,
+) -> AuditEntry {
+    entry(
+        caller,
+        &action(record, "revoked"),
+        key_target(record),
+        json!({ "reason": revocation.reason.as_str(), "note": revocation.note, "redacted_value": record.redacted_value }),
+    )
 }
 
 /// A key that may be used, and until when (its own expiry or its secret's,
@@ -622,6 +630,9 @@ pub struct ActiveKey {
     pub valid_until: Option<i64>,
     /// The key's project (none for admin keys), for project-wide limits.
     pub project: Option<Project>,
+    /// The keys above it (delegation), nearest first: their limits,
+    /// budgets and allow-lists apply to it too.
+    pub ancestors: Vec<KeyRecord>,
 }
 
 /// The verdict on a hash lookup at time `now`.

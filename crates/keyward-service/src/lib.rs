@@ -6,6 +6,7 @@ mod accounts;
 mod audit;
 mod caller;
 mod changes;
+mod delegation;
 mod error;
 mod exposure;
 mod keys;
@@ -19,14 +20,15 @@ use std::sync::Arc;
 
 pub use accounts::NewAccount;
 pub use caller::{Caller, Principal};
-pub use changes::Change;
+pub use changes::{Change, ChangeCursor};
+pub use delegation::MAX_DELEGATION_DEPTH;
 pub use error::{AuthError, ServiceError};
 pub use exposure::{Label, Notice, Sighting, Verdict};
 pub use keys::{ActiveKey, CreatedKey, KeyPatch, KeyRef, KeySpec, MAX_ROTATION_GRACE_SECONDS};
 use keyward_store::Store;
 pub use projects::ProjectPatch;
 pub use sessions::{session_hash, SessionToken, SESSION_SECONDS};
-pub use usage::{BucketWidth, UsageBucket, UsagePage, UsageQuery};
+pub use usage::{BucketWidth, UsageBucket, UsagePage, UsageQuery, LATEST_TIME};
 pub use validate::MAX_NAME_CHARS;
 
 /// Operator settings the services enforce.

@@ -3,12 +3,14 @@
 //! change them, and a project always keeps at least one owner.
 
 use keyward_core::{time::now_unix, ProjectId, UserId};
-use keyward_store::{MemberRole, Project, User};
+use keyward_store::{KeyRecord, MemberRole, Project, Revocation, RevokeReason, User};
 use serde_json::json;
 
 use crate::audit::{entry, Target};
 use crate::caller::Caller;
+use crate::changes::Change;
 use crate::error::{Result, ServiceError};
+use crate::keys::revocation_audit;
 use crate::Services;
 
 fn member_target<'a>(project: &'a ProjectId, user: &'a UserId) -> Target<'a> {
@@ -98,8 +100,24 @@ impl Services {
             member_target(project, user),
             json!({}),
         );
-        if !self.store.remove_member(project, user, &audit).await? {
+        // Their keys in the project end with their membership, in the same
+        // transaction (keys made under them die with them).
+        let revocation = Revocation {
+            at: now_unix(),
+            by: caller.actor().label(),
+            reason: RevokeReason::MemberRemoved,
+            note: None,
+        };
+        let key_audit = |key: &KeyRecord| revocation_audit(caller, key, &revocation);
+        let Some(revoked) = self
+            .store
+            .remove_member(project, user, &audit, &revocation, &key_audit)
+            .await?
+        else {
             return Err(ServiceError::not_found("project member", user));
+        };
+        for id in revoked {
+            self.changed(Change::Key(id));
         }
         Ok(())
     }

@@ -8,6 +8,10 @@ use crate::caller::{Caller, Principal};
 use crate::error::{Result, ServiceError};
 use crate::Services;
 
+/// The latest time the usage API accepts: the last second of year 9999.
+/// Bounding times keeps every bucket computation far from overflow.
+pub const LATEST_TIME: i64 = 253_402_300_799;
+
 /// A bucket width the usage API accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BucketWidth {
@@ -91,8 +95,16 @@ impl Services {
         };
         let width = q.width.seconds();
         let now = now_unix();
+        for (param, t) in [("start_time", Some(q.start)), ("end_time", q.end)] {
+            if t.is_some_and(|t| !(0..=LATEST_TIME).contains(&t)) {
+                return Err(ServiceError::invalid(
+                    param,
+                    format!("`{param}` must be Unix seconds from 0 to {LATEST_TIME} (the end of year 9999)."),
+                ));
+            }
+        }
         let end = q.end.unwrap_or(now + 1);
-        if q.start < 0 || end <= q.start {
+        if end <= q.start {
             return Err(ServiceError::invalid(
                 "end_time",
                 "`end_time` must be after `start_time` (Unix seconds).",
@@ -141,13 +153,13 @@ impl Services {
     async fn usage_projects(&self, caller: &Caller) -> Result<Vec<ProjectId>> {
         match &caller.principal {
             Principal::ProjectKey(key) => {
-                if !key.permissions.allows(EndpointGroup::Usage, Access::Read) {
+                if !key.allows(EndpointGroup::Usage, Access::Read) {
                     return Err(ServiceError::PermissionDenied {
                         scope: EndpointGroup::Usage.scope(Access::Read),
                         hint: "Check that your restricted API key has the usage permission.",
                     });
                 }
-                Ok(key.project_id.iter().cloned().collect())
+                Ok(key.key.project_id.iter().cloned().collect())
             }
             Principal::Cli | Principal::System => Ok(self
                 .store

@@ -99,6 +99,8 @@ pub enum RevokeReason {
     Expired,
     /// An operator revoked it.
     Admin,
+    /// Its owner was removed from the key's project.
+    MemberRemoved,
 }
 
 impl RevokeReason {
@@ -108,6 +110,7 @@ impl RevokeReason {
             RevokeReason::Exposed => "exposed",
             RevokeReason::Expired => "expired",
             RevokeReason::Admin => "admin",
+            RevokeReason::MemberRemoved => "member_removed",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -116,6 +119,7 @@ impl RevokeReason {
             "exposed" => Some(RevokeReason::Exposed),
             "expired" => Some(RevokeReason::Expired),
             "admin" => Some(RevokeReason::Admin),
+            "member_removed" => Some(RevokeReason::MemberRemoved),
             _ => None,
         }
     }
@@ -148,6 +152,8 @@ pub struct KeyRecord {
     pub project_id: Option<ProjectId>,
     pub owner_id: UserId,
     pub created_by: String,
+    /// The key that made this one (delegation), which bounds it.
+    pub parent_id: Option<KeyId>,
     pub name: String,
     pub redacted_value: String,
     pub permissions: Permissions,

@@ -62,7 +62,7 @@ pub(crate) const SQLITE_PRAGMAS: &str =
 const KEY_COLUMNS: &str = "id, kind, project_id, owner_id, created_by, name, redacted_value, \
      permissions, allowed_models, allowed_ips, rpm_limit, tpm_limit, max_concurrent, \
      monthly_budget_micros, created_at, last_used_at, expires_at, revoked_at, revoked_by, \
-     revoke_reason, revoke_note";
+     revoke_reason, revoke_note, parent_key_id";
 
 const AUDIT_COLUMNS: &str = "id, actor_type, actor_id, action, target_type, target_id, \
      project_id, owner_id, details, source_ip, created_at";
@@ -193,6 +193,45 @@ async fn insert_audit(tx: &mut Transaction<'_, Any>, e: &AuditEntry) -> Result<(
 /// far below the bound parameters SQLite (32,766) and PostgreSQL (65,535)
 /// accept.
 const STATEMENT_ROWS: [usize; 5] = [256, 64, 16, 4, 1];
+
+/// Marks a key revoked; `false` if it was revoked already.
+async fn revoke_in(
+    tx: &mut Transaction<'_, Any>,
+    id: &KeyId,
+    revocation: &Revocation,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE api_keys SET revoked_at = $1, revoked_by = $2, revoke_reason = $3, revoke_note = $4 \
+         WHERE id = $5 AND revoked_at IS NULL",
+    )
+    .bind(revocation.at)
+    .bind(revocation.by.as_str())
+    .bind(revocation.reason.as_str())
+    .bind(revocation.note.as_deref())
+    .bind(id.as_str())
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+async fn insert_notification_in(tx: &mut Transaction<'_, Any>, n: &Notification) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO notifications (id, user_id, kind, key_id, project_id, message, details, created_at, read_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(n.id.as_str())
+    .bind(n.user_id.as_str())
+    .bind(n.kind.as_str())
+    .bind(n.key_id.as_ref().map(|k| k.as_str()))
+    .bind(n.project_id.as_ref().map(|p| p.as_str()))
+    .bind(n.message.as_str())
+    .bind(n.details.to_string())
+    .bind(n.created_at)
+    .bind(n.read_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
 
 /// Cuts `items` into pieces of [`STATEMENT_ROWS`] sizes.
 fn statement_chunks<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
@@ -333,6 +372,7 @@ fn key_from_row(row: &AnyRow) -> Result<KeyRecord> {
         project_id: parse_opt_id(row, "project_id", ProjectId::parse)?,
         owner_id: parse_id(row, "owner_id", UserId::parse)?,
         created_by: row.try_get("created_by")?,
+        parent_id: parse_opt_id(row, "parent_key_id", KeyId::parse)?,
         name: row.try_get("name")?,
         redacted_value: row.try_get("redacted_value")?,
         permissions: serde_json::from_str::<Permissions>(&permissions)
@@ -644,8 +684,8 @@ impl Store for SqlStore {
         sqlx::query(
             "INSERT INTO api_keys (id, kind, project_id, owner_id, created_by, name, redacted_value, \
              permissions, allowed_models, allowed_ips, rpm_limit, tpm_limit, max_concurrent, \
-             monthly_budget_micros, created_at, last_used_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+             monthly_budget_micros, created_at, last_used_at, expires_at, parent_key_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
         )
         .bind(key.id.as_str())
         .bind(key.kind.as_str())
@@ -664,6 +704,7 @@ impl Store for SqlStore {
         .bind(key.created_at)
         .bind(key.last_used_at)
         .bind(key.expires_at)
+        .bind(key.parent_id.as_ref().map(|p| p.as_str()))
         .execute(&mut *tx)
         .await
         .map_err(|e| StoreError::from_insert(e, "a key with this id"))?;
@@ -776,23 +817,16 @@ impl Store for SqlStore {
         id: &KeyId,
         revocation: &Revocation,
         audit: &AuditEntry,
+        notice: Option<&Notification>,
     ) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
-            "UPDATE api_keys SET revoked_at = $1, revoked_by = $2, revoke_reason = $3, revoke_note = $4 \
-             WHERE id = $5 AND revoked_at IS NULL",
-        )
-        .bind(revocation.at)
-        .bind(revocation.by.as_str())
-        .bind(revocation.reason.as_str())
-        .bind(revocation.note.as_deref())
-        .bind(id.as_str())
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 0 {
+        if !revoke_in(&mut tx, id, revocation).await? {
             return Ok(false);
         }
         insert_audit(&mut tx, audit).await?;
+        if let Some(n) = notice {
+            insert_notification_in(&mut tx, n).await?;
+        }
         tx.commit().await?;
         Ok(true)
     }
@@ -878,21 +912,9 @@ impl Store for SqlStore {
     }
 
     async fn insert_notification(&self, n: &Notification) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO notifications (id, user_id, kind, key_id, project_id, message, details, created_at, read_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(n.id.as_str())
-        .bind(n.user_id.as_str())
-        .bind(n.kind.as_str())
-        .bind(n.key_id.as_ref().map(|k| k.as_str()))
-        .bind(n.project_id.as_ref().map(|p| p.as_str()))
-        .bind(n.message.as_str())
-        .bind(n.details.to_string())
-        .bind(n.created_at)
-        .bind(n.read_at)
-        .execute(&self.pool)
-        .await?;
+        let mut tx = self.pool.begin().await?;
+        insert_notification_in(&mut tx, n).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -963,6 +985,27 @@ impl Store for SqlStore {
             .collect()
     }
 
+    async fn audit_targets_at(&self, seqs: &[i64]) -> Result<Vec<(i64, String, String)>> {
+        if seqs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let marks: Vec<String> = (1..=seqs.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT seq, target_type, target_id FROM audit_log WHERE seq IN ({}) ORDER BY seq",
+            marks.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for seq in seqs {
+            query = query.bind(*seq);
+        }
+        query
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect()
+    }
+
     async fn record_usage(&self, events: &[UsageEvent]) -> Result<()> {
         if let Some(ledger) = &self.ledger {
             return blocking(|| ledger.record(events));
@@ -1017,15 +1060,24 @@ impl Store for SqlStore {
     }
 
     async fn spend_since(&self, owner: SpendOwner<'_>, from: i64) -> Result<Micros> {
-        let (column, id) = match owner {
-            SpendOwner::Key(k) => ("key_id", k.as_str()),
-            SpendOwner::Project(p) => ("project_id", p.as_str()),
+        let (sql, id) = match owner {
+            // The key and every key below it (delegated keys spend against
+            // their makers).
+            SpendOwner::Key(k) => (
+                "WITH RECURSIVE tree (id) AS (SELECT CAST($1 AS TEXT) \
+                 UNION SELECT k.id FROM api_keys k JOIN tree t ON k.parent_key_id = t.id) \
+                 SELECT CAST(COALESCE(SUM(cost_micros), 0) AS BIGINT) FROM usage_daily \
+                 WHERE key_id IN (SELECT id FROM tree) AND day >= $2",
+                k.as_str(),
+            ),
+            SpendOwner::Project(p) => (
+                "SELECT CAST(COALESCE(SUM(cost_micros), 0) AS BIGINT) FROM usage_daily \
+                 WHERE project_id = $1 AND day >= $2",
+                p.as_str(),
+            ),
         };
-        let sql = format!(
-            "SELECT CAST(COALESCE(SUM(cost_micros), 0) AS BIGINT) FROM usage_daily WHERE {column} = $1 AND day >= $2"
-        );
         Ok(Micros(
-            sqlx::query(&sql)
+            sqlx::query(sql)
                 .bind(id)
                 .bind(from)
                 .fetch_one(&self.pool)
@@ -1185,7 +1237,9 @@ impl Store for SqlStore {
         project: &ProjectId,
         user: &UserId,
         audit: &AuditEntry,
-    ) -> Result<bool> {
+        revocation: &Revocation,
+        key_audit: &(dyn for<'k> Fn(&'k KeyRecord) -> AuditEntry + Send + Sync),
+    ) -> Result<Option<Vec<KeyId>>> {
         let mut tx = self.pool.begin().await?;
         let done =
             sqlx::query("DELETE FROM project_members WHERE project_id = $1 AND user_id = $2")
@@ -1193,12 +1247,30 @@ impl Store for SqlStore {
                 .bind(user.as_str())
                 .execute(&mut *tx)
                 .await?;
-        let removed = done.rows_affected() == 1;
-        if removed {
-            insert_audit(&mut tx, audit).await?;
+        if done.rows_affected() != 1 {
+            return Ok(None);
+        }
+        insert_audit(&mut tx, audit).await?;
+        let keys = sqlx::query(&format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE project_id = $1 AND owner_id = $2 \
+             AND revoked_at IS NULL"
+        ))
+        .bind(project.as_str())
+        .bind(user.as_str())
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(key_from_row)
+        .collect::<Result<Vec<_>>>()?;
+        let mut revoked = Vec::with_capacity(keys.len());
+        for key in keys {
+            if revoke_in(&mut tx, &key.id, revocation).await? {
+                insert_audit(&mut tx, &key_audit(&key)).await?;
+                revoked.push(key.id);
+            }
         }
         tx.commit().await?;
-        Ok(removed)
+        Ok(Some(revoked))
     }
 
     async fn insert_session(&self, s: &Session) -> Result<()> {

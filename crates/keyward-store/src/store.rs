@@ -70,12 +70,15 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Result<Listed<KeyRecord>, UnknownCursor>>;
     /// Writes the key's mutable settings: name, permissions, allow-lists, limits, budget, expiry.
     async fn update_key(&self, key: &KeyRecord, audit: &AuditEntry) -> Result<()>;
-    /// Revokes the key and drops its secrets; `false` if it was revoked already.
+    /// Revokes the key; `false` if it was revoked already. `notice`, when
+    /// given, is stored in the same transaction (an exposed key's owner is
+    /// told whenever the revocation commits).
     async fn revoke_key(
         &self,
         id: &KeyId,
         revocation: &Revocation,
         audit: &AuditEntry,
+        notice: Option<&Notification>,
     ) -> Result<bool>;
     /// Adds `new_hash` as the key's secret; every older secret stops working
     /// at `old_secrets_expire_at`.
@@ -100,7 +103,8 @@ pub trait Store: Send + Sync + 'static {
     /// transaction. A request id already recorded is skipped, so a retried
     /// batch does not count twice.
     async fn record_usage(&self, events: &[UsageEvent]) -> Result<()>;
-    /// What a key, or a whole project, has spent since `from` (a day boundary).
+    /// What a key (with every key below it, see delegation), or a whole
+    /// project, has spent since `from` (a day boundary).
     async fn spend_since(&self, owner: SpendOwner<'_>, from: i64) -> Result<Micros>;
     /// Usage added up per time bucket and group, oldest bucket first. Daily
     /// buckets read the roll-up; finer ones read the ledger.
@@ -132,13 +136,17 @@ pub trait Store: Send + Sync + 'static {
         at: i64,
         audit: &AuditEntry,
     ) -> Result<()>;
-    /// Removes `user` from `project`; `false` if they were not a member.
+    /// Removes `user` from `project` and, in the same transaction, revokes
+    /// every active key they own there with `revocation`, auditing each with
+    /// `key_audit`. `None` if they were not a member; else the revoked keys.
     async fn remove_member(
         &self,
         project: &ProjectId,
         user: &UserId,
         audit: &AuditEntry,
-    ) -> Result<bool>;
+        revocation: &Revocation,
+        key_audit: &(dyn for<'k> Fn(&'k KeyRecord) -> AuditEntry + Send + Sync),
+    ) -> Result<Option<Vec<KeyId>>>;
 
     // Dashboard sessions (not audited: they are high-churn, like `touch_keys`)
     async fn insert_session(&self, session: &Session) -> Result<()>;
@@ -159,6 +167,10 @@ pub trait Store: Send + Sync + 'static {
         after: i64,
         limit: u32,
     ) -> Result<Vec<(i64, String, String)>>;
+    /// The entries among `seqs` that exist now (a reader of the change
+    /// feed asks again for sequence numbers it skipped: PostgreSQL commits
+    /// them out of order).
+    async fn audit_targets_at(&self, seqs: &[i64]) -> Result<Vec<(i64, String, String)>>;
     async fn list_audit(
         &self,
         filter: &AuditFilter,

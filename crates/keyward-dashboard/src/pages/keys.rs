@@ -137,6 +137,7 @@ pub(crate) fn key_json(k: &KeyRecord, created_by: &str) -> Value {
                 RevokeReason::Exposed => ", exposed",
                 RevokeReason::Expired => ", expired",
                 RevokeReason::Admin => " by an operator",
+                RevokeReason::MemberRemoved => ", its owner left the project",
                 RevokeReason::User => "",
             }
         ),
@@ -294,7 +295,7 @@ pub async fn create(
             .map(|days| now_unix() + days.clamp(1, 3650) * 86_400);
         let spec = KeySpec {
             name: f.name.clone(),
-            permissions,
+            permissions: Some(permissions),
             expires_at,
             rate_limits: RateLimits::default(),
             ..KeySpec::default()

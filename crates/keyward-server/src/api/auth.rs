@@ -7,7 +7,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use keyward_service::{Caller, ServiceError};
+use keyward_service::{Caller, Principal, ServiceError};
 
 use super::error::ApiError;
 use super::AppState;
@@ -24,13 +24,20 @@ pub async fn require_key(State(state): State<AppState>, mut req: Request, next: 
         }
         Err(other) => return ApiError::from(other).into_response(),
     };
-    let source_ip = req
+    let ip = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip().to_string());
+        .map(|ConnectInfo(addr)| addr.ip());
+    // A key's IP allow-list holds on every route that takes it, not only
+    // on the model endpoints.
+    if let Principal::ProjectKey(key) = &principal {
+        if !key.ip_allowed(ip) {
+            return ApiError::ip_not_allowed().into_response();
+        }
+    }
     req.extensions_mut().insert(Caller {
         principal,
-        source_ip,
+        source_ip: ip.map(|ip| ip.to_string()),
     });
     next.run(req).await
 }

@@ -119,7 +119,7 @@ impl CreateBody {
         let limits = self.rate_limits.unwrap_or_default();
         Ok(KeySpec {
             name: self.name.unwrap_or_default(),
-            permissions: self.permissions.unwrap_or_default(),
+            permissions: self.permissions,
             expires_at: self.expires_at,
             allowed_models: self.allowed_models,
             allowed_ips: self.allowed_ips,

@@ -95,10 +95,10 @@ pub async fn run(command: KeysCommand) -> Result<ExitCode, CliError> {
             let project = resolve_project(&services, project.as_deref()).await?;
             let spec = KeySpec {
                 name: name.unwrap_or_default(),
-                permissions: match permissions {
+                permissions: Some(match permissions {
                     PermissionsArg::All => Permissions::All,
                     PermissionsArg::ReadOnly => Permissions::ReadOnly,
-                },
+                }),
                 expires_at,
                 ..KeySpec::default()
             };

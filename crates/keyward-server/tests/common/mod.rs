@@ -3,6 +3,7 @@
 //! `KEYWARD_TEST_DATABASE_URL` is set), and talks HTTP to it.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod upstream;
 
 use std::io::{BufRead, BufReader, Write};

@@ -1,0 +1,1424 @@
+//! The authorization matrix of docs/authorization.md: every route the
+//! server documents in `/openapi.json`, the gateway's model routes and the
+//! public routes, called by every kind of caller on the objects of its own
+//! project and on another account's, each answer's status (and error code)
+//! checked against the spec. One server, built once; every wrong cell is
+//! collected and reported in one table at the end.
+//!
+//! A route in `/openapi.json` without a row in [`ROWS`] fails the test:
+//! add a row (and its rule in [`expect`]) when adding a route.
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::routing::post;
+use axum::{Json, Router};
+use base64::Engine;
+use common::browser::Browser;
+use common::{keys_path, Server, PASSWORD};
+use keyward_core::time::now_unix;
+use p256::ecdsa::signature::Signer;
+use p256::ecdsa::{Signature, SigningKey};
+use p256::pkcs8::{EncodePublicKey, LineEnding};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+// ------------------------------------------------------------------ routes
+
+/// Every route the matrix covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    ProjectsList,
+    ProjectsCreate,
+    ProjectRetrieve,
+    ProjectModify,
+    ProjectArchive,
+    KeysList,
+    KeysCreate,
+    KeyRetrieve,
+    KeyModify,
+    KeyDelete,
+    KeyRotate,
+    AdminKeysList,
+    AdminKeysCreate,
+    AdminKeyRetrieve,
+    AdminKeyDelete,
+    AuditLogs,
+    UsageCompletions,
+    Costs,
+    Notifications,
+    ModelsList,
+    ModelRetrieve,
+    ChatCompletions,
+    Completions,
+    Embeddings,
+    Healthz,
+    Readyz,
+    OpenApi,
+    KeysReport,
+    GithubScanning,
+}
+
+/// One row of the matrix: a route as `/openapi.json` names it.
+struct Row {
+    method: &'static str,
+    path: &'static str,
+    route: Route,
+    /// Listed in `/openapi.json` (the gateway's routes and the document
+    /// itself are not).
+    documented: bool,
+}
+
+const fn row(method: &'static str, path: &'static str, route: Route) -> Row {
+    Row {
+        method,
+        path,
+        route,
+        documented: true,
+    }
+}
+
+const fn undocumented(method: &'static str, path: &'static str, route: Route) -> Row {
+    Row {
+        method,
+        path,
+        route,
+        documented: false,
+    }
+}
+
+const PROJECT: &str = "/v1/organization/projects/{project_id}";
+const KEY: &str = "/v1/organization/projects/{project_id}/api_keys/{key_id}";
+
+const ROWS: &[Row] = &[
+    row("GET", "/v1/organization/projects", Route::ProjectsList),
+    row("POST", "/v1/organization/projects", Route::ProjectsCreate),
+    row("GET", PROJECT, Route::ProjectRetrieve),
+    row("POST", PROJECT, Route::ProjectModify),
+    row(
+        "POST",
+        "/v1/organization/projects/{project_id}/archive",
+        Route::ProjectArchive,
+    ),
+    row(
+        "GET",
+        "/v1/organization/projects/{project_id}/api_keys",
+        Route::KeysList,
+    ),
+    row(
+        "POST",
+        "/v1/organization/projects/{project_id}/api_keys",
+        Route::KeysCreate,
+    ),
+    row("GET", KEY, Route::KeyRetrieve),
+    row("POST", KEY, Route::KeyModify),
+    row("DELETE", KEY, Route::KeyDelete),
+    row(
+        "POST",
+        "/v1/organization/projects/{project_id}/api_keys/{key_id}/rotate",
+        Route::KeyRotate,
+    ),
+    row(
+        "GET",
+        "/v1/organization/admin_api_keys",
+        Route::AdminKeysList,
+    ),
+    row(
+        "POST",
+        "/v1/organization/admin_api_keys",
+        Route::AdminKeysCreate,
+    ),
+    row(
+        "GET",
+        "/v1/organization/admin_api_keys/{key_id}",
+        Route::AdminKeyRetrieve,
+    ),
+    row(
+        "DELETE",
+        "/v1/organization/admin_api_keys/{key_id}",
+        Route::AdminKeyDelete,
+    ),
+    row("GET", "/v1/organization/audit_logs", Route::AuditLogs),
+    row(
+        "GET",
+        "/v1/organization/usage/completions",
+        Route::UsageCompletions,
+    ),
+    row("GET", "/v1/organization/costs", Route::Costs),
+    row(
+        "GET",
+        "/v1/organization/notifications",
+        Route::Notifications,
+    ),
+    undocumented("GET", "/v1/models", Route::ModelsList),
+    undocumented("GET", "/v1/models/{model}", Route::ModelRetrieve),
+    undocumented("POST", "/v1/chat/completions", Route::ChatCompletions),
+    undocumented("POST", "/v1/completions", Route::Completions),
+    undocumented("POST", "/v1/embeddings", Route::Embeddings),
+    row("GET", "/healthz", Route::Healthz),
+    row("GET", "/readyz", Route::Readyz),
+    undocumented("GET", "/openapi.json", Route::OpenApi),
+    row("POST", "/v1/keys/report", Route::KeysReport),
+    row("POST", "/v1/secret-scanning/github", Route::GithubScanning),
+];
+
+/// How a route addresses objects, which decides the targets it is tried on.
+enum Shape {
+    /// No object: the caller's own account, or nothing.
+    Plain,
+    /// `project_ids[]` narrows it: tried without, with the own project and
+    /// with another account's.
+    Filter,
+    /// A project in the path.
+    Project,
+    /// A project key in the path.
+    Key,
+    /// An admin key in the path.
+    AdminKey,
+}
+
+impl Route {
+    fn shape(self) -> Shape {
+        use Route::*;
+        match self {
+            ProjectRetrieve | ProjectModify | ProjectArchive | KeysList | KeysCreate => {
+                Shape::Project
+            }
+            KeyRetrieve | KeyModify | KeyDelete | KeyRotate => Shape::Key,
+            AdminKeyRetrieve | AdminKeyDelete => Shape::AdminKey,
+            AuditLogs | UsageCompletions | Costs => Shape::Filter,
+            _ => Shape::Plain,
+        }
+    }
+
+    fn public(self) -> bool {
+        use Route::*;
+        matches!(
+            self,
+            Healthz | Readyz | OpenApi | KeysReport | GithubScanning
+        )
+    }
+}
+
+// ----------------------------------------------------------------- callers
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Access {
+    None,
+    Read,
+    Write,
+}
+
+/// A project key's access per group, in the spec's table order.
+#[derive(Debug, Clone, Copy)]
+struct Perms {
+    models: Access,
+    chat_completions: Access,
+    embeddings: Access,
+    usage: Access,
+    keys: Access,
+}
+
+const GROUPS: [&str; 5] = ["models", "chat_completions", "embeddings", "usage", "keys"];
+
+impl Perms {
+    /// What a key with these `permissions` may do, per the spec's table.
+    fn of(permissions: &Value) -> Perms {
+        use Access::{Read, Write};
+        let level = |g: &str| match permissions[g].as_str() {
+            Some("read") => Read,
+            Some("write") => Write,
+            _ => Access::None,
+        };
+        match permissions["mode"].as_str() {
+            Some("all") => Perms {
+                models: Write,
+                chat_completions: Write,
+                embeddings: Write,
+                usage: Read,
+                keys: Access::None,
+            },
+            Some("read_only") => Perms {
+                models: Read,
+                chat_completions: Read,
+                embeddings: Read,
+                usage: Read,
+                keys: Access::None,
+            },
+            _ => Perms {
+                models: level("models"),
+                chat_completions: level("chat_completions"),
+                embeddings: level("embeddings"),
+                usage: level("usage"),
+                keys: level("keys"),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Owner,
+    Member,
+    Reader,
+}
+
+enum Kind {
+    /// An admin key: the user's role in the project under test, if any.
+    User(Option<Role>),
+    /// A live project key of the project under test.
+    Key {
+        perms: Perms,
+        permissions: Value,
+        /// Made by another key (a restricted `keys=write` one).
+        delegated: bool,
+    },
+    /// A key that must not be accepted: revoked, expired, malformed, dead
+    /// with its maker or its owner's membership.
+    Invalid,
+    /// No Authorization header.
+    Missing,
+    /// A key used from outside its IP allow-list.
+    IpBlocked,
+}
+
+struct Caller {
+    label: String,
+    secret: Option<String>,
+    kind: Kind,
+    /// A project key's own id; a user's own admin key's id.
+    own_id: Option<String>,
+}
+
+impl Caller {
+    fn is_user(&self) -> bool {
+        matches!(self.kind, Kind::User(_))
+    }
+}
+
+// ----------------------------------------------------------------- targets
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    /// The route without an object (or without a filter).
+    None,
+    /// The project under test, or one of its keys (not made by the caller),
+    /// or the caller's own admin key.
+    Own,
+    /// Another account's project, key or admin key.
+    Other,
+    /// The calling project key itself.
+    SelfKey,
+    /// A key the calling project key made.
+    Child,
+    /// The key that made the calling (delegated) key.
+    Maker,
+}
+
+impl Target {
+    fn name(self) -> &'static str {
+        match self {
+            Target::None => "-",
+            Target::Own => "own",
+            Target::Other => "other",
+            Target::SelfKey => "self",
+            Target::Child => "child",
+            Target::Maker => "maker",
+        }
+    }
+}
+
+fn targets(route: Route, who: &Caller) -> Vec<Target> {
+    match route.shape() {
+        Shape::Plain => vec![Target::None],
+        Shape::Filter => vec![Target::None, Target::Own, Target::Other],
+        Shape::Project | Shape::AdminKey => vec![Target::Own, Target::Other],
+        Shape::Key => {
+            let mut t = vec![Target::Own, Target::Other];
+            if let Kind::Key {
+                perms, delegated, ..
+            } = &who.kind
+            {
+                // Revoking itself would end the caller's other cells.
+                if route != Route::KeyDelete {
+                    t.push(Target::SelfKey);
+                }
+                if perms.keys == Access::Write {
+                    t.push(Target::Child);
+                }
+                if *delegated {
+                    t.push(Target::Maker);
+                }
+            }
+            t
+        }
+    }
+}
+
+// ---------------------------------------------------------------- outcomes
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// 200: the call did what it asks.
+    Ok,
+    /// 404 `not_found`: the caller cannot see the object.
+    NotFound,
+    /// 401 `insufficient_permissions`.
+    Insufficient,
+    /// 401 `invalid_api_key`.
+    InvalidKey,
+    /// 401 without a code: no key was given.
+    MissingKey,
+    /// 403 `ip_not_allowed`.
+    IpBlocked,
+}
+
+impl Outcome {
+    fn describe(self) -> &'static str {
+        match self {
+            Outcome::Ok => "200",
+            Outcome::NotFound => "404 not_found",
+            Outcome::Insufficient => "401 insufficient_permissions",
+            Outcome::InvalidKey => "401 invalid_api_key",
+            Outcome::MissingKey => "401 (no key)",
+            Outcome::IpBlocked => "403 ip_not_allowed",
+        }
+    }
+
+    fn matches(self, status: StatusCode, body: &Value) -> bool {
+        let code = &body["error"]["code"];
+        match self {
+            Outcome::Ok => status == StatusCode::OK,
+            Outcome::NotFound => status == StatusCode::NOT_FOUND && code == "not_found",
+            Outcome::Insufficient => {
+                status == StatusCode::UNAUTHORIZED && code == "insufficient_permissions"
+            }
+            Outcome::InvalidKey => status == StatusCode::UNAUTHORIZED && code == "invalid_api_key",
+            Outcome::MissingKey => {
+                status == StatusCode::UNAUTHORIZED
+                    && code.is_null()
+                    && body["error"]["message"]
+                        .as_str()
+                        .is_some_and(|m| m.starts_with("You didn't provide an API key"))
+            }
+            Outcome::IpBlocked => status == StatusCode::FORBIDDEN && code == "ip_not_allowed",
+        }
+    }
+}
+
+/// What docs/authorization.md says `who` gets calling `route` on `target`.
+fn expect(route: Route, who: &Caller, target: Target) -> Outcome {
+    if route.public() {
+        return Outcome::Ok;
+    }
+    match &who.kind {
+        Kind::Invalid => Outcome::InvalidKey,
+        Kind::Missing => Outcome::MissingKey,
+        // "on every route that takes the key", whatever it addresses.
+        Kind::IpBlocked => Outcome::IpBlocked,
+        Kind::User(role) => expect_user(route, *role, target),
+        Kind::Key { perms, .. } => expect_key(route, perms, target),
+    }
+}
+
+/// An admin key reaches what its owner's dashboard session reaches: the
+/// projects they are a member of (owner and member write, reader reads;
+/// renaming and archiving are the owners'), and their own admin keys.
+fn expect_user(route: Route, role: Option<Role>, target: Target) -> Outcome {
+    use Outcome::*;
+    use Route::*;
+    let sees = match target {
+        Target::None => true,
+        Target::Own => role.is_some(),
+        _ => false,
+    };
+    let writes = matches!(role, Some(Role::Owner | Role::Member));
+    let owns = role == Some(Role::Owner);
+    let gated = |allowed: bool| match (sees, allowed) {
+        (false, _) => NotFound,
+        (true, true) => Ok,
+        (true, false) => Insufficient,
+    };
+    match route {
+        ProjectsList | ProjectsCreate | AdminKeysList | AdminKeysCreate | Notifications => Ok,
+        AdminKeyRetrieve | AdminKeyDelete => {
+            if target == Target::Own {
+                Ok
+            } else {
+                NotFound
+            }
+        }
+        ProjectRetrieve | KeysList | KeyRetrieve | AuditLogs | UsageCompletions | Costs => {
+            gated(true)
+        }
+        KeysCreate | KeyModify | KeyDelete | KeyRotate => gated(writes),
+        ProjectModify | ProjectArchive => gated(owns),
+        // Admin keys manage Keyward; they do not call models.
+        ModelsList | ModelRetrieve | ChatCompletions | Completions | Embeddings => Insufficient,
+        Healthz | Readyz | OpenApi | KeysReport | GithubScanning => Ok,
+    }
+}
+
+/// A project key reaches its own project only, within its permissions; a
+/// key changes only itself and the keys below it.
+fn expect_key(route: Route, perms: &Perms, target: Target) -> Outcome {
+    use Access::{Read, Write};
+    use Outcome::*;
+    use Route::*;
+    let grant = |allowed: bool| if allowed { Ok } else { Insufficient };
+    match route {
+        // Account-level routes: no group covers them.
+        ProjectsList | ProjectsCreate | ProjectRetrieve | ProjectModify | ProjectArchive
+        | AdminKeysList | AdminKeysCreate | AuditLogs | Notifications => Insufficient,
+        // No project key can see an admin key.
+        AdminKeyRetrieve | AdminKeyDelete => NotFound,
+        UsageCompletions | Costs => match (perms.usage >= Read, target) {
+            (false, _) => Insufficient,
+            (true, Target::Other) => NotFound,
+            (true, _) => Ok,
+        },
+        KeysList | KeyRetrieve => match target {
+            Target::Other => NotFound,
+            _ => grant(perms.keys >= Read),
+        },
+        KeysCreate => match target {
+            Target::Other => NotFound,
+            _ => grant(perms.keys == Write),
+        },
+        KeyModify | KeyDelete | KeyRotate => match target {
+            Target::Other => NotFound,
+            Target::SelfKey | Target::Child => grant(perms.keys == Write),
+            // Siblings and makers are not below the caller.
+            _ => Insufficient,
+        },
+        ModelsList | ModelRetrieve => grant(perms.models >= Read),
+        ChatCompletions | Completions => grant(perms.chat_completions == Write),
+        Embeddings => grant(perms.embeddings == Write),
+        Healthz | Readyz | OpenApi | KeysReport | GithubScanning => Ok,
+    }
+}
+
+// ---------------------------------------------------------------- fixtures
+
+/// Everything the cells address, built once.
+struct World<'s> {
+    s: &'s Server,
+    /// The project under test (its creator's Default project).
+    p: String,
+    /// Another account's project and one of its keys and admin keys.
+    x: String,
+    x_key: String,
+    x_admin_key: String,
+    /// The creator's admin key, which makes fresh objects for cells.
+    admin: String,
+    admin_key_id: String,
+    /// A key of `p` made by its creator.
+    sibling: String,
+    /// The `keys=write` key that made the delegated key.
+    maker: String,
+    /// Per user caller, a project shaped like `p` for it to try archiving.
+    archivable: HashMap<String, String>,
+    github: SigningKey,
+    since: i64,
+}
+
+const GITHUB_KEY_ID: &str = "matrix-key";
+const FAKE_LEAK: &str = "sk-kw-thisisnotarealkeybutlookslikeoneXXXXXXXXXXXXXX";
+
+/// An OpenAI-compatible upstream serving all three model endpoints.
+fn fake_upstream() -> SocketAddr {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let usage = json!({"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5});
+            let (u1, u2, u3) = (usage.clone(), usage.clone(), usage);
+            let app = Router::new()
+                .route(
+                    "/v1/chat/completions",
+                    post(move |Json(body): Json<Value>| async move {
+                        Json(json!({
+                            "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": body["model"],
+                            "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+                            "usage": u1
+                        }))
+                    }),
+                )
+                .route(
+                    "/v1/completions",
+                    post(move |Json(body): Json<Value>| async move {
+                        Json(json!({
+                            "id": "cmpl-1", "object": "text_completion", "created": 1, "model": body["model"],
+                            "choices": [{"index": 0, "text": "ok", "finish_reason": "stop"}],
+                            "usage": u2
+                        }))
+                    }),
+                )
+                .route(
+                    "/v1/embeddings",
+                    post(move |Json(body): Json<Value>| async move {
+                        Json(json!({
+                            "object": "list", "model": body["model"],
+                            "data": [{"object": "embedding", "index": 0, "embedding": [0.0, 0.5]}],
+                            "usage": u3
+                        }))
+                    }),
+                );
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    rx.recv().unwrap()
+}
+
+fn start_server(dir: &std::path::Path, github: &SigningKey) -> Server {
+    let keys_file = dir.join("github-keys.json");
+    let pem = github
+        .verifying_key()
+        .to_public_key_pem(LineEnding::LF)
+        .unwrap();
+    let keys = json!({"public_keys": [
+        {"key_identifier": GITHUB_KEY_ID, "key": pem, "is_current": true},
+    ]});
+    std::fs::write(&keys_file, keys.to_string()).unwrap();
+    let upstream = fake_upstream();
+    Server::start_with_config(
+        &format!(
+            r#"
+[limits]
+max_active_keys_per_project = 0
+
+[secret_scanning]
+reports_per_minute_per_ip = 1000000
+github_public_keys_file = {keys_file:?}
+
+[[upstreams]]
+name = "fake"
+base_url = "http://{upstream}/v1"
+timeout = "5s"
+
+[[models]]
+id = "m"
+upstream = "fake"
+input_price_per_mtok = 1.0
+output_price_per_mtok = 1.0
+"#,
+            keys_file = keys_file.display().to_string(),
+        ),
+        &[],
+    )
+}
+
+/// POSTs `body` with `auth` and returns the created object, or panics.
+fn created(s: &Server, path: &str, auth: &str, body: Value) -> Value {
+    let r = s.post(path, auth, body.clone());
+    assert_eq!(r.status, 200, "setup: POST {path} {body}: {}", r.body);
+    r.body
+}
+
+fn id_of(v: &Value) -> String {
+    v["id"].as_str().unwrap().to_owned()
+}
+
+fn secret_of(v: &Value) -> String {
+    v["value"].as_str().unwrap().to_owned()
+}
+
+/// A user's own admin key: (its id, the user's id).
+fn own_admin_key(s: &Server, admin: &str) -> (String, String) {
+    let r = s.get("/v1/organization/admin_api_keys", admin);
+    assert_eq!(r.status, 200, "setup: {}", r.body);
+    let k = &r.body["data"][0];
+    (
+        id_of(k),
+        k["owner"]["user"]["id"].as_str().unwrap().to_owned(),
+    )
+}
+
+fn add_member(b: &mut Browser, csrf: &str, project: &str, email: &str, role: &str) {
+    let page = b.post(
+        &format!("/projects/{project}/members"),
+        &[("csrf_token", csrf), ("email", email), ("role", role)],
+    );
+    assert_eq!(
+        page.status,
+        StatusCode::SEE_OTHER,
+        "setup: adding {email} to {project} as {role}: {}",
+        page.body
+    );
+}
+
+fn restricted(group: &str, level: &str) -> Value {
+    let mut p = json!({"mode": "restricted"});
+    p[group] = json!(level);
+    p
+}
+
+fn build(s: &Server, github: SigningKey) -> (World<'_>, Vec<Caller>) {
+    let since = now_unix() - 86_400;
+    // The accounts: the project's creator, users it adds through the
+    // dashboard, a stranger with a project of its own, and the account
+    // whose objects are the "other" targets.
+    let creator = s.create_operator("creator@example.com");
+    let p = s.default_project(&creator);
+    let expires_at = now_unix() + 2;
+    let expiring = created(
+        s,
+        &keys_path(&p),
+        &creator,
+        json!({"name": "expiring", "expires_at": expires_at}),
+    );
+    let users: Vec<(&str, &str, Option<Role>)> = vec![
+        ("owner", "co-owner@example.com", Some(Role::Owner)),
+        ("member", "member@example.com", Some(Role::Member)),
+        ("reader", "reader@example.com", Some(Role::Reader)),
+        ("non-member (removed)", "former@example.com", None),
+    ];
+    let user_keys: Vec<String> = users
+        .iter()
+        .map(|(_, email, _)| s.create_operator(email))
+        .collect();
+    let stranger = s.create_operator("stranger@example.com");
+    let other_admin = s.create_operator("other@example.com");
+    let x = s.default_project(&other_admin);
+    let x_key = id_of(&created(
+        s,
+        &keys_path(&x),
+        &other_admin,
+        json!({"name": "other's"}),
+    ));
+    let (x_admin_key, _) = own_admin_key(s, &other_admin);
+    let (admin_key_id, _) = own_admin_key(s, &creator);
+
+    // Membership, through the dashboard.
+    let mut browser = Browser::new(s);
+    let page = browser.log_in("creator@example.com", PASSWORD);
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "log in: {}", page.body);
+    let csrf = browser.get("/projects").csrf();
+    for (_, email, role) in &users {
+        let role = match role {
+            Some(Role::Owner) => "owner",
+            Some(Role::Reader) => "reader",
+            // The former member is a member until removed below.
+            Some(Role::Member) | None => "member",
+        };
+        add_member(&mut browser, &csrf, &p, email, role);
+    }
+    // The former member makes a key, then is removed: the key dies with
+    // the membership.
+    let former = &user_keys[3];
+    let former_key = created(
+        s,
+        &keys_path(&p),
+        former,
+        json!({"name": "former member's"}),
+    );
+    let (_, former_id) = own_admin_key(s, former);
+    let page = browser.post(
+        &format!("/projects/{p}/members/{former_id}/remove"),
+        &[("csrf_token", &csrf)],
+    );
+    assert_eq!(
+        page.status,
+        StatusCode::SEE_OTHER,
+        "remove member: {}",
+        page.body
+    );
+
+    // Callers.
+    let mut callers = vec![Caller {
+        label: "admin key: creator (owner)".into(),
+        secret: Some(creator.clone()),
+        kind: Kind::User(Some(Role::Owner)),
+        own_id: Some(admin_key_id.clone()),
+    }];
+    for ((label, _, role), key) in users.iter().zip(&user_keys) {
+        callers.push(Caller {
+            label: format!("admin key: {label}"),
+            secret: Some(key.clone()),
+            kind: Kind::User(*role),
+            own_id: Some(own_admin_key(s, key).0),
+        });
+    }
+    callers.push(Caller {
+        label: "admin key: other account".into(),
+        secret: Some(stranger.clone()),
+        kind: Kind::User(None),
+        own_id: Some(own_admin_key(s, &stranger).0),
+    });
+
+    let mut specs: Vec<(String, Value)> = vec![
+        ("key all".into(), json!({"mode": "all"})),
+        ("key read_only".into(), json!({"mode": "read_only"})),
+        ("key restricted, none".into(), json!({"mode": "restricted"})),
+    ];
+    for g in GROUPS {
+        for level in ["read", "write"] {
+            specs.push((format!("key {g}={level}"), restricted(g, level)));
+        }
+    }
+    for (label, permissions) in specs {
+        let k = created(
+            s,
+            &keys_path(&p),
+            &creator,
+            json!({"name": label, "permissions": permissions}),
+        );
+        callers.push(Caller {
+            label,
+            secret: Some(secret_of(&k)),
+            kind: Kind::Key {
+                perms: Perms::of(&permissions),
+                permissions,
+                delegated: false,
+            },
+            own_id: Some(id_of(&k)),
+        });
+    }
+    // The delegated key's maker is not a caller itself, so a cell that
+    // wrongly changes or revokes it spoils only the delegated key's cells.
+    let keys_write = restricted("keys", "write");
+    let maker = created(
+        s,
+        &keys_path(&p),
+        &creator,
+        json!({"name": "maker", "permissions": keys_write}),
+    );
+    let delegated = created(
+        s,
+        &keys_path(&p),
+        &secret_of(&maker),
+        json!({"name": "delegated", "permissions": keys_write}),
+    );
+    callers.push(Caller {
+        label: "key delegated (keys=write)".into(),
+        secret: Some(secret_of(&delegated)),
+        kind: Kind::Key {
+            perms: Perms::of(&keys_write),
+            permissions: keys_write.clone(),
+            delegated: true,
+        },
+        own_id: Some(id_of(&delegated)),
+    });
+
+    // Keys that must not work.
+    let mut invalid = |label: &str, secret: String| {
+        callers.push(Caller {
+            label: label.into(),
+            secret: Some(secret),
+            kind: Kind::Invalid,
+            own_id: None,
+        })
+    };
+    let dead_maker = created(
+        s,
+        &keys_path(&p),
+        &creator,
+        json!({"name": "revoked maker", "permissions": keys_write}),
+    );
+    let orphan = created(
+        s,
+        &keys_path(&p),
+        &secret_of(&dead_maker),
+        json!({"name": "orphan", "permissions": keys_write}),
+    );
+    let r = s.delete(&common::key_path(&p, &id_of(&dead_maker)), &creator);
+    assert_eq!(r.status, 200, "setup: revoke the maker: {}", r.body);
+    invalid("key delegated, maker revoked", secret_of(&orphan));
+    invalid("key of the removed member", secret_of(&former_key));
+    let revoked = created(s, &keys_path(&p), &creator, json!({"name": "revoked"}));
+    let r = s.delete(&common::key_path(&p, &id_of(&revoked)), &creator);
+    assert_eq!(r.status, 200, "setup: revoke: {}", r.body);
+    invalid("key revoked", secret_of(&revoked));
+    invalid("key expired", secret_of(&expiring));
+    let revoked_admin = created(
+        s,
+        "/v1/organization/admin_api_keys",
+        &creator,
+        json!({"name": "revoked"}),
+    );
+    let r = s.delete(
+        &format!("/v1/organization/admin_api_keys/{}", id_of(&revoked_admin)),
+        &creator,
+    );
+    assert_eq!(r.status, 200, "setup: revoke admin key: {}", r.body);
+    invalid("admin key revoked", secret_of(&revoked_admin));
+    invalid("malformed key", "sk-kw-this-is-not-a-key".into());
+    let mut everything = json!({"mode": "restricted"});
+    for g in GROUPS {
+        everything[g] = json!("write");
+    }
+    let fenced = created(
+        s,
+        &keys_path(&p),
+        &creator,
+        json!({"name": "fenced", "permissions": everything, "allowed_ips": ["203.0.113.0/24"]}),
+    );
+    callers.push(Caller {
+        label: "key outside its IP allow-list".into(),
+        secret: Some(secret_of(&fenced)),
+        kind: Kind::IpBlocked,
+        own_id: Some(id_of(&fenced)),
+    });
+    callers.push(Caller {
+        label: "no key".into(),
+        secret: None,
+        kind: Kind::Missing,
+        own_id: None,
+    });
+
+    // A project shaped like `p` for each user to try archiving.
+    let mut archivable = HashMap::new();
+    for who in callers.iter().filter(|c| c.is_user()) {
+        let project = id_of(&created(
+            s,
+            "/v1/organization/projects",
+            &creator,
+            json!({"name": "to archive"}),
+        ));
+        for (_, email, role) in &users[..3] {
+            let role = match role {
+                Some(Role::Owner) => "owner",
+                Some(Role::Member) => "member",
+                _ => "reader",
+            };
+            add_member(&mut browser, &csrf, &project, email, role);
+        }
+        archivable.insert(who.label.clone(), project);
+    }
+
+    let sibling = id_of(&created(
+        s,
+        &keys_path(&p),
+        &creator,
+        json!({"name": "sibling"}),
+    ));
+
+    // The expiring key must have expired before the cells run.
+    while now_unix() <= expires_at {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let world = World {
+        s,
+        p,
+        x,
+        x_key,
+        x_admin_key,
+        admin: creator,
+        admin_key_id,
+        sibling,
+        maker: id_of(&maker),
+        archivable,
+        github,
+        since,
+    };
+    (world, callers)
+}
+
+// ------------------------------------------------------------------- cells
+
+struct Cell {
+    row: &'static Row,
+    caller: usize,
+    target: Target,
+    expected: Outcome,
+    /// Cells that would spoil shared fixtures if wrongly allowed run after
+    /// the others, in this order.
+    phase: u8,
+}
+
+fn phase(route: Route, who: &Caller, target: Target) -> u8 {
+    match (route, target) {
+        (Route::KeyRotate, Target::SelfKey) => 1,
+        (Route::KeyModify | Route::KeyRotate, Target::Maker) => 2,
+        (Route::KeyDelete, Target::Maker) => 3,
+        (Route::ProjectArchive, Target::Other) => 4,
+        // Project keys live in `p`: they can only try archiving it.
+        (Route::ProjectArchive, Target::Own) if !who.is_user() => 5,
+        _ => 0,
+    }
+}
+
+const PHASES: u8 = 6;
+
+enum Body {
+    None,
+    Json(Value),
+    /// A body signed as GitHub's secret scanning signs it.
+    Signed(Vec<u8>, String),
+}
+
+struct Request {
+    method: &'static str,
+    path: String,
+    body: Body,
+}
+
+/// A fresh key of `project` made with `auth`, for a cell to change.
+fn fresh_key(w: &World, auth: &str, project: &str, body: Value) -> Result<String, String> {
+    let r = w.s.post(&keys_path(project), auth, body);
+    if r.status == 200 {
+        Ok(id_of(&r.body))
+    } else {
+        Err(format!(
+            "setup: creating a key got {}: {}",
+            r.status, r.body
+        ))
+    }
+}
+
+/// A fresh admin key of the user behind `auth`, for a cell to revoke.
+fn fresh_admin_key(w: &World, auth: &str) -> Result<String, String> {
+    let r = w.s.post(
+        "/v1/organization/admin_api_keys",
+        auth,
+        json!({"name": "fresh"}),
+    );
+    if r.status == 200 {
+        Ok(id_of(&r.body))
+    } else {
+        Err(format!(
+            "setup: creating an admin key got {}: {}",
+            r.status, r.body
+        ))
+    }
+}
+
+fn filter(path: &str, w: &World, target: Target) -> String {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    match target {
+        Target::Own => format!("{path}{sep}project_ids[]={}", w.p),
+        Target::Other => format!("{path}{sep}project_ids[]={}", w.x),
+        _ => path.to_owned(),
+    }
+}
+
+/// The request a cell sends, after making the fresh objects it needs.
+fn request(w: &World, who: &Caller, row: &Row, target: Target) -> Result<Request, String> {
+    use Route::*;
+    let project = match target {
+        Target::Other => w.x.as_str(),
+        _ => w.p.as_str(),
+    };
+    let key = || -> Result<String, String> {
+        match target {
+            Target::Other => Ok(w.x_key.clone()),
+            Target::SelfKey => Ok(who.own_id.clone().unwrap()),
+            Target::Maker => Ok(w.maker.clone()),
+            Target::Child => {
+                let Kind::Key { permissions, .. } = &who.kind else {
+                    unreachable!()
+                };
+                fresh_key(
+                    w,
+                    who.secret.as_deref().unwrap(),
+                    &w.p,
+                    json!({"name": "child", "permissions": permissions}),
+                )
+            }
+            _ if row.route == KeyRetrieve => Ok(w.sibling.clone()),
+            _ => fresh_key(w, &w.admin, &w.p, json!({"name": "fresh"})),
+        }
+    };
+    let key_path = |k: String| format!("/v1/organization/projects/{project}/api_keys/{k}");
+    let (path, body) = match row.route {
+        ProjectsList => ("/v1/organization/projects".to_owned(), Body::None),
+        ProjectsCreate => (
+            "/v1/organization/projects".to_owned(),
+            Body::Json(json!({"name": "made by a cell"})),
+        ),
+        ProjectRetrieve => (format!("/v1/organization/projects/{project}"), Body::None),
+        ProjectModify => (
+            format!("/v1/organization/projects/{project}"),
+            // Both projects are Default projects: the name stays.
+            Body::Json(json!({"name": "Default project"})),
+        ),
+        ProjectArchive => {
+            let project = match (target, w.archivable.get(&who.label)) {
+                (Target::Own, Some(mine)) => mine.as_str(),
+                _ => project,
+            };
+            (
+                format!("/v1/organization/projects/{project}/archive"),
+                Body::None,
+            )
+        }
+        KeysList => (keys_path(project), Body::None),
+        KeysCreate => (
+            keys_path(project),
+            // Narrower than any key, so a key with keys=write may make it.
+            Body::Json(json!({"name": "made by a cell", "permissions": {"mode": "restricted"}})),
+        ),
+        KeyRetrieve => (key_path(key()?), Body::None),
+        KeyModify => (
+            key_path(key()?),
+            Body::Json(json!({"name": "renamed by a cell"})),
+        ),
+        KeyDelete => (key_path(key()?), Body::None),
+        KeyRotate => {
+            // A key rotating itself keeps its old secret for its other cells.
+            let grace = if target == Target::SelfKey { 3600 } else { 0 };
+            (
+                format!("{}/rotate", key_path(key()?)),
+                Body::Json(json!({"grace_period_seconds": grace})),
+            )
+        }
+        AdminKeysList => ("/v1/organization/admin_api_keys".to_owned(), Body::None),
+        AdminKeysCreate => (
+            "/v1/organization/admin_api_keys".to_owned(),
+            Body::Json(json!({"name": "made by a cell"})),
+        ),
+        AdminKeyRetrieve | AdminKeyDelete => {
+            let id = match (target, &who.kind) {
+                (Target::Other, _) => w.x_admin_key.clone(),
+                (_, Kind::User(_)) if row.route == AdminKeyRetrieve => who.own_id.clone().unwrap(),
+                (_, Kind::User(_)) => fresh_admin_key(w, who.secret.as_deref().unwrap())?,
+                // Not the caller's: the creator's.
+                _ if row.route == AdminKeyRetrieve => w.admin_key_id.clone(),
+                _ => fresh_admin_key(w, &w.admin)?,
+            };
+            (format!("/v1/organization/admin_api_keys/{id}"), Body::None)
+        }
+        AuditLogs => (filter("/v1/organization/audit_logs", w, target), Body::None),
+        UsageCompletions => (
+            filter(
+                &format!(
+                    "/v1/organization/usage/completions?start_time={}&bucket_width=1h",
+                    w.since
+                ),
+                w,
+                target,
+            ),
+            Body::None,
+        ),
+        Costs => (
+            filter(
+                &format!("/v1/organization/costs?start_time={}", w.since),
+                w,
+                target,
+            ),
+            Body::None,
+        ),
+        Notifications => ("/v1/organization/notifications".to_owned(), Body::None),
+        ModelsList => ("/v1/models".to_owned(), Body::None),
+        ModelRetrieve => ("/v1/models/m".to_owned(), Body::None),
+        ChatCompletions => (
+            "/v1/chat/completions".to_owned(),
+            Body::Json(json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]})),
+        ),
+        Completions => (
+            "/v1/completions".to_owned(),
+            Body::Json(json!({"model": "m", "prompt": "hi"})),
+        ),
+        Embeddings => (
+            "/v1/embeddings".to_owned(),
+            Body::Json(json!({"model": "m", "input": "hi"})),
+        ),
+        Healthz => ("/healthz".to_owned(), Body::None),
+        Readyz => ("/readyz".to_owned(), Body::None),
+        OpenApi => ("/openapi.json".to_owned(), Body::None),
+        KeysReport => (
+            "/v1/keys/report".to_owned(),
+            Body::Json(json!({"keys": [FAKE_LEAK], "source": "authorization matrix"})),
+        ),
+        GithubScanning => {
+            let body = b"[]".to_vec();
+            let sig: Signature = w.github.sign(&body);
+            let sig = base64::engine::general_purpose::STANDARD.encode(sig.to_der().as_bytes());
+            (
+                "/v1/secret-scanning/github".to_owned(),
+                Body::Signed(body, sig),
+            )
+        }
+    };
+    Ok(Request {
+        method: row.method,
+        path,
+        body,
+    })
+}
+
+fn send(w: &World, who: &Caller, req: Request) -> (StatusCode, Value) {
+    let mut rb = w.s.client.request(
+        req.method.parse().unwrap(),
+        format!("{}{}", w.s.base, req.path),
+    );
+    if let Some(k) = &who.secret {
+        rb = rb.bearer_auth(k);
+    }
+    rb = match req.body {
+        Body::None => rb,
+        Body::Json(v) => rb.json(&v),
+        Body::Signed(bytes, sig) => rb
+            .header("content-type", "application/json")
+            .header("Github-Public-Key-Identifier", GITHUB_KEY_ID)
+            .header("Github-Public-Key-Signature", sig)
+            .body(bytes),
+    };
+    let resp = rb
+        .send()
+        .unwrap_or_else(|e| panic!("{} {}: {e}", req.method, req.path));
+    let status = resp.status();
+    let text = resp.text().unwrap_or_default();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, body)
+}
+
+struct Mismatch {
+    order: usize,
+    route: String,
+    caller: String,
+    target: &'static str,
+    expected: String,
+    got: String,
+}
+
+fn run_cell(w: &World, callers: &[Caller], order: usize, cell: &Cell) -> Option<Mismatch> {
+    let who = &callers[cell.caller];
+    let mismatch = |got: String| Mismatch {
+        order,
+        route: format!("{} {}", cell.row.method, cell.row.path),
+        caller: who.label.clone(),
+        target: cell.target.name(),
+        expected: cell.expected.describe().to_owned(),
+        got,
+    };
+    let req = match request(w, who, cell.row, cell.target) {
+        Ok(r) => r,
+        Err(e) => return Some(mismatch(e)),
+    };
+    let (status, body) = send(w, who, req);
+    if cell.expected.matches(status, &body) {
+        return None;
+    }
+    let error = &body["error"];
+    let got = if error.is_object() {
+        let message: String = error["message"]
+            .as_str()
+            .unwrap_or_default()
+            .chars()
+            .take(90)
+            .collect();
+        format!(
+            "{} {}: {message}",
+            status.as_u16(),
+            error["code"].as_str().unwrap_or("(no code)")
+        )
+    } else {
+        status.as_u16().to_string()
+    };
+    Some(mismatch(got))
+}
+
+/// Runs `cells` on `threads` threads; returns the mismatches.
+fn run(w: &World, callers: &[Caller], cells: &[(usize, &Cell)], threads: usize) -> Vec<Mismatch> {
+    let next = AtomicUsize::new(0);
+    let found = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some((order, cell)) = cells.get(i) else {
+                    break;
+                };
+                if let Some(m) = run_cell(w, callers, *order, cell) {
+                    found.lock().unwrap().push(m);
+                }
+            });
+        }
+    });
+    found.into_inner().unwrap()
+}
+
+/// `{project_id}` and `{key_id}` alike, so a renamed path parameter is
+/// still the same route.
+fn normalize(path: &str) -> String {
+    let mut out = String::new();
+    let mut in_param = false;
+    for c in path.chars() {
+        match c {
+            '{' => {
+                in_param = true;
+                out.push_str("{}");
+            }
+            '}' => in_param = false,
+            _ if in_param => {}
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Every (method, path) of `/openapi.json` has a row; every documented row
+/// is still in `/openapi.json`.
+fn check_rows_cover_openapi(s: &Server) -> Vec<String> {
+    let r = s.call("GET", "/openapi.json", None, None);
+    assert_eq!(r.status, 200, "/openapi.json: {}", r.body);
+    let paths = r.body["paths"]
+        .as_object()
+        .expect("/openapi.json has paths");
+    let mut served = BTreeSet::new();
+    for (path, item) in paths {
+        for method in [
+            "get", "put", "post", "delete", "options", "head", "patch", "trace",
+        ] {
+            if item.get(method).is_some() {
+                served.insert((method.to_uppercase(), normalize(path), path.clone()));
+            }
+        }
+    }
+    let mut problems = Vec::new();
+    for (method, normalized, path) in &served {
+        if !ROWS
+            .iter()
+            .any(|r| r.method == method && normalize(r.path) == *normalized)
+        {
+            problems.push(format!(
+                "/openapi.json serves {method} {path}, which has no rule in the matrix: add a row for {method} {path} to ROWS (and its rule to expect())"
+            ));
+        }
+    }
+    for r in ROWS.iter().filter(|r| r.documented) {
+        if !served
+            .iter()
+            .any(|(m, n, _)| m == r.method && *n == normalize(r.path))
+        {
+            problems.push(format!(
+                "the matrix has a row for {} {}, which /openapi.json no longer lists",
+                r.method, r.path
+            ));
+        }
+    }
+    problems
+}
+
+fn table(mismatches: &[Mismatch]) -> String {
+    let header = ["route", "caller", "target", "expected", "got"];
+    let rows: Vec<[&str; 5]> = mismatches
+        .iter()
+        .map(|m| {
+            [
+                m.route.as_str(),
+                m.caller.as_str(),
+                m.target,
+                m.expected.as_str(),
+                m.got.as_str(),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: [&str; 5]| {
+        let mut s = String::new();
+        for (i, (c, w)) in cells.iter().zip(widths).enumerate() {
+            if i == 4 {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$} | "));
+            }
+        }
+        s.trim_end().to_owned()
+    };
+    let mut out = line(header);
+    out.push('\n');
+    out.push_str(&"-".repeat(widths.iter().sum::<usize>() + 12));
+    for r in rows {
+        out.push('\n');
+        out.push_str(&line(r));
+    }
+    out
+}
+
+/// Wrong cells counted per caller and per route, to see the pattern.
+fn tally(mismatches: &[Mismatch]) -> String {
+    let mut by_caller: Vec<(&str, usize)> = Vec::new();
+    let mut by_route: Vec<(&str, usize)> = Vec::new();
+    for m in mismatches {
+        for (list, name) in [
+            (&mut by_caller, m.caller.as_str()),
+            (&mut by_route, m.route.as_str()),
+        ] {
+            match list.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, count)) => *count += 1,
+                None => list.push((name, 1)),
+            }
+        }
+    }
+    let mut out = String::from("wrong cells by caller:");
+    for (name, n) in by_caller {
+        out.push_str(&format!("\n  {n:4}  {name}"));
+    }
+    out.push_str("\nwrong cells by route:");
+    for (name, n) in by_route {
+        out.push_str(&format!("\n  {n:4}  {name}"));
+    }
+    out
+}
+
+#[test]
+fn every_route_answers_every_caller_as_the_spec_says() {
+    let started = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let github = SigningKey::from_slice(&[7; 32]).unwrap();
+    let s = start_server(dir.path(), &github);
+    let mut problems = check_rows_cover_openapi(&s);
+    let (w, callers) = build(&s, github);
+    let built = started.elapsed();
+
+    let mut cells = Vec::new();
+    for row in ROWS {
+        for (i, who) in callers.iter().enumerate() {
+            for target in targets(row.route, who) {
+                cells.push(Cell {
+                    row,
+                    caller: i,
+                    target,
+                    expected: expect(row.route, who, target),
+                    phase: phase(row.route, who, target),
+                });
+            }
+        }
+    }
+    let mut mismatches = Vec::new();
+    for p in 0..PHASES {
+        let batch: Vec<(usize, &Cell)> = cells
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.phase == p)
+            .collect();
+        // The ordinary cells touch only their own fresh objects: run them
+        // side by side. The others one at a time, in order.
+        let threads = if p == 0 { 4 } else { 1 };
+        mismatches.extend(run(&w, &callers, &batch, threads));
+    }
+    mismatches.sort_by_key(|m| m.order);
+    eprintln!(
+        "authorization matrix: {} cells, {} callers, {} routes; fixtures {:.1?}, total {:.1?}",
+        cells.len(),
+        callers.len(),
+        ROWS.len(),
+        built,
+        started.elapsed()
+    );
+    if !mismatches.is_empty() {
+        problems.push(format!(
+            "{} of {} cells answered other than docs/authorization.md says:\n{}\n\n{}",
+            mismatches.len(),
+            cells.len(),
+            table(&mismatches),
+            tally(&mismatches)
+        ));
+    }
+    assert!(problems.is_empty(), "\n{}\n", problems.join("\n\n"));
+}

@@ -1,0 +1,162 @@
+//! A browser without JavaScript for the dashboard's tests: keeps cookies,
+//! reads CSRF tokens from forms, signs up, logs in and creates keys.
+
+use std::collections::BTreeMap;
+
+use reqwest::blocking::Client;
+use reqwest::header::{HeaderMap, COOKIE, LOCATION, SET_COOKIE};
+use reqwest::redirect::Policy;
+use reqwest::StatusCode;
+
+use super::{Server, PASSWORD};
+
+/// A browser without JavaScript: keeps cookies, follows nothing by itself.
+pub struct Browser<'a> {
+    pub server: &'a Server,
+    pub client: Client,
+    pub cookies: BTreeMap<String, String>,
+    /// Every Set-Cookie header received, as sent.
+    pub set_cookies: Vec<String>,
+}
+
+pub struct Page {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Page {
+    pub fn location(&self) -> &str {
+        self.headers
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// The CSRF token of the first form on the page.
+    pub fn csrf(&self) -> String {
+        let marker = "name=\"csrf_token\" value=\"";
+        let start = self
+            .body
+            .find(marker)
+            .unwrap_or_else(|| panic!("no form on the page: {}", self.body))
+            + marker.len();
+        let end = start + self.body[start..].find('"').unwrap();
+        self.body[start..end].to_owned()
+    }
+}
+
+impl<'a> Browser<'a> {
+    pub fn new(server: &'a Server) -> Self {
+        Browser {
+            server,
+            client: Client::builder().redirect(Policy::none()).build().unwrap(),
+            cookies: BTreeMap::new(),
+            set_cookies: Vec::new(),
+        }
+    }
+
+    pub fn send(&mut self, req: reqwest::blocking::RequestBuilder) -> Page {
+        let cookie = self
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let resp = req.header(COOKIE, cookie).send().expect("request");
+        for v in resp.headers().get_all(SET_COOKIE) {
+            let v = v.to_str().unwrap().to_owned();
+            let (pair, attrs) = v.split_once(';').unwrap_or((&v, ""));
+            let (name, value) = pair.split_once('=').unwrap();
+            if attrs.contains("Max-Age=0") {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_owned(), value.to_owned());
+            }
+            self.set_cookies.push(v.clone());
+        }
+        Page {
+            status: resp.status(),
+            headers: resp.headers().clone(),
+            body: resp.text().unwrap(),
+        }
+    }
+
+    pub fn get(&mut self, path: &str) -> Page {
+        let req = self.client.get(format!("{}{path}", self.server.base));
+        self.send(req)
+    }
+
+    pub fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        self.post_with(path, form, &[])
+    }
+
+    pub fn post_with(
+        &mut self,
+        path: &str,
+        form: &[(&str, &str)],
+        headers: &[(&str, &str)],
+    ) -> Page {
+        let mut req = self
+            .client
+            .post(format!("{}{path}", self.server.base))
+            .form(form);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        self.send(req)
+    }
+
+    pub fn sign_up(&mut self, email: &str) -> Page {
+        let csrf = self.get("/signup").csrf();
+        let page = self.post(
+            "/signup",
+            &[
+                ("csrf_token", &csrf),
+                ("email", email),
+                ("password", PASSWORD),
+            ],
+        );
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+        assert_eq!(page.location(), "/api-keys");
+        page
+    }
+
+    pub fn log_in(&mut self, email: &str, password: &str) -> Page {
+        let csrf = self.get("/login").csrf();
+        self.post(
+            "/login",
+            &[
+                ("csrf_token", &csrf),
+                ("email", email),
+                ("password", password),
+            ],
+        )
+    }
+
+    /// The id of the project the API keys page shows first.
+    pub fn project(&mut self) -> String {
+        let page = self.get("/api-keys");
+        assert_eq!(page.status, 200, "{}", page.body);
+        let start = page.body.find("value=\"proj_").expect("a project") + 7;
+        let end = start + page.body[start..].find('"').unwrap();
+        page.body[start..end].to_owned()
+    }
+
+    /// Creates a key; returns the page that shows it once.
+    pub fn create_key(&mut self, project: &str, name: &str) -> Page {
+        let csrf = self.get("/api-keys").csrf();
+        self.post(
+            "/api-keys/create",
+            &[("csrf_token", &csrf), ("project", project), ("name", name)],
+        )
+    }
+}
+
+/// The secret shown in the "Save your key" dialog.
+pub fn shown_secret(page: &Page) -> String {
+    let marker = "id=\"new-secret\" class=\"mono\" type=\"text\" readonly value=\"";
+    let start = page.body.find(marker).expect("the secret is shown") + marker.len();
+    let end = start + page.body[start..].find('"').unwrap();
+    page.body[start..end].to_owned()
+}
