@@ -100,6 +100,8 @@ pub struct Head {
     /// different values: the body sent upstream must carry the priced one
     /// in both, so that whichever the upstream reads, it obeys it.
     pub max_tokens_differ: bool,
+    /// The field `max_tokens` was read from, for errors.
+    pub max_tokens_param: &'static str,
     /// How many completions the upstream may generate: `max(n, best_of)`.
     pub choices: u64,
     /// The prompt's tokens, when they were counted (see [`parse`]).
@@ -125,20 +127,12 @@ impl Head {
     pub fn check_output_limit(&self, model_max: u64) -> Result<(), ApiError> {
         match self.max_tokens {
             Some(asked) if asked > model_max => Err(ApiError::invalid(
-                Some(self.output_limit_param().into()),
+                Some(self.max_tokens_param.into()),
                 format!(
                     "max_tokens is too large: {asked}. This model supports at most {model_max} completion tokens, whereas you provided {asked}."
                 ),
             )),
             _ => Ok(()),
-        }
-    }
-
-    fn output_limit_param(&self) -> &'static str {
-        if self.max_tokens_differ {
-            "max_completion_tokens"
-        } else {
-            "max_tokens"
         }
     }
 
@@ -247,6 +241,11 @@ pub fn parse(endpoint: Endpoint, body: &[u8], count_prompt: bool) -> Result<Head
         max_tokens_differ: max_tokens.is_some()
             && max_completion_tokens.is_some()
             && max_tokens != max_completion_tokens,
+        max_tokens_param: if max_completion_tokens.is_some() {
+            "max_completion_tokens"
+        } else {
+            "max_tokens"
+        },
         choices,
         prompt_tokens: prompt.total(),
     })

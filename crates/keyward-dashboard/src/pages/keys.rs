@@ -249,8 +249,29 @@ async fn show_secret(
     };
     match render_page(dash, who, Some(project), false, extra).await {
         Ok(r) => r,
-        Err(e) => e.into_response(),
+        // The key is committed and its secret exists nowhere else: if the
+        // page around it cannot be drawn, show the secret alone.
+        Err(e) => {
+            tracing::warn!(key = %created.key.id, error = ?e, "cannot render the keys page; showing the new secret alone");
+            secret_alone(&created)
+        }
     }
+}
+
+/// A bare page with a new key's secret, for when the full page fails.
+fn secret_alone(created: &CreatedKey) -> Response {
+    let html = format!(
+        "<!doctype html><meta charset=\"utf-8\"><title>Save your key</title>\
+         <h1>Save your key</h1><p>Copy this secret key now: it will not be shown again.</p>\
+         <input id=\"new-secret\" class=\"mono\" type=\"text\" readonly value=\"{}\" size=\"60\">\
+         <p><a href=\"/api-keys\">Done</a></p>",
+        created.secret.expose()
+    );
+    (
+        [(axum::http::header::CACHE_CONTROL, "no-store")],
+        axum::response::Html(html),
+    )
+        .into_response()
 }
 
 #[derive(Deserialize)]

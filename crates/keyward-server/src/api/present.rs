@@ -57,6 +57,24 @@ async fn owner(services: &Services, key: &KeyRecord) -> Result<Owner, ServiceErr
     })
 }
 
+/// A just-created or rotated key with its secret. Infallible: the key is
+/// committed, and its secret exists nowhere else, so a failure to look up
+/// its owner for display must not lose it.
+pub async fn created_object(
+    services: &Services,
+    created: keyward_service::CreatedKey,
+) -> super::objects::CreatedKeyObject {
+    let value = created.secret.expose().to_owned();
+    let owner = owner(services, &created.key).await.unwrap_or_else(|e| {
+        tracing::warn!(key = %created.key.id, error = %e, "cannot look up a new key's owner; answering without it");
+        Owner::of(None, "")
+    });
+    super::objects::CreatedKeyObject {
+        key: KeyObject::new(created.key, owner),
+        value,
+    }
+}
+
 /// A just-created or rotated key with its secret, sent with
 /// `Cache-Control: no-store` so no cache keeps it.
 pub async fn created(
@@ -66,9 +84,8 @@ pub async fn created(
     use axum::http::{header, HeaderValue};
     use axum::response::IntoResponse;
 
-    let value = created.secret.expose().to_owned();
-    let key = key(services, created.key).await?;
-    let mut response = axum::Json(super::objects::CreatedKeyObject { key, value }).into_response();
+    let object = created_object(services, created).await;
+    let mut response = axum::Json(object).into_response();
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -4,7 +4,7 @@
 use axum::extract::State;
 use axum::{Extension, Json};
 use keyward_core::{KeyId, ProjectId};
-use keyward_service::{BucketWidth, Caller, UsagePage, UsageQuery};
+use keyward_service::{BucketWidth, Caller, UsagePage, UsageQuery, LATEST_TIME};
 use keyward_store::UsageRow;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -128,7 +128,7 @@ fn query(
         })
         .transpose()?;
     if let Some(p) = page {
-        if p < start || end.is_some_and(|e| p >= e) {
+        if p < start || p > LATEST_TIME || end.is_some_and(|e| p >= e) {
             return Err(bad(
                 "page",
                 "`page` is outside the requested time range.".into(),

@@ -184,9 +184,7 @@ async fn print_secret(
     json: bool,
 ) -> Result<(), CliError> {
     if json {
-        let value = created.secret.expose().to_owned();
-        let key = present::key(services, created.key).await?;
-        let object = CreatedKeyObject { key, value };
+        let object = present::created_object(services, created).await;
         println!(
             "{}",
             serde_json::to_string_pretty(&object).map_err(anyhow::Error::from)?
