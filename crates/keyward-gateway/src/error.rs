@@ -121,6 +121,18 @@ impl ApiError {
         }
     }
 
+    /// 503 when the usage ledger's queue stayed full: the call is refused
+    /// rather than served unbilled.
+    pub fn ledger_unavailable() -> Self {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            kind: "server_error",
+            message: "Keyward cannot record usage right now (its ledger is behind or its database is unavailable), so the call was not made. Retry after a second; if it persists, tell the operator.".into(),
+            param: None,
+            code: Some("ledger_unavailable"),
+        }
+    }
+
     /// 502 / 504 for an upstream that could not be reached or did not answer in time.
     pub fn upstream(status: StatusCode, message: impl Into<String>) -> Self {
         ApiError {

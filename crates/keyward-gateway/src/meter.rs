@@ -1,6 +1,20 @@
-//! Metering off the request path: handlers hand usage events to a channel;
+//! Metering off the request path: handlers hand usage events to a queue;
 //! one writer task stores them in batches, together with keys' last-used
 //! times, and drains everything on a graceful shutdown.
+//!
+//! The queue is bounded, and a call takes its place in it *before* the
+//! upstream is called ([`Meter::reserve`]): an answered call always has
+//! room in the ledger, so nothing is ever served unbilled or dropped. When
+//! the queue is full (the database is down or slower than the traffic),
+//! new calls wait a moment for room, then are refused with 503
+//! `ledger_unavailable`.
+//!
+//! The writer never lingers once a backlog exists: it takes everything
+//! queued (up to [`MAX_BATCH`]) as one transaction, so the busier the
+//! gateway, the larger the batches, and what a crash can lose stays a few
+//! milliseconds of traffic (the events queued plus the batch being
+//! written; BENCHMARKS.md). A batch that fails is retried until it is
+//! stored, holding its places in the queue meanwhile.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -9,15 +23,21 @@ use std::time::Duration;
 
 use keyward_core::KeyId;
 use keyward_store::{Store, UsageEvent};
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 /// Largest batch written in one transaction.
-const BATCH: usize = 512;
-/// How long a batch may wait to fill: every transaction is a commit (WAL
-/// pages written, a round trip per statement to the database thread), so
-/// under load a few large batches cost far less than many small ones.
-const LINGER: Duration = Duration::from_millis(50);
+pub const MAX_BATCH: usize = 8192;
+/// A batch smaller than this waits [`LINGER`] for company: each commit has
+/// a fixed cost, and at low traffic nothing else is waiting.
+const SMALL_BATCH: usize = 64;
+/// How long a small batch waits. It bounds what a crash loses at low
+/// traffic; at high traffic batches are large and never wait.
+const LINGER: Duration = Duration::from_millis(5);
+/// How long one attempt at storing a batch may take before it is made
+/// again (a batch of [`MAX_BATCH`] rows takes well under a second).
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// `last_used_at` is written at most this often per key.
 const LAST_USED_EVERY: i64 = 60;
 
@@ -28,31 +48,77 @@ enum Message {
     Flush(oneshot::Sender<()>),
 }
 
+/// The queue's bounds.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueSettings {
+    /// Events that may wait to be stored, calls in flight included.
+    pub capacity: usize,
+    /// How long a call waits for room in a full queue.
+    pub wait: Duration,
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        QueueSettings {
+            capacity: 200_000,
+            wait: Duration::from_secs(1),
+        }
+    }
+}
+
 /// The sending side, cloned into every handler.
 #[derive(Clone)]
 pub struct Meter {
     tx: mpsc::UnboundedSender<Message>,
+    /// Places left in the queue: one is taken per call before its upstream
+    /// is called, and given back once its event is stored.
+    room: Arc<Semaphore>,
+    /// Events queued but not yet stored.
     depth: Arc<AtomicI64>,
-    /// Cuts the writer's linger short for a flush.
-    hurry: Arc<Notify>,
+    wait: Duration,
 }
 
+/// A place in the ledger's queue for one call's usage event. Dropped
+/// unused (the call was refused before reaching an upstream), it is given
+/// back.
+pub struct LedgerSlot(OwnedSemaphorePermit);
+
+/// The ledger's queue stayed full for the whole wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LedgerFull;
+
 impl Meter {
-    /// Queues an event; never blocks the request.
-    pub fn record(&self, event: UsageEvent) {
+    /// Takes a place in the queue for a call about to be made, waiting up
+    /// to the configured time when the queue is full.
+    pub async fn reserve(&self) -> Result<LedgerSlot, LedgerFull> {
+        match self.room.clone().try_acquire_owned() {
+            Ok(permit) => return Ok(LedgerSlot(permit)),
+            Err(TryAcquireError::Closed) => return Err(LedgerFull),
+            Err(TryAcquireError::NoPermits) => {}
+        }
+        match tokio::time::timeout(self.wait, self.room.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(LedgerSlot(permit)),
+            _ => Err(LedgerFull),
+        }
+    }
+
+    /// Queues a call's event in the place taken for it; never blocks.
+    pub fn record(&self, slot: LedgerSlot, event: UsageEvent) {
+        // The place is given back by the writer once the event is stored.
+        slot.0.forget();
         self.depth.fetch_add(1, Ordering::Relaxed);
         if self.tx.send(Message::Usage(event)).is_err() {
             self.depth.fetch_sub(1, Ordering::Relaxed);
+            self.room.add_permits(1);
             tracing::error!("usage event dropped: the ledger writer has stopped");
         }
     }
 
-    /// Waits until every event queued before this call is stored (or the
-    /// writer has given up on it), so that a reader of the ledger sees them.
+    /// Waits until every event queued before this call is stored, so that
+    /// a reader of the ledger sees them.
     pub async fn flush(&self) {
         let (done, stored) = oneshot::channel();
         if self.tx.send(Message::Flush(done)).is_ok() {
-            self.hurry.notify_one();
             let _ = stored.await;
         }
     }
@@ -66,60 +132,81 @@ impl Meter {
 /// The writer task; call [`LedgerWriter::shutdown`] after the server has
 /// stopped accepting requests so that nothing queued is lost.
 pub struct LedgerWriter {
-    stop: oneshot::Sender<()>,
+    stop: oneshot::Sender<Instant>,
     task: JoinHandle<()>,
 }
 
 impl LedgerWriter {
-    pub async fn shutdown(self) {
-        let _ = self.stop.send(());
+    /// Stores what is queued, giving up on a failing database at `deadline`
+    /// (what is left is logged as lost).
+    pub async fn shutdown(self, deadline: Instant) {
+        let _ = self.stop.send(deadline);
         let _ = self.task.await;
     }
 }
 
 /// Starts the writer.
-pub fn start(store: Arc<dyn Store>) -> (Meter, LedgerWriter) {
+pub fn start(store: Arc<dyn Store>, settings: QueueSettings) -> (Meter, LedgerWriter) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let depth = Arc::new(AtomicI64::new(0));
+    let meter = Meter {
+        tx,
+        room: Arc::new(Semaphore::new(
+            settings.capacity.clamp(1, Semaphore::MAX_PERMITS),
+        )),
+        depth: Arc::new(AtomicI64::new(0)),
+        wait: settings.wait,
+    };
     let (stop, stopped) = oneshot::channel();
-    let hurry = Arc::new(Notify::new());
-    let task = tokio::spawn(write_loop(store, rx, depth.clone(), hurry.clone(), stopped));
-    (Meter { tx, depth, hurry }, LedgerWriter { stop, task })
+    let task = tokio::spawn(write_loop(store, rx, meter.clone(), stopped));
+    (meter, LedgerWriter { stop, task })
 }
 
 async fn write_loop(
     store: Arc<dyn Store>,
     mut rx: mpsc::UnboundedReceiver<Message>,
-    depth: Arc<AtomicI64>,
-    hurry: Arc<Notify>,
-    mut stopped: oneshot::Receiver<()>,
+    meter: Meter,
+    mut stopped: oneshot::Receiver<Instant>,
 ) {
     let mut touched: HashMap<KeyId, i64> = HashMap::new();
-    let mut inbox = Vec::with_capacity(BATCH);
-    let mut batch = Vec::with_capacity(BATCH);
+    let mut inbox = Vec::with_capacity(MAX_BATCH);
+    let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut waiting = Vec::new();
+    let mut deadline: Option<Instant> = None;
     loop {
-        tokio::select! {
-            n = rx.recv_many(&mut inbox, BATCH) => {
-                if n == 0 {
-                    break;
+        if deadline.is_none() {
+            tokio::select! {
+                n = rx.recv_many(&mut inbox, MAX_BATCH) => {
+                    if n == 0 {
+                        break;
+                    }
+                    let flush = inbox.iter().any(|m| matches!(m, Message::Flush(_)));
+                    if inbox.len() < SMALL_BATCH && !flush {
+                        tokio::time::sleep(LINGER).await;
+                    }
                 }
-                linger(&inbox, &hurry).await;
-                take_queued(&mut rx, &mut inbox, BATCH);
-                crate::telemetry::ledger_queue_depth(depth.load(Ordering::Relaxed));
-            }
-            _ = &mut stopped => {
-                take_queued(&mut rx, &mut inbox, usize::MAX);
-                sort(&mut inbox, &mut batch, &mut waiting);
-                for chunk in batch.chunks(BATCH) {
-                    write(&*store, chunk, &depth, &mut touched).await;
-                }
-                break;
+                d = &mut stopped => deadline = Some(d.unwrap_or_else(|_| Instant::now())),
             }
         }
+        take_queued(&mut rx, &mut inbox, MAX_BATCH);
+        if inbox.is_empty() && deadline.is_some() {
+            break;
+        }
         sort(&mut inbox, &mut batch, &mut waiting);
-        write(&*store, &batch, &depth, &mut touched).await;
+        crate::telemetry::ledger_queue_depth(meter.queue_depth());
+        if !store_batch(&*store, &batch, &mut stopped, &mut deadline).await {
+            let left = meter.queue_depth();
+            tracing::error!(
+                events = left,
+                "usage events lost: the database kept failing until shutdown_grace ran out"
+            );
+            break;
+        }
+        touch_keys(&*store, &batch, &mut touched).await;
+        let n = batch.len();
         batch.clear();
+        meter.depth.fetch_sub(n as i64, Ordering::Relaxed);
+        meter.room.add_permits(n);
+        crate::telemetry::ledger_queue_depth(meter.queue_depth());
         for done in waiting.drain(..) {
             let _ = done.send(());
         }
@@ -150,46 +237,65 @@ fn take_queued(rx: &mut mpsc::UnboundedReceiver<Message>, inbox: &mut Vec<Messag
     }
 }
 
-/// Lets a batch gather for [`LINGER`] after its first message, unless it
-/// holds a flush request or one arrives. Events sent meanwhile only queue:
-/// listening for each of them would wake this task once per request.
-async fn linger(inbox: &[Message], hurry: &Notify) {
-    if inbox.iter().any(|m| matches!(m, Message::Flush(_))) {
-        return;
+/// Stores a batch, retrying until it is stored: billing data is never
+/// dropped while the database is down (the queue fills, and new calls are
+/// refused instead). Gives up only at a shutdown's deadline, which may
+/// arrive while it retries.
+async fn store_batch(
+    store: &dyn Store,
+    batch: &[UsageEvent],
+    stopped: &mut oneshot::Receiver<Instant>,
+    deadline: &mut Option<Instant>,
+) -> bool {
+    if batch.is_empty() {
+        return true;
     }
-    tokio::select! {
-        _ = tokio::time::sleep(LINGER) => {}
-        _ = hurry.notified() => {}
+    let mut delay = Duration::from_millis(50);
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        // A database that hangs (a lock held elsewhere) counts as failing:
+        // the attempt is abandoned (its transaction rolls back; a retry
+        // cannot count a row twice) and made again.
+        let limit = Instant::now() + ATTEMPT_TIMEOUT;
+        let write = store.record_usage(batch);
+        tokio::pin!(write);
+        // A shutdown that arrives during the attempt shortens it to the grace.
+        let outcome = loop {
+            let until = deadline.map_or(limit, |d| d.min(limit));
+            tokio::select! {
+                r = tokio::time::timeout_at(until, &mut write) => break r,
+                d = &mut *stopped, if deadline.is_none() => {
+                    *deadline = Some(d.unwrap_or_else(|_| Instant::now()));
+                }
+            }
+        };
+        let error = match outcome {
+            Ok(Ok(())) => return true,
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "the database did not answer in time".to_owned(),
+        };
+        crate::telemetry::ledger_write_failed();
+        tracing::warn!(error = %error, attempt, events = batch.len(), "cannot write usage; retrying");
+        let wake = Instant::now() + delay;
+        if deadline.is_none() {
+            tokio::select! {
+                _ = tokio::time::sleep_until(wake) => {}
+                d = &mut *stopped => *deadline = Some(d.unwrap_or_else(|_| Instant::now())),
+            }
+        }
+        if deadline.is_some_and(|d| wake >= d) {
+            return false;
+        }
+        tokio::time::sleep_until(wake).await;
+        delay = (delay * 2).min(Duration::from_secs(2));
     }
 }
 
-/// Stores a batch, retrying a few times: a brief database outage must not
-/// lose billing data.
-async fn write(
-    store: &dyn Store,
-    batch: &[UsageEvent],
-    depth: &AtomicI64,
-    touched: &mut HashMap<KeyId, i64>,
-) {
-    if batch.is_empty() {
-        return;
-    }
-    let mut delay = Duration::from_millis(50);
-    for attempt in 1..=8 {
-        match store.record_usage(batch).await {
-            Ok(()) => break,
-            Err(e) if attempt < 8 => {
-                tracing::warn!(error = %e, attempt, "cannot write usage; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
-            Err(e) => {
-                tracing::error!(error = %e, events = batch.len(), "usage events lost: the database keeps failing")
-            }
-        }
-    }
+/// Records keys' last use, at most once a minute per key.
+async fn touch_keys(store: &dyn Store, batch: &[UsageEvent], touched: &mut HashMap<KeyId, i64>) {
     let mut uses: HashMap<&KeyId, i64> = HashMap::new();
-    for e in batch.iter() {
+    for e in batch {
         let t = uses.entry(&e.key_id).or_insert(e.created_at);
         *t = (*t).max(e.created_at);
     }
@@ -208,6 +314,4 @@ async fn write(
             Err(e) => tracing::warn!(error = %e, "cannot record keys' last use"),
         }
     }
-    let left = depth.fetch_sub(batch.len() as i64, Ordering::Relaxed) - batch.len() as i64;
-    crate::telemetry::ledger_queue_depth(left);
 }

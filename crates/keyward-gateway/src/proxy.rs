@@ -25,6 +25,7 @@ use crate::admission::{admit, needs_prompt_tokens, put_rate_headers, Admission};
 use crate::catalog::{Route, Transport};
 use crate::error::ApiError;
 use crate::header_text::HeaderText;
+use crate::meter::LedgerSlot;
 use crate::request::{self, Endpoint};
 use crate::request_id::RequestId;
 use crate::sse::{usage_of, Usage, UsageTap};
@@ -151,6 +152,8 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 /// What a finished request reports to the ledger and settles.
 struct Pending {
     gw: Gateway,
+    /// The call's place in the ledger's queue.
+    slot: Option<LedgerSlot>,
     admission: Admission,
     request_id: String,
     key: std::sync::Arc<ActiveKey>,
@@ -205,24 +208,27 @@ impl Pending {
         );
         self.admission.settle(&self.gw, tokens, cost);
         let key = &self.key.key;
-        let Some(project_id) = key.project_id.clone() else {
+        let (Some(project_id), Some(slot)) = (key.project_id.clone(), self.slot.take()) else {
             return;
         };
-        self.gw.meter.record(UsageEvent {
-            // Recorded once: the id is not needed after.
-            request_id: std::mem::take(&mut self.request_id),
-            key_id: key.id.clone(),
-            project_id,
-            user_id: key.owner_id.clone(),
-            model: self.route.id.clone(),
-            endpoint: self.endpoint.ledger_name(),
-            prompt_tokens: usage.prompt_tokens,
-            completion_tokens: usage.completion_tokens,
-            cost,
-            status: status.as_u16(),
-            latency_ms: elapsed.as_millis() as i64,
-            created_at: now_unix(),
-        });
+        self.gw.meter.record(
+            slot,
+            UsageEvent {
+                // Recorded once: the id is not needed after.
+                request_id: std::mem::take(&mut self.request_id),
+                key_id: key.id.clone(),
+                project_id,
+                user_id: key.owner_id.clone(),
+                model: self.route.id.clone(),
+                endpoint: self.endpoint.ledger_name(),
+                prompt_tokens: usage.prompt_tokens,
+                completion_tokens: usage.completion_tokens,
+                cost,
+                status: status.as_u16(),
+                latency_ms: elapsed.as_millis() as i64,
+                created_at: now_unix(),
+            },
+        );
     }
 }
 
@@ -261,6 +267,16 @@ where
     head.check_output_limit(route.max_output_tokens)?;
     let (upstream_body, strip_usage) =
         request::upstream_body(&raw, &head, route.rename.as_deref())?;
+    // A place in the ledger's queue before anything is spent: a call that
+    // could not be billed is not made.
+    let Ok(slot) = gw.meter.reserve().await else {
+        telemetry::request_refused("ledger_unavailable");
+        let mut response = ApiError::ledger_unavailable().into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return Ok(response);
+    };
     let admission = match admit(&gw, &key, &route, &head, raw.len()).await {
         Ok(a) => a,
         Err(response) => return Ok(response),
@@ -268,6 +284,7 @@ where
     let tightest = admission.tightest;
     let mut pending = Pending {
         gw: gw.clone(),
+        slot: Some(slot),
         admission,
         request_id: parts
             .extensions

@@ -69,3 +69,8 @@ pub fn upstream_error(upstream: &str, kind: &'static str) {
 pub fn ledger_queue_depth(depth: i64) {
     gauge!("keyward_ledger_queue_depth").set(depth as f64);
 }
+
+/// A ledger batch that could not be written (it is retried).
+pub fn ledger_write_failed() {
+    counter!("keyward_ledger_write_failures_total").increment(1);
+}

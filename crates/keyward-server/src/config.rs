@@ -36,6 +36,35 @@ pub struct Config {
     pub local_model: LocalModel,
     /// The web dashboard.
     pub dashboard: Dashboard,
+    /// The usage ledger's queue (`[ledger]`).
+    pub ledger: Ledger,
+    /// How long a graceful stop may take (requests in flight, then the
+    /// ledger's queue), e.g. `30s`.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: std::time::Duration,
+}
+
+/// `[ledger]`: the queue between answered calls and the usage ledger.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Ledger {
+    /// Usage events that may wait to be stored (calls in flight count too).
+    /// When it is full, new calls wait up to `queue_wait`, then get 503
+    /// `ledger_unavailable`: never served unbilled.
+    pub queue_capacity: usize,
+    /// How long a call waits for room in a full queue, e.g. `1s`.
+    #[serde(with = "humantime_serde")]
+    pub queue_wait: std::time::Duration,
+}
+
+impl Default for Ledger {
+    fn default() -> Self {
+        Ledger {
+            // About three seconds of this machine's peak gateway traffic.
+            queue_capacity: 200_000,
+            queue_wait: std::time::Duration::from_secs(1),
+        }
+    }
 }
 
 /// `[dashboard]`: how the browser pages behave.
@@ -200,6 +229,8 @@ impl Default for Config {
             webhook: None,
             local_model: LocalModel::default(),
             dashboard: Dashboard::default(),
+            ledger: Ledger::default(),
+            shutdown_grace: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -218,6 +249,8 @@ const ENV_KEYS: &[&str] = &[
     "webhook",
     "local_model",
     "dashboard",
+    "ledger",
+    "shutdown_grace",
 ];
 
 /// Command-line values that override the file and the environment.

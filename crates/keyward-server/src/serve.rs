@@ -61,7 +61,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let store = services.store().clone();
     let keys = KeyCache::new(services.clone(), 1_000_000);
     let watcher = keys.watch(Duration::from_millis(250));
-    let (meter, ledger) = meter::start(services.store().clone());
+    let (meter, ledger) = meter::start(
+        services.store().clone(),
+        meter::QueueSettings {
+            capacity: config.ledger.queue_capacity,
+            wait: config.ledger.queue_wait,
+        },
+    );
     let budgets = Arc::new(LocalBudgets::new(services.store().clone(), meter.clone()));
     let gateway = Gateway {
         keys,
@@ -97,6 +103,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         reports_per_minute: config.secret_scanning.reports_per_minute_per_ip,
     };
     let state = AppState {
+        ledger: gateway.meter.clone(),
         services,
         max_body_bytes: config.limits.max_body_bytes,
         exposure: Arc::new(exposure),
@@ -119,14 +126,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(workers = count, "HTTP worker threads started");
     tracing::info!("keyward listening on http://{addr}");
     shutdown_signal().await;
+    let deadline = tokio::time::Instant::now() + config.shutdown_grace;
     workers.drain().await;
     sweeper.abort();
     watcher.abort();
     if let Some(r) = refresher {
         r.abort();
     }
-    // Every request has finished: store what is still queued.
-    ledger.shutdown().await;
+    // Every request has finished: store what is still queued (a failing
+    // database is given up on when the grace runs out).
+    ledger.shutdown(deadline).await;
     store.close().await;
     workers.finish();
     tracing::info!("keyward stopped");

@@ -33,11 +33,17 @@ pub(crate) fn daily_sums<'e>(
         let sums = daily
             .entry((day, e.project_id.as_str(), e.key_id.as_str(), &*e.model))
             .or_default();
-        sums[0] += 1;
-        sums[1] += i64::from(e.status >= 400);
-        sums[2] += e.prompt_tokens;
-        sums[3] += e.completion_tokens;
-        sums[4] += e.cost.0;
+        // Saturating: an upstream's token counts are not ours to trust.
+        let add = [
+            1,
+            i64::from(e.status >= 400),
+            e.prompt_tokens,
+            e.completion_tokens,
+            e.cost.0,
+        ];
+        for (sum, v) in sums.iter_mut().zip(add) {
+            *sum = sum.saturating_add(v);
+        }
     }
     daily
 }

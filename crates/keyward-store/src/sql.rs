@@ -192,7 +192,7 @@ async fn insert_audit(tx: &mut Transaction<'_, Any>, e: &AuditEntry) -> Result<(
 /// (and stay in sqlx's statement cache). At 12 values a row, 256 rows stay
 /// far below the bound parameters SQLite (32,766) and PostgreSQL (65,535)
 /// accept.
-const STATEMENT_ROWS: [usize; 5] = [256, 64, 16, 4, 1];
+pub(crate) const STATEMENT_ROWS: [usize; 5] = [256, 64, 16, 4, 1];
 
 /// Marks a key revoked; `false` if it was revoked already.
 async fn revoke_in(
@@ -234,7 +234,7 @@ async fn insert_notification_in(tx: &mut Transaction<'_, Any>, n: &Notification)
 }
 
 /// Cuts `items` into pieces of [`STATEMENT_ROWS`] sizes.
-fn statement_chunks<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
+pub(crate) fn statement_chunks<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
     std::iter::from_fn(move || {
         let size = STATEMENT_ROWS.into_iter().find(|&n| n <= items.len())?;
         let (chunk, rest) = items.split_at(size);

@@ -19,15 +19,15 @@ use rusqlite::{params, CachedStatement, Connection, ToSql};
 use crate::error::{Result, StoreError};
 use crate::records::UsageEvent;
 use crate::rollup;
-use crate::sql::{Backend, SQLITE_PRAGMAS};
+use crate::sql::{statement_chunks, Backend, SQLITE_PRAGMAS, STATEMENT_ROWS};
 
 pub(crate) struct SqliteLedger {
     /// None once closed.
     conn: Mutex<Option<Connection>>,
-    /// The statements' SQL, built once: it is also their key in the
-    /// connection's statement cache.
-    insert_rows: String,
-    insert_one: String,
+    /// The insert's SQL for each of [`STATEMENT_ROWS`] rows, built once:
+    /// it is also the statement's key in the connection's cache, so each
+    /// size is prepared once.
+    inserts: Vec<(usize, String)>,
     upsert: String,
 }
 
@@ -38,10 +38,17 @@ impl SqliteLedger {
         let conn = Connection::open(file).map_err(|e| ledger_error("open", e))?;
         conn.execute_batch(SQLITE_PRAGMAS)
             .map_err(|e| ledger_error("open", e))?;
+        // The writer retries a batch that meets a lock, so it waits for
+        // one briefly: a long wait here would hold a graceful stop past
+        // its grace (this runs on a blocking thread, not cancellable).
+        conn.busy_timeout(std::time::Duration::from_secs(1))
+            .map_err(|e| ledger_error("open", e))?;
         Ok(SqliteLedger {
             conn: Mutex::new(Some(conn)),
-            insert_rows: rollup::ledger_insert_sql(&Backend::Sqlite.values(ROWS, 12)),
-            insert_one: rollup::ledger_insert_sql(&Backend::Sqlite.values(1, 12)),
+            inserts: STATEMENT_ROWS
+                .iter()
+                .map(|&n| (n, rollup::ledger_insert_sql(&Backend::Sqlite.values(n, 12))))
+                .collect(),
             upsert: rollup::upsert_sql(&Backend::Sqlite.values(1, 9)),
         })
     }
@@ -70,23 +77,22 @@ impl SqliteLedger {
             })
             .map_err(|e| ledger_error("read", e))?;
         let mut stored = 0;
-        for chunk in events.chunks(ROWS) {
-            let (rows, sql) = if chunk.len() == ROWS {
-                (ROWS, &self.insert_rows)
-            } else {
-                (1, &self.insert_one)
-            };
+        for chunk in statement_chunks(events) {
+            let sql = self
+                .inserts
+                .iter()
+                .find(|(n, _)| *n == chunk.len())
+                .map(|(_, sql)| sql)
+                .ok_or_else(|| StoreError::Ledger("no statement for a batch size".into()))?;
             let mut insert = tx
                 .prepare_cached(sql)
                 .map_err(|e| ledger_error("prepare", e))?;
-            for piece in chunk.chunks(rows) {
-                for (n, e) in piece.iter().enumerate() {
-                    bind_row(&mut insert, n * 12, e).map_err(|e| ledger_error("bind", e))?;
-                }
-                stored += insert
-                    .raw_execute()
-                    .map_err(|e| ledger_error("insert", e))?;
+            for (n, e) in chunk.iter().enumerate() {
+                bind_row(&mut insert, n * 12, e).map_err(|e| ledger_error("bind", e))?;
             }
+            stored += insert
+                .raw_execute()
+                .map_err(|e| ledger_error("insert", e))?;
         }
         // Rows whose request id was already stored (a batch written again)
         // were skipped; only new rows count, once each.
@@ -129,11 +135,6 @@ impl SqliteLedger {
         }
     }
 }
-
-/// Rows per multi-row insert; the rest of a batch is inserted row by row.
-/// Each statement ends with bookkeeping (the AUTOINCREMENT counter, the
-/// statement's own journal), paid per row by single-row inserts.
-const ROWS: usize = 32;
 
 /// Binds `e` to the parameters after the first `offset`.
 fn bind_row(

@@ -19,5 +19,8 @@ pub async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     state.services.store().ping().await.map_err(|_| {
         ApiError::unavailable("The database does not answer; Keyward is not ready.")
     })?;
-    Ok(Json(json!({"status": "ready"})))
+    Ok(Json(json!({
+        "status": "ready",
+        "ledger_queue_depth": state.ledger.queue_depth(),
+    })))
 }

@@ -44,6 +44,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     pub exposure: std::sync::Arc<exposure::Exposure>,
     pub dashboard: keyward_dashboard::Settings,
+    /// The usage ledger's queue, whose depth `/readyz` reports.
+    pub ledger: keyward_gateway::Meter,
 }
 
 #[derive(OpenApi)]

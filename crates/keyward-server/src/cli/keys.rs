@@ -9,7 +9,7 @@ use keyward_service::{Caller, KeyRef, KeySpec, Services};
 use keyward_store::{KeyRecord, Page, RevokeReason};
 
 use super::{services, CliError, StoreArgs};
-use crate::api::{objects::CreatedKeyObject, present};
+use crate::api::present;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum PermissionsArg {
