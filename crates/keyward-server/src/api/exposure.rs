@@ -147,7 +147,8 @@ struct GithubMatch {
 /// revokes every matching active key and labels each token.
 #[utoipa::path(post, path = "/v1/secret-scanning/github", tag = "exposure", security(()),
     responses((status = 200, description = "[{\"token_hash\",\"token_type\",\"label\"}]"),
-              (status = 401, description = "Bad or missing signature")))]
+              (status = 401, description = "Bad or missing signature"),
+              (status = 503, description = "GitHub secret scanning is not configured")))]
 pub async fn github(State(state): State<AppState>, req: Request<Body>) -> Response {
     let Some(keys) = &state.exposure.github else {
         return ApiError::unavailable(

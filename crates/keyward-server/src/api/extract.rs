@@ -112,6 +112,7 @@ pub fn path_id<T, E: std::fmt::Display>(
 
 /// `after` and `limit`, shared by every list endpoint.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
     /// Return items after this id (the `last_id` of the previous page).

@@ -15,6 +15,7 @@ use super::objects::{CreatedKeyObject, DeletedObject, KeyObject, List};
 use super::{present, AppState};
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     after: Option<String>,

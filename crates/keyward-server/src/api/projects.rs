@@ -14,6 +14,7 @@ use super::project_keys::{budget, UpdateLimits};
 use super::AppState;
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     after: Option<String>,

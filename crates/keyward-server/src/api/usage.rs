@@ -15,6 +15,7 @@ use super::extract::ApiQuery;
 use super::AppState;
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct UsageParams {
     /// Start of the range, Unix seconds (inclusive).
@@ -39,6 +40,7 @@ pub struct UsageParams {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct CostParams {
     start_time: i64,
