@@ -51,12 +51,18 @@ pub(crate) fn daily_sums<'e>(
 /// The upsert of roll-up rows whose VALUES are `values`: the day, project,
 /// key and model, then the [`SUM_COLUMNS`], added to an existing row.
 pub(crate) fn upsert_sql(values: &str) -> String {
+    upsert_from(&format!("VALUES {values}"))
+}
+
+/// The upsert of roll-up rows read from `rows` (a `VALUES …` list or a
+/// `SELECT`), in the same column order.
+pub(crate) fn upsert_from(rows: &str) -> String {
     let sets: Vec<String> = SUM_COLUMNS
         .iter()
         .map(|c| format!("{c} = usage_daily.{c} + excluded.{c}"))
         .collect();
     format!(
-        "INSERT INTO usage_daily (day, project_id, key_id, model, {}) VALUES {values} \
+        "INSERT INTO usage_daily (day, project_id, key_id, model, {}) {rows} \
          ON CONFLICT (day, project_id, key_id, model) DO UPDATE SET {}",
         SUM_COLUMNS.join(", "),
         sets.join(", ")

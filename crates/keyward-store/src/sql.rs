@@ -15,6 +15,7 @@ use sqlx::migrate::Migrator;
 use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 
 use crate::error::{Result, StoreError};
+use crate::pg_ledger::PgLedger;
 use crate::records::*;
 use crate::rollup;
 use crate::sqlite_ledger::SqliteLedger;
@@ -52,6 +53,9 @@ pub struct SqlStore {
     /// SQLite's ledger writer, on a connection of its own (none for an
     /// in-memory database, which a second connection would not see).
     ledger: Option<Arc<SqliteLedger>>,
+    /// PostgreSQL's ledger writer (array inserts through PostgreSQL's own
+    /// driver, on a small pool of its own).
+    pg_ledger: Option<Arc<PgLedger>>,
 }
 
 /// Set on every SQLite connection: the pool's and the ledger's own.
@@ -97,6 +101,10 @@ impl SqlStore {
         };
         let pool = options.connect(url).await?;
         let mut ledger = None;
+        let pg_ledger = match backend {
+            Backend::Postgres => Some(Arc::new(PgLedger::connect(url).await?)),
+            Backend::Sqlite => None,
+        };
         if backend == Backend::Sqlite {
             // WAL is a property of the database file: setting it once persists.
             pool.execute("PRAGMA journal_mode = WAL").await?;
@@ -111,6 +119,7 @@ impl SqlStore {
             pool,
             backend,
             ledger,
+            pg_ledger,
         })
     }
 
@@ -456,6 +465,9 @@ impl Store for SqlStore {
     async fn close(&self) {
         if let Some(ledger) = &self.ledger {
             ledger.close();
+        }
+        if let Some(ledger) = &self.pg_ledger {
+            ledger.close().await;
         }
         self.pool.close().await;
     }
@@ -1009,6 +1021,9 @@ impl Store for SqlStore {
     async fn record_usage(&self, events: &[UsageEvent]) -> Result<()> {
         if let Some(ledger) = &self.ledger {
             return blocking(|| ledger.record(events));
+        }
+        if let Some(ledger) = &self.pg_ledger {
+            return ledger.record(events).await;
         }
         let mut tx = self.pool.begin().await?;
         // Ledger rows, a few hundred per statement; RETURNING names the rows
