@@ -203,10 +203,14 @@ pub async fn admit(
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "cannot read spend for a budget check");
-                    return Err(refusal(
-                        &mut admission,
-                        ApiError::internal().into_response(),
-                    ));
+                    let mut response = ApiError::unavailable(
+                        "Keyward cannot read this month's spend to check the budget (its database is unavailable). Retry in a few seconds; if it persists, tell the operator.",
+                    )
+                    .into_response();
+                    response
+                        .headers_mut()
+                        .insert("retry-after", HeaderValue::from_static("5"));
+                    return Err(refusal(&mut admission, response));
                 }
             }
         }

@@ -13,6 +13,9 @@ use keyward_store::{SpendOwner, Store, StoreError};
 
 use crate::table::Table;
 
+/// How long a first budget check waits for the ledger to catch up.
+const FLUSH_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Spending in one month: settled costs and reservations still open.
 #[derive(Debug, Default)]
 struct Month {
@@ -89,7 +92,10 @@ impl BudgetBook for LocalBudgets {
         let month = match self.months.get(&key) {
             Some(m) => m,
             None => {
-                self.meter.flush().await;
+                // Bounded: with the database down the flush would wait for
+                // it, and so would this call; the spend read below then
+                // fails and the call is refused as unavailable.
+                let _ = tokio::time::timeout(FLUSH_WAIT, self.meter.flush()).await;
                 let spent = match who {
                     Subject::Key(k) => self.store.spend_since(SpendOwner::Key(k), from).await?,
                     Subject::Project(p) => {
