@@ -102,6 +102,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         limiter: LocalLimiter::default(),
         reports_per_minute: config.secret_scanning.reports_per_minute_per_ip,
     };
+    let store_services = services.clone();
     let state = AppState {
         ledger: gateway.meter.clone(),
         services,
@@ -125,6 +126,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .context("cannot start the HTTP worker threads")?;
     tracing::info!(workers = count, "HTTP worker threads started");
     tracing::info!("keyward listening on http://{addr}");
+    first_run_guide(&store_services, addr).await;
     shutdown_signal().await;
     let deadline = tokio::time::Instant::now() + config.shutdown_grace;
     workers.drain().await;
@@ -140,6 +142,26 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     workers.finish();
     tracing::info!("keyward stopped");
     Ok(())
+}
+
+/// On a fresh installation (no account yet), says what to do next: the
+/// dashboard's address, and that the first account becomes the operator.
+async fn first_run_guide(services: &Services, addr: std::net::SocketAddr) {
+    match services.has_accounts().await {
+        Ok(false) => {
+            tracing::info!(
+                "no account yet: open http://{addr}/signup in a browser; the first account to sign up becomes the operator"
+            );
+            tracing::info!(
+                "or, at this machine: echo 'a long passphrase' | keyward admin create --email you@example.com --password-stdin  (prints an admin key, sk-kwadmin-…)"
+            );
+            tracing::info!(
+                "then create a key (dashboard: API keys → Create new secret key) and call http://{addr}/v1/chat/completions with it; see README.md"
+            );
+        }
+        Ok(true) => tracing::info!("dashboard: http://{addr}/login"),
+        Err(e) => tracing::warn!(error = %e, "cannot count accounts"),
+    }
 }
 
 /// Revokes keys whose expiry has passed, so lists and the audit log say so.

@@ -21,6 +21,12 @@ pub struct NewAccount<'a> {
 }
 
 impl Services {
+    /// Whether anyone has an account yet (a fresh installation has none:
+    /// the first to sign up becomes its operator).
+    pub async fn has_accounts(&self) -> Result<bool> {
+        Ok(self.store.count_users().await? > 0)
+    }
+
     /// Creates an account and its Default project. The first account of an
     /// installation is its operator.
     pub async fn create_account(

@@ -31,7 +31,12 @@ pub struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the server.
+    /// Run the server: the API, the gateway and the dashboard on one address
+    /// (default http://127.0.0.1:8080), storing in SQLite under ./keyward-data
+    /// unless database_url is set, with the built-in model (its weights are
+    /// fetched once on the first start). On a fresh installation the first
+    /// account to sign up at /signup becomes the operator (or use `keyward
+    /// admin create`).
     Serve {
         #[command(flatten)]
         store: StoreArgs,
