@@ -93,9 +93,17 @@ impl BudgetBook for LocalBudgets {
             Some(m) => m,
             None => {
                 // Bounded: with the database down the flush would wait for
-                // it, and so would this call; the spend read below then
-                // fails and the call is refused as unavailable.
-                let _ = tokio::time::timeout(FLUSH_WAIT, self.meter.flush()).await;
+                // it, and so would this call. A spend read without what is
+                // still queued could let the key overspend, so the call is
+                // refused as unavailable instead.
+                if tokio::time::timeout(FLUSH_WAIT, self.meter.flush())
+                    .await
+                    .is_err()
+                {
+                    return Err(StoreError::Ledger(
+                        "the usage ledger is behind; this month's spend cannot be read yet".into(),
+                    ));
+                }
                 let spent = match who {
                     Subject::Key(k) => self.store.spend_since(SpendOwner::Key(k), from).await?,
                     Subject::Project(p) => {

@@ -8,7 +8,7 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("the database schema could not be brought up to date: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("the usage ledger could not be written to SQLite ({0})")]
+    #[error("the usage ledger failed ({0})")]
     Ledger(String),
     #[error("a stored row is not what Keyward expects ({0}); was the database changed by hand?")]
     Corrupt(String),
