@@ -9,9 +9,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
@@ -1457,38 +1456,15 @@ impl Replica {
         let data_dir = tempfile::tempdir().unwrap();
         let config = data_dir.path().join("keyward.toml");
         std::fs::write(&config, "").unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_keyward"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_keyward"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--config"])
             .arg(&config)
             .arg("--data-dir")
             .arg(data_dir.path())
             .env("RUST_LOG", "info")
             .env("KEYWARD_DATABASE_URL", database_url)
-            .env("KEYWARD_LOCAL_MODEL__ENABLED", "false")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start a second keyward");
-        let stderr = child.stderr.take().unwrap();
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let sink = logs.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(addr) = line.split("listening on ").nth(1) {
-                    let _ = tx.send(addr.trim().to_owned());
-                }
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let Ok(base) = rx.recv_timeout(Duration::from_secs(30)) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "the second keyward did not start; its log:\n{}",
-                logs.lock().unwrap().join("\n")
-            );
-        };
+            .env("KEYWARD_LOCAL_MODEL__ENABLED", "false");
+        let common::Spawned { child, base, logs } = common::spawn(&mut cmd);
         Replica {
             child,
             base,

@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::Server;
@@ -45,30 +43,27 @@ fn with_an_account_the_start_names_only_the_dashboard() {
         .arg(s.data_dir.path())
         .env_remove("KEYWARD_DATABASE_URL")
         .env("KEYWARD_LOCAL_MODEL__ENABLED", "false")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+        .env("RUST_LOG", "info");
     if let Some(url) = s.db.url() {
         cmd.env("KEYWARD_DATABASE_URL", url);
     }
-    let mut child = cmd.spawn().unwrap();
-    let lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut seen = Vec::new();
-    let mut base = None;
-    for line in lines.map_while(Result::ok) {
-        if let Some(addr) = line.split("listening on ").nth(1) {
-            base = Some(addr.trim().to_owned());
-        }
-        let done = line.contains("dashboard: ") || line.contains("no account yet");
-        seen.push(line);
-        if done {
-            break;
-        }
+    let mut second = common::spawn(&mut cmd);
+    let base = second.base.clone();
+    let login = format!("dashboard: {base}/login");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline
+        && !second
+            .logs
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains(&login))
+    {
+        std::thread::sleep(Duration::from_millis(50));
     }
-    let _ = child.kill();
-    let _ = child.wait();
-    let log = seen.join("\n");
-    let base = base.unwrap_or_else(|| panic!("the server did not start: {log}"));
+    let log = second.logs.lock().unwrap().join("\n");
+    let _ = second.child.kill();
+    let _ = second.child.wait();
     assert!(log.contains(&format!("dashboard: {base}/login")), "{log}");
     assert!(!log.contains("no account yet"), "{log}");
 }

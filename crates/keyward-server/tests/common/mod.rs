@@ -89,6 +89,47 @@ fn random_suffix() -> String {
     String::from_utf8(b.to_vec()).unwrap().to_lowercase()
 }
 
+/// A `keyward serve` process just started, and the address it listens on.
+pub struct Spawned {
+    pub child: Child,
+    pub base: String,
+    /// Every line it has logged so far (stderr).
+    pub logs: Arc<Mutex<Vec<String>>>,
+}
+
+/// Starts `cmd` (a `keyward serve` on `127.0.0.1:0`) and waits until it says
+/// where it listens; panics with its log if it does not start.
+pub fn spawn(cmd: &mut Command) -> Spawned {
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start keyward");
+    let stderr = child.stderr.take().unwrap();
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sink = logs.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(addr) = line.split("listening on ").nth(1) {
+                let _ = tx.send(addr.trim().to_owned());
+            }
+            sink.lock().unwrap().push(line);
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(base) => Spawned { child, base, logs },
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "keyward did not start; its log:\n{}",
+                logs.lock().unwrap().join("\n")
+            );
+        }
+    }
+}
+
 /// A running `keyward serve` and the state it uses.
 pub struct Server {
     child: Child,
@@ -138,29 +179,7 @@ impl Server {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().expect("start keyward");
-        let stderr = child.stderr.take().unwrap();
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let sink = logs.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(addr) = line.split("listening on ").nth(1) {
-                    let _ = tx.send(addr.trim().to_owned());
-                }
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let base = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(b) => b,
-            Err(_) => {
-                let _ = child.kill();
-                panic!(
-                    "keyward did not start; its log:\n{}",
-                    logs.lock().unwrap().join("\n")
-                );
-            }
-        };
+        let Spawned { child, base, logs } = spawn(&mut cmd);
         Server {
             child,
             base,
