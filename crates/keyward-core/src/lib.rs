@@ -4,6 +4,7 @@
 
 pub mod base62;
 pub mod duration;
+pub mod endpoint;
 pub mod gcra;
 pub mod id;
 pub mod key;
@@ -12,6 +13,7 @@ pub mod net;
 pub mod permissions;
 pub mod time;
 
+pub use endpoint::Endpoint;
 pub use id::{AuditId, KeyId, ProjectId, UserId};
 pub use key::{KeyFormatError, KeyHash, KeyKind, PlainKey};
 pub use money::{Micros, Price};

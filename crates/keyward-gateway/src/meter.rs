@@ -15,9 +15,17 @@
 //! milliseconds of traffic (the events queued plus the batch being
 //! written; BENCHMARKS.md). A batch that fails is retried until it is
 //! stored, holding its places in the queue meanwhile.
+//!
+//! With a spool ([`start_spooled`]), each event is first appended to a
+//! local file by the spool's thread ([`spool`]), so that a crash loses
+//! only what was not yet written there, whatever the database's pace; the
+//! next start stores what a dead process left.
+
+pub mod spool;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,11 +49,35 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// `last_used_at` is written at most this often per key.
 const LAST_USED_EVERY: i64 = 60;
 
-/// What handlers send the writer.
+/// What handlers send the writer (through the spool's thread, when there
+/// is a spool).
 enum Message {
     Usage(UsageEvent),
     /// Store everything queued before this, then answer.
     Flush(oneshot::Sender<()>),
+    /// From the spool's thread: every event before this one is in the
+    /// spool, up to this sequence number.
+    Spooled(u64),
+    /// To the spool's thread: hand on what came before, then stop.
+    Close,
+}
+
+/// Where handlers' messages go first.
+#[derive(Clone)]
+enum Inbox {
+    /// Straight to the writer.
+    Writer(mpsc::UnboundedSender<Message>),
+    /// To the spool's thread, which writes events to disk and hands them on.
+    Spool(std::sync::mpsc::Sender<Message>),
+}
+
+impl Inbox {
+    fn send(&self, m: Message) -> Result<(), ()> {
+        match self {
+            Inbox::Writer(tx) => tx.send(m).map_err(drop),
+            Inbox::Spool(tx) => tx.send(m).map_err(drop),
+        }
+    }
 }
 
 /// The queue's bounds.
@@ -69,7 +101,7 @@ impl Default for QueueSettings {
 /// The sending side, cloned into every handler.
 #[derive(Clone)]
 pub struct Meter {
-    tx: mpsc::UnboundedSender<Message>,
+    tx: Inbox,
     /// Places left in the queue: one is taken per call before its upstream
     /// is called, and given back once its event is stored.
     room: Arc<Semaphore>,
@@ -134,38 +166,114 @@ impl Meter {
 pub struct LedgerWriter {
     stop: oneshot::Sender<Instant>,
     task: JoinHandle<()>,
+    spool: Option<SpoolThread>,
+}
+
+/// The spool's thread, and how far the writer has committed what it spooled.
+struct SpoolThread {
+    inbox: std::sync::mpsc::Sender<Message>,
+    thread: std::thread::JoinHandle<spool::Spool>,
+    committed: Arc<AtomicU64>,
 }
 
 impl LedgerWriter {
     /// Stores what is queued, giving up on a failing database at `deadline`
-    /// (what is left is logged as lost).
+    /// (what is left is logged as lost, or kept in the spool for the next
+    /// start when there is one).
     pub async fn shutdown(self, deadline: Instant) {
+        // The spool's thread hands on everything before the writer is told
+        // to finish, so that the writer's queue holds it all.
+        let spool = match self.spool {
+            Some(s) => {
+                let _ = s.inbox.send(Message::Close);
+                let thread = s.thread;
+                match tokio::task::spawn_blocking(move || thread.join()).await {
+                    Ok(Ok(spool)) => Some((spool, s.committed)),
+                    _ => None,
+                }
+            }
+            None => None,
+        };
         let _ = self.stop.send(deadline);
         let _ = self.task.await;
+        if let Some((spool, committed)) = spool {
+            spool.finish(committed.load(Ordering::Acquire));
+        }
     }
 }
 
-/// Starts the writer.
+/// Starts the writer, without a spool: a crash loses what is queued.
 pub fn start(store: Arc<dyn Store>, settings: QueueSettings) -> (Meter, LedgerWriter) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let meter = Meter {
+    let meter = new_meter(Inbox::Writer(tx), settings);
+    let (stop, stopped) = oneshot::channel();
+    let task = tokio::spawn(write_loop(store, rx, meter.clone(), stopped, None));
+    let writer = LedgerWriter {
+        stop,
+        task,
+        spool: None,
+    };
+    (meter, writer)
+}
+
+/// Stores what dead processes left in the spools under `root`, then starts
+/// the writer with a spool of this process's own there.
+pub async fn start_spooled(
+    store: Arc<dyn Store>,
+    settings: QueueSettings,
+    root: &Path,
+) -> std::io::Result<(Meter, LedgerWriter, spool::Recovered)> {
+    let recovered = spool::recover(&*store, root).await?;
+    let files = spool::Spool::create(root)?;
+    let (front, inbox) = std::sync::mpsc::channel();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let meter = new_meter(Inbox::Spool(front.clone()), settings);
+    let committed = Arc::new(AtomicU64::new(0));
+    let thread = {
+        let committed = committed.clone();
+        std::thread::Builder::new()
+            .name("ledger-spool".into())
+            .spawn(move || spool::run(files, inbox, tx, committed))?
+    };
+    let (stop, stopped) = oneshot::channel();
+    let task = tokio::spawn(write_loop(
+        store,
+        rx,
+        meter.clone(),
+        stopped,
+        Some(committed.clone()),
+    ));
+    let writer = LedgerWriter {
+        stop,
+        task,
+        spool: Some(SpoolThread {
+            inbox: front,
+            thread,
+            committed,
+        }),
+    };
+    Ok((meter, writer, recovered))
+}
+
+fn new_meter(tx: Inbox, settings: QueueSettings) -> Meter {
+    Meter {
         tx,
         room: Arc::new(Semaphore::new(
             settings.capacity.clamp(1, Semaphore::MAX_PERMITS),
         )),
         depth: Arc::new(AtomicI64::new(0)),
         wait: settings.wait,
-    };
-    let (stop, stopped) = oneshot::channel();
-    let task = tokio::spawn(write_loop(store, rx, meter.clone(), stopped));
-    (meter, LedgerWriter { stop, task })
+    }
 }
 
+/// `committed`, when there is a spool, is told the spool sequence number
+/// of the last event stored.
 async fn write_loop(
     store: Arc<dyn Store>,
     mut rx: mpsc::UnboundedReceiver<Message>,
     meter: Meter,
     mut stopped: oneshot::Receiver<Instant>,
+    committed: Option<Arc<AtomicU64>>,
 ) {
     let mut touched: HashMap<KeyId, i64> = HashMap::new();
     let mut inbox = Vec::with_capacity(MAX_BATCH);
@@ -191,7 +299,7 @@ async fn write_loop(
         if inbox.is_empty() && deadline.is_some() {
             break;
         }
-        sort(&mut inbox, &mut batch, &mut waiting);
+        let spooled = sort(&mut inbox, &mut batch, &mut waiting);
         crate::telemetry::ledger_queue_depth(meter.queue_depth());
         if !store_batch(&*store, &batch, &mut stopped, &mut deadline).await {
             let left = meter.queue_depth();
@@ -200,6 +308,9 @@ async fn write_loop(
                 "usage events lost: the database kept failing until shutdown_grace ran out"
             );
             break;
+        }
+        if let (Some(committed), Some(seq)) = (&committed, spooled) {
+            committed.store(seq, Ordering::Release);
         }
         touch_keys(&*store, &batch, &mut touched).await;
         let n = batch.len();
@@ -213,18 +324,24 @@ async fn write_loop(
     }
 }
 
-/// Moves usage events to `batch` and flush requests to `waiting`.
+/// Moves usage events to `batch` and flush requests to `waiting`; returns
+/// the last spool sequence number reported, which the batch covers.
 fn sort(
     inbox: &mut Vec<Message>,
     batch: &mut Vec<UsageEvent>,
     waiting: &mut Vec<oneshot::Sender<()>>,
-) {
+) -> Option<u64> {
+    let mut spooled = None;
     for m in inbox.drain(..) {
         match m {
             Message::Usage(e) => batch.push(e),
             Message::Flush(done) => waiting.push(done),
+            Message::Spooled(seq) => spooled = Some(seq),
+            // Only the spool's thread receives it.
+            Message::Close => {}
         }
     }
+    spooled
 }
 
 /// Moves what is already queued to `inbox`, until it holds `limit` messages.

@@ -201,7 +201,7 @@ impl Pending {
         let tokens = usage.prompt_tokens.saturating_add(usage.completion_tokens);
         let elapsed = self.started.elapsed();
         telemetry::request_finished(
-            self.endpoint.ledger_name(),
+            self.endpoint.as_str(),
             &self.route.id,
             status.as_u16(),
             elapsed,
@@ -220,7 +220,7 @@ impl Pending {
                 project_id,
                 user_id: key.owner_id.clone(),
                 model: self.route.id.clone(),
-                endpoint: self.endpoint.ledger_name(),
+                endpoint: self.endpoint,
                 prompt_tokens: usage.prompt_tokens,
                 completion_tokens: usage.completion_tokens,
                 cost,

@@ -5,7 +5,6 @@
 use std::fmt;
 
 use bytes::Bytes;
-use keyward_core::EndpointGroup;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 
@@ -13,54 +12,14 @@ use crate::error::ApiError;
 
 pub mod tokens;
 
-/// The gateway's model endpoints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
-    ChatCompletions,
-    Completions,
-    Embeddings,
-}
+pub use keyward_core::Endpoint;
 
-impl Endpoint {
-    /// Every endpoint, in discriminant order.
-    pub const ALL: [Endpoint; 3] = [
-        Endpoint::ChatCompletions,
-        Endpoint::Completions,
-        Endpoint::Embeddings,
-    ];
-
-    /// The path after the upstream's base URL.
-    pub fn path(self) -> &'static str {
-        match self {
-            Endpoint::ChatCompletions => "/chat/completions",
-            Endpoint::Completions => "/completions",
-            Endpoint::Embeddings => "/embeddings",
-        }
-    }
-
-    pub fn group(self) -> EndpointGroup {
-        match self {
-            Endpoint::ChatCompletions | Endpoint::Completions => EndpointGroup::ChatCompletions,
-            Endpoint::Embeddings => EndpointGroup::Embeddings,
-        }
-    }
-
-    /// The name the usage ledger records.
-    pub fn ledger_name(self) -> &'static str {
-        match self {
-            Endpoint::ChatCompletions => "chat.completions",
-            Endpoint::Completions => "completions",
-            Endpoint::Embeddings => "embeddings",
-        }
-    }
-
-    /// The field holding the input, which must be present.
-    fn input_field(self) -> &'static str {
-        match self {
-            Endpoint::ChatCompletions => "messages",
-            Endpoint::Completions => "prompt",
-            Endpoint::Embeddings => "input",
-        }
+/// The field holding an endpoint's input, which must be present.
+fn input_field(endpoint: Endpoint) -> &'static str {
+    match endpoint {
+        Endpoint::ChatCompletions => "messages",
+        Endpoint::Completions => "prompt",
+        Endpoint::Embeddings => "input",
     }
 }
 
@@ -197,7 +156,7 @@ pub fn parse(endpoint: Endpoint, body: &[u8], count_prompt: bool) -> Result<Head
         Endpoint::Embeddings => fields.input.is_some(),
     };
     if !input_present {
-        let field = endpoint.input_field();
+        let field = input_field(endpoint);
         return Err(ApiError::invalid(
             Some(field.into()),
             format!("Missing required parameter: '{field}'."),

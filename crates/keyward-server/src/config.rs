@@ -55,6 +55,15 @@ pub struct Ledger {
     /// How long a call waits for room in a full queue, e.g. `1s`.
     #[serde(with = "humantime_serde")]
     pub queue_wait: std::time::Duration,
+    /// Append every usage event to a local file before it is stored, so
+    /// that a crash (`kill -9`, the OOM killer) loses only milliseconds of
+    /// billing, however far behind the database is; the next start stores
+    /// what was left. Off: a crash loses the events still queued.
+    pub spool: bool,
+    /// Where the spool lives; default `<data_dir>/ledger-spool`. Replicas
+    /// on one machine may share it (each process has its own directory in
+    /// it, and a starting one stores only what dead ones left).
+    pub spool_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for Ledger {
@@ -63,6 +72,8 @@ impl Default for Ledger {
             // About three seconds of this machine's peak gateway traffic.
             queue_capacity: 200_000,
             queue_wait: std::time::Duration::from_secs(1),
+            spool: true,
+            spool_dir: None,
         }
     }
 }

@@ -61,13 +61,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let store = services.store().clone();
     let keys = KeyCache::new(services.clone(), 1_000_000);
     let watcher = keys.watch(Duration::from_millis(250));
-    let (meter, ledger) = meter::start(
-        services.store().clone(),
-        meter::QueueSettings {
-            capacity: config.ledger.queue_capacity,
-            wait: config.ledger.queue_wait,
-        },
-    );
+    let (meter, ledger) = start_ledger(&config, services.store().clone()).await?;
     let budgets = Arc::new(LocalBudgets::new(services.store().clone(), meter.clone()));
     let gateway = Gateway {
         keys,
@@ -175,6 +169,44 @@ async fn sweep_expired_keys(services: Services, every: Duration) {
             Err(e) => tracing::warn!(error = %e, "expiry sweep failed; will retry"),
         }
     }
+}
+
+/// The ledger's writer, with its crash spool unless turned off; before
+/// anything is served, the spool stores what a crashed process left, so
+/// that budgets read from the ledger count it.
+async fn start_ledger(
+    config: &Config,
+    store: Arc<dyn Store>,
+) -> anyhow::Result<(meter::Meter, meter::LedgerWriter)> {
+    let settings = meter::QueueSettings {
+        capacity: config.ledger.queue_capacity,
+        wait: config.ledger.queue_wait,
+    };
+    if !config.ledger.spool {
+        return Ok(meter::start(store, settings));
+    }
+    let root = config
+        .ledger
+        .spool_dir
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("ledger-spool"));
+    let (meter, writer, recovered) = meter::start_spooled(store, settings, &root)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open the ledger spool in {} (set ledger.spool_dir to a writable directory, or ledger.spool = false)",
+                root.display()
+            )
+        })?;
+    if recovered.spools > 0 {
+        tracing::warn!(
+            events = recovered.events,
+            unreadable_lines = recovered.unreadable,
+            spools = recovered.spools,
+            "stored the usage events a process that did not stop cleanly left in the ledger spool"
+        );
+    }
+    Ok((meter, writer))
 }
 
 async fn shutdown_signal() {

@@ -73,64 +73,6 @@ fn rss(pid: u32) -> Option<u64> {
     Some(kb * 1024)
 }
 
-/// The inode of the socket listening on 127.0.0.1:`port`.
-fn listening_inode(port: u16) -> Option<String> {
-    let want = format!(":{port:04X}");
-    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(text) = std::fs::read_to_string(table) else {
-            continue;
-        };
-        for line in text.lines().skip(1) {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            // local_address rem_address st … inode
-            if f.len() > 9 && f[1].ends_with(&want) && f[3] == "0A" {
-                return Some(f[9].to_owned());
-            }
-        }
-    }
-    None
-}
-
-/// The pid of the `keyward serve` child of this process that listens on
-/// the server's port (the harness keeps its `Child` private).
-fn server_pid(s: &Server) -> u32 {
-    let port: u16 = s
-        .base
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.trim_end_matches('/').parse().ok())
-        .unwrap_or_else(|| panic!("no port in {}", s.base));
-    let inode = listening_inode(port).unwrap_or_else(|| panic!("nothing listens on {port}"));
-    let socket = format!("socket:[{inode}]");
-    let me = std::process::id();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // pid (comm) state ppid …: comm may hold spaces, so split after ')'.
-        let ppid = stat
-            .rsplit_once(") ")
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|p| p.parse::<u32>().ok());
-        if ppid != Some(me) {
-            continue;
-        }
-        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-            continue;
-        };
-        let listens = fds
-            .flatten()
-            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy() == socket));
-        if listens {
-            return pid;
-        }
-    }
-    panic!("no child of this process listens on port {port}");
-}
-
 /// Samples the server's RSS every 10 ms, keeps the peak, and kills the
 /// server (SIGKILL) if it passes [`RSS_KILL`].
 struct Watchdog {
@@ -217,7 +159,7 @@ struct Fixture {
 impl Fixture {
     fn start() -> Fixture {
         let server = gateway();
-        let pid = server_pid(&server);
+        let pid = server.pid() as u32;
         let watchdog = Watchdog::start(pid);
         let client = Client::builder().timeout(TIMEOUT).build().unwrap();
         let admin = server.create_operator("owner@example.com");

@@ -53,7 +53,7 @@ impl PgLedger {
             .bind(column(|e| e.project_id.as_str()))
             .bind(column(|e| e.user_id.as_str()))
             .bind(column(|e| &e.model))
-            .bind(column(|e| e.endpoint))
+            .bind(column(|e| e.endpoint.as_str()))
             .bind(number(|e| e.prompt_tokens))
             .bind(number(|e| e.completion_tokens))
             .bind(number(|e| e.cost.0))

@@ -265,15 +265,15 @@ pub struct AuditFilter {
 pub struct UnknownCursor;
 
 /// What one gateway request used and cost; a row of the usage ledger.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Serialized as a line of the ledger's crash spool.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UsageEvent {
     pub request_id: String,
     pub key_id: KeyId,
     pub project_id: ProjectId,
     pub user_id: UserId,
     pub model: std::sync::Arc<str>,
-    /// `chat.completions`, `completions` or `embeddings`.
-    pub endpoint: &'static str,
+    pub endpoint: keyward_core::Endpoint,
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
     pub cost: Micros,

@@ -94,7 +94,7 @@ mod tests {
             project_id: project.clone(),
             user_id: UserId::generate(),
             model: "m".into(),
-            endpoint: "chat.completions",
+            endpoint: keyward_core::Endpoint::ChatCompletions,
             prompt_tokens: 10,
             completion_tokens: 5,
             cost: Micros(7),

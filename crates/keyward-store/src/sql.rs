@@ -437,12 +437,8 @@ fn usage_from_row(row: &AnyRow) -> Result<UsageEvent> {
         project_id: parse_id(row, "project_id", ProjectId::parse)?,
         user_id: parse_id(row, "user_id", UserId::parse)?,
         model: row.try_get::<String, _>("model")?.into(),
-        endpoint: match endpoint.as_str() {
-            "chat.completions" => "chat.completions",
-            "completions" => "completions",
-            "embeddings" => "embeddings",
-            other => return Err(corrupt(format!("ledger endpoint {other}"))),
-        },
+        endpoint: keyward_core::Endpoint::parse(&endpoint)
+            .ok_or_else(|| corrupt(format!("ledger endpoint {endpoint}")))?,
         prompt_tokens: row.try_get("prompt_tokens")?,
         completion_tokens: row.try_get("completion_tokens")?,
         cost: Micros(row.try_get("cost_micros")?),
@@ -1043,7 +1039,7 @@ impl Store for SqlStore {
                     .bind(e.project_id.as_str())
                     .bind(e.user_id.as_str())
                     .bind(&*e.model)
-                    .bind(e.endpoint)
+                    .bind(e.endpoint.as_str())
                     .bind(e.prompt_tokens)
                     .bind(e.completion_tokens)
                     .bind(e.cost.0)

@@ -148,7 +148,7 @@ fn bind_row(
         &e.project_id.as_str(),
         &e.user_id.as_str(),
         &e.model,
-        &e.endpoint,
+        &e.endpoint.as_str(),
         &e.prompt_tokens,
         &e.completion_tokens,
         &e.cost.0,

@@ -28,7 +28,7 @@ fn event(ids: &Ids, n: usize, day: i64) -> UsageEvent {
         project_id: ids.project.clone(),
         user_id: ids.user.clone(),
         model: "m".into(),
-        endpoint: "chat.completions",
+        endpoint: keyward_core::Endpoint::ChatCompletions,
         prompt_tokens: 10,
         completion_tokens: 5,
         cost: Micros(3),

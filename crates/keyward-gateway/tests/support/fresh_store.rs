@@ -159,7 +159,7 @@ impl Caller {
             project_id: self.project.clone(),
             user_id: self.user.clone(),
             model: "m".into(),
-            endpoint: "chat.completions",
+            endpoint: keyward_core::Endpoint::ChatCompletions,
             prompt_tokens: 10,
             completion_tokens: 20,
             cost: Micros(30),

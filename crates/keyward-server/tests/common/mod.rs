@@ -138,6 +138,8 @@ pub struct Server {
     pub db: Db,
     pub client: Client,
     logs: Arc<Mutex<Vec<String>>>,
+    /// The extra environment it was started with, for [`Server::restart`].
+    env: Vec<(String, String)>,
 }
 
 pub struct Reply {
@@ -159,27 +161,13 @@ impl Server {
     /// Starts with a TOML configuration file (e.g. upstreams and models).
     pub fn start_with_config(toml: &str, env: &[(&str, &str)]) -> Server {
         let data_dir = tempfile::tempdir().unwrap();
-        let config = data_dir.path().join("keyward.toml");
-        std::fs::write(&config, toml).unwrap();
+        std::fs::write(data_dir.path().join("keyward.toml"), toml).unwrap();
         let db = Db::fresh();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_keyward"));
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--config"])
-            .arg(&config)
-            .arg("--data-dir")
-            .arg(data_dir.path())
-            .env("RUST_LOG", "info")
-            .env_remove("KEYWARD_DATABASE_URL")
-            // Tests that want the in-process model turn it back on.
-            .env("KEYWARD_LOCAL_MODEL__ENABLED", "false")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        if let Some(url) = db.url() {
-            cmd.env("KEYWARD_DATABASE_URL", url);
-        }
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let Spawned { child, base, logs } = spawn(&mut cmd);
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let Spawned { child, base, logs } = spawn(&mut serve_command(data_dir.path(), &db, &env));
         Server {
             child,
             base,
@@ -190,7 +178,27 @@ impl Server {
                 .build()
                 .unwrap(),
             logs,
+            env,
         }
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Starts the server again on the same data directory and database,
+    /// after it stopped or was killed; it may listen on another port.
+    pub fn restart(&mut self) {
+        let _ = self.child.wait();
+        let Spawned { child, base, logs } = spawn(&mut serve_command(
+            self.data_dir.path(),
+            &self.db,
+            &self.env,
+        ));
+        self.child = child;
+        self.base = base;
+        self.logs = logs;
     }
 
     /// Everything the server has logged so far.
@@ -305,6 +313,26 @@ impl Drop for Server {
             self.stop();
         }
     }
+}
+
+/// `keyward serve` on `data_dir` (with its `keyward.toml`) and `db`.
+fn serve_command(data_dir: &std::path::Path, db: &Db, env: &[(String, String)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_keyward"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(data_dir.join("keyward.toml"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("RUST_LOG", "info")
+        .env_remove("KEYWARD_DATABASE_URL")
+        // Tests that want the in-process model turn it back on.
+        .env("KEYWARD_LOCAL_MODEL__ENABLED", "false");
+    if let Some(url) = db.url() {
+        cmd.env("KEYWARD_DATABASE_URL", url);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
 }
 
 pub fn cli_for(data_dir: PathBuf, db_url: Option<&str>) -> Command {
