@@ -9,9 +9,13 @@
 #      ledger's queue depth and Keyward's RSS sampled every second (a
 #      throughput counts only if the queue stayed bounded), and every
 #      answered call checked to be in the ledger afterwards;
-#   3. a crash: `kill -9` after CRASH_AFTER seconds of the same load, then
+#   3. the same with the crash spool off (`ledger.spool = false`): what the
+#      spool costs on the request path, as the ratio of the two throughputs;
+#   4. a crash: `kill -9` after CRASH_AFTER seconds of the same load, then a
+#      restart on the same data (which stores what the spool held), then
 #      answered calls (wrk's count) against stored rows, the difference in
-#      milliseconds of traffic.
+#      milliseconds of traffic; the rows stored before the restart show
+#      what the database alone had.
 #
 #   bash bench/ledger/run.sh
 #
@@ -91,12 +95,12 @@ upstream="http://127.0.0.1:$nginx_port/v1"
 wait_http "$upstream/models" || die "nginx did not start"
 
 # Starts Keyward on store $1 (sqlite | postgres) in a fresh data dir (and
-# database); sets kw, kw_pid, kw_key, kw_db (a command printing the
-# ledger's row count).
+# database), with extra environment $2…; sets kw, kw_pid, kw_key, kw_db (a
+# command printing the ledger's row count), kw_env and kw_args.
 start_keyward() {
-  local store="$1" data port admin project
+  local store="$1" data admin project
+  shift
   data="$(mktemp -d "$tmp/keyward.XXXXXX")"
-  port="$(free_port)"
   cat >"$data/keyward.toml" <<EOF
 [[upstreams]]
 name = "nginx"
@@ -110,7 +114,7 @@ upstream = "nginx"
 input_price_per_mtok = 2.5
 output_price_per_mtok = 10.0
 EOF
-  local env=(env -u KEYWARD_DATABASE_URL KEYWARD_LOCAL_MODEL__ENABLED=false)
+  local env=(env -u KEYWARD_DATABASE_URL KEYWARD_LOCAL_MODEL__ENABLED=false "$@")
   if [ "$store" = postgres ]; then
     local name="kw_bench_ledger_$RANDOM$RANDOM"
     psql -q "$PG_URL" -c "CREATE DATABASE $name" >/dev/null
@@ -121,14 +125,11 @@ EOF
   else
     kw_db=(sqlite3 "$data/keyward.db" "SELECT COUNT(*) FROM usage_ledger")
   fi
-  local args=(--data-dir "$data" --config "$data/keyward.toml")
+  kw_args=(--data-dir "$data" --config "$data/keyward.toml")
+  kw_env=("${env[@]}")
   admin="$(echo "bench password 1234" | "${env[@]}" "$KEYWARD_BIN" admin create \
-    --email bench@example.com --password-stdin "${args[@]}" 2>/dev/null)"
-  "${env[@]}" "$KEYWARD_BIN" serve "${args[@]}" --listen "127.0.0.1:$port" 2>"$data/keyward.log" &
-  kw_pid=$!
-  pids+=($kw_pid)
-  kw="http://127.0.0.1:$port"
-  wait_http "$kw/healthz" || die "keyward did not start: $(tail -20 "$data/keyward.log")"
+    --email bench@example.com --password-stdin "${kw_args[@]}" 2>/dev/null)"
+  serve_keyward
   api() {
     curl -fsS -X "$1" -H "Authorization: Bearer $admin" -H 'Content-Type: application/json' \
       ${3:+--data "$3"} "$kw$2"
@@ -138,6 +139,17 @@ EOF
   api POST "/v1/organization/projects/$project" "{$limits}" >/dev/null
   kw_key="$(api POST "/v1/organization/projects/$project/api_keys" "{\"name\":\"bench\",$limits}" \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["value"])')"
+}
+
+# Starts (or starts again) the Keyward that start_keyward set up.
+serve_keyward() {
+  local port
+  port="$(free_port)"
+  "${kw_env[@]}" "$KEYWARD_BIN" serve "${kw_args[@]}" --listen "127.0.0.1:$port" 2>>"${kw_args[1]}/keyward.log" &
+  kw_pid=$!
+  pids+=($kw_pid)
+  kw="http://127.0.0.1:$port"
+  wait_http "$kw/healthz" || die "keyward did not start: $(tail -20 "${kw_args[1]}/keyward.log")"
 }
 
 rss_mb() { awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$1/status" 2>/dev/null || echo 0; }
@@ -178,7 +190,14 @@ for store in "${stores[@]}"; do
   log "$store sustained: $result; queue max $max_depth, last $last_depth; RSS $rss0 -> $max_rss MB; stored $stored of $answered"
   kill "$kw_pid"; wait "$kw_pid" 2>/dev/null || true
 
-  # 3. kill -9 under the same load.
+  # 3. The same load without the spool.
+  start_keyward "$store" KEYWARD_LEDGER__SPOOL=false
+  unspooled="$(load "$SUSTAIN")"
+  unspooled_rps="$(field rps "$unspooled")"
+  log "$store without the spool: $unspooled"
+  kill "$kw_pid"; wait "$kw_pid" 2>/dev/null || true
+
+  # 4. kill -9 under the same load, then a restart that stores the spool.
   start_keyward "$store"
   load $((CRASH_AFTER + 3)) >"$tmp/crash-result" &
   wrk_pid=$!
@@ -188,20 +207,23 @@ for store in "${stores[@]}"; do
   wait "$wrk_pid" || true
   crash="$(cat "$tmp/crash-result")"
   crash_answered="$(field requests "$crash")"
+  db_alone="$("${kw_db[@]}")"
+  serve_keyward
   crash_stored="$("${kw_db[@]}")"
+  kill "$kw_pid"; wait "$kw_pid" 2>/dev/null || true
   lost=$((crash_answered - crash_stored))
   # wrk's rate is over its whole run; the calls were answered in CRASH_AFTER s.
   lost_ms="$(python3 -c "print(f'{max($lost, 0) / ($crash_answered / $CRASH_AFTER) * 1000:.1f}')")"
-  log "$store crash: answered $crash_answered, stored $crash_stored, lost $lost = $lost_ms ms of traffic"
+  log "$store crash: answered $crash_answered, in the database at the kill $db_alone, stored after the restart $crash_stored, lost $lost = $lost_ms ms of traffic"
 
-  rows+=("| $store | $writer_rps | $gw_rps | $(python3 -c "print(f'{$writer_rps / $gw_rps:.2f}')") | $max_depth | $last_depth | $rss0 → $max_rss | $answered / $stored | $crash_answered / $crash_stored | $lost ($lost_ms ms) |")
+  rows+=("| $store | $writer_rps | $gw_rps | $(python3 -c "print(f'{$writer_rps / $gw_rps:.2f}')") | $unspooled_rps | $(python3 -c "print(f'{$gw_rps / $unspooled_rps:.3f}')") | $max_depth | $last_depth | $rss0 → $max_rss | $answered / $stored | $crash_answered / $db_alone / $crash_stored | $lost ($lost_ms ms) |")
 done
 
 {
   echo "Ledger under load, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), commit $(git rev-parse --short HEAD)"
   echo "\`SUSTAIN=$SUSTAIN CRASH_AFTER=$CRASH_AFTER CONNECTIONS=$CONNECTIONS bash bench/ledger/run.sh\`"
   echo
-  echo "| store | writer rows/s | gateway req/s (${SUSTAIN} s) | writer / gateway | queue max | queue at end | RSS MB | answered / stored | crash: answered / stored | lost to kill -9 |"
-  echo "|---|---|---|---|---|---|---|---|---|---|"
+  echo "| store | writer rows/s | gateway req/s (${SUSTAIN} s) | writer / gateway | without spool req/s | spool on / off | queue max | queue at end | RSS MB | answered / stored | crash: answered / in db at kill / stored after restart | lost to kill -9 |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
   printf '%s\n' "${rows[@]}"
 } | tee "$OUT"

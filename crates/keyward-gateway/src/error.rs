@@ -40,6 +40,40 @@ impl ApiError {
         }
     }
 
+    /// A request body that could not be read whole: too large (413), too
+    /// slow to arrive (408), or cut off (400).
+    pub fn unreadable_body(error: &(dyn std::error::Error + 'static), limit: usize) -> Self {
+        let mut cause = Some(error);
+        while let Some(e) = cause {
+            if e.is::<http_body_util::LengthLimitError>() {
+                return ApiError {
+                    status: StatusCode::PAYLOAD_TOO_LARGE,
+                    kind: "invalid_request_error",
+                    message: format!("The request body is larger than {limit} bytes; send less."),
+                    param: None,
+                    code: Some("request_too_large"),
+                };
+            }
+            cause = e.source();
+        }
+        if let Some(late) = crate::body_deadline::timed_out(error) {
+            return ApiError {
+                status: StatusCode::REQUEST_TIMEOUT,
+                kind: "invalid_request_error",
+                message: format!(
+                    "The request body did not arrive within {} s; send it without pauses.",
+                    late.0.as_secs()
+                ),
+                param: None,
+                code: Some("request_timeout"),
+            };
+        }
+        ApiError::invalid(
+            None,
+            "The request body could not be read whole; send it again.",
+        )
+    }
+
     pub fn not_found(message: impl Into<String>) -> Self {
         ApiError {
             status: StatusCode::NOT_FOUND,

@@ -8,6 +8,7 @@
 
 mod admission;
 pub mod auth;
+pub mod body_deadline;
 pub mod budget;
 pub mod catalog;
 pub mod error;

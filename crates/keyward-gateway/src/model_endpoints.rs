@@ -15,7 +15,6 @@ use std::task::{Context, Poll};
 use axum::http::{Method, Request};
 use axum::response::Response;
 use futures_util::future::Either;
-use hyper::body::Incoming;
 use tower::Service;
 
 use crate::request::Endpoint;
@@ -44,9 +43,11 @@ fn endpoint_of(path: &str) -> Option<Endpoint> {
 
 type Served = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
-impl<S> Service<Request<Incoming>> for ModelEndpoints<S>
+impl<S, B> Service<Request<B>> for ModelEndpoints<S>
 where
-    S: Service<Request<Incoming>, Response = Response, Error = Infallible>,
+    S: Service<Request<B>, Response = Response, Error = Infallible>,
+    B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     type Response = Response;
     type Error = Infallible;
@@ -56,7 +57,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+    fn call(&mut self, req: Request<B>) -> Self::Future {
         if req.method() == Method::POST {
             if let Some(endpoint) = endpoint_of(req.uri().path()) {
                 let gateway = self.gateway.clone();

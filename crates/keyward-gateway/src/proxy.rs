@@ -248,16 +248,7 @@ where
         .collect()
         .await
         .map(|collected| collected.to_bytes())
-        .map_err(|_| ApiError {
-            status: StatusCode::PAYLOAD_TOO_LARGE,
-            kind: "invalid_request_error",
-            message: format!(
-                "The request body is larger than {} bytes.",
-                gw.max_body_bytes
-            ),
-            param: None,
-            code: Some("request_too_large"),
-        })?;
+        .map_err(|e| ApiError::unreadable_body(&*e, gw.max_body_bytes))?;
     let head = request::parse(endpoint, &raw, needs_prompt_tokens(&key))?;
     let route = gw
         .catalog

@@ -38,6 +38,14 @@ pub struct Config {
     pub dashboard: Dashboard,
     /// The usage ledger's queue (`[ledger]`).
     pub ledger: Ledger,
+    /// Time and count limits on client connections (`[http]`).
+    pub http: crate::connection::HttpLimits,
+    /// Proxies (CIDRs or addresses) whose `forwarded_header` is believed
+    /// to name the client; empty: the connection's address is the client.
+    pub trusted_proxies: crate::client_addr::TrustedProxies,
+    /// The header trusted proxies write the client into:
+    /// `x-forwarded-for` or `forwarded`.
+    pub forwarded_header: crate::client_addr::ForwardedHeader,
     /// How long a graceful stop may take (requests in flight, then the
     /// ledger's queue), e.g. `30s`.
     #[serde(with = "humantime_serde")]
@@ -241,6 +249,9 @@ impl Default for Config {
             local_model: LocalModel::default(),
             dashboard: Dashboard::default(),
             ledger: Ledger::default(),
+            http: crate::connection::HttpLimits::default(),
+            trusted_proxies: crate::client_addr::TrustedProxies::default(),
+            forwarded_header: crate::client_addr::ForwardedHeader::default(),
             shutdown_grace: std::time::Duration::from_secs(30),
         }
     }
@@ -261,6 +272,9 @@ const ENV_KEYS: &[&str] = &[
     "local_model",
     "dashboard",
     "ledger",
+    "http",
+    "trusted_proxies",
+    "forwarded_header",
     "shutdown_grace",
 ];
 

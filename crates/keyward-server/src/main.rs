@@ -2,7 +2,9 @@
 
 mod api;
 mod cli;
+mod client_addr;
 mod config;
+mod connection;
 mod github_keys;
 mod local_model;
 mod notify;

@@ -116,14 +116,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
-    let mut workers = workers::start(addr, count, api::app(state, gateway, metrics))
+    let edge = workers::Edge {
+        limits: config.http.clone(),
+        trusted_proxies: config.trusted_proxies.clone(),
+        forwarded_header: config.forwarded_header,
+    };
+    let mut workers = workers::start(addr, count, api::app(state, gateway, metrics), edge)
         .context("cannot start the HTTP worker threads")?;
     tracing::info!(workers = count, "HTTP worker threads started");
     tracing::info!("keyward listening on http://{addr}");
     first_run_guide(&store_services, addr).await;
     shutdown_signal().await;
     let deadline = tokio::time::Instant::now() + config.shutdown_grace;
-    workers.drain().await;
+    workers.drain(deadline).await;
     sweeper.abort();
     watcher.abort();
     if let Some(r) = refresher {

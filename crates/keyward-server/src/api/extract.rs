@@ -4,7 +4,6 @@
 use axum::body::{to_bytes, Body};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 
@@ -22,13 +21,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
         let limit = state.max_body_bytes;
         let bytes = to_bytes(req.into_body(), limit)
             .await
-            .map_err(|_| ApiError {
-                status: StatusCode::PAYLOAD_TOO_LARGE,
-                kind: "invalid_request_error",
-                message: format!("The request body is larger than {limit} bytes; send less."),
-                param: None,
-                code: Some("request_too_large"),
-            })?;
+            .map_err(|e| ApiError::unreadable_body(&e, limit))?;
         let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
             b"{}"
         } else {
