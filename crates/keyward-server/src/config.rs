@@ -43,6 +43,8 @@ pub struct Config {
     /// Proxies (CIDRs or addresses) whose `forwarded_header` is believed
     /// to name the client; empty: the connection's address is the client.
     pub trusted_proxies: crate::client_addr::TrustedProxies,
+    /// Where `/metrics` is served and who may read it (`[metrics]`).
+    pub metrics: crate::api::metrics::MetricsConfig,
     /// The header trusted proxies write the client into:
     /// `x-forwarded-for` or `forwarded`.
     pub forwarded_header: crate::client_addr::ForwardedHeader,
@@ -250,6 +252,7 @@ impl Default for Config {
             dashboard: Dashboard::default(),
             ledger: Ledger::default(),
             http: crate::connection::HttpLimits::default(),
+            metrics: crate::api::metrics::MetricsConfig::default(),
             trusted_proxies: crate::client_addr::TrustedProxies::default(),
             forwarded_header: crate::client_addr::ForwardedHeader::default(),
             shutdown_grace: std::time::Duration::from_secs(30),
@@ -273,6 +276,7 @@ const ENV_KEYS: &[&str] = &[
     "dashboard",
     "ledger",
     "http",
+    "metrics",
     "trusted_proxies",
     "forwarded_header",
     "shutdown_grace",

@@ -121,6 +121,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         trusted_proxies: config.trusted_proxies.clone(),
         forwarded_header: config.forwarded_header,
     };
+    let (metrics, metrics_server) = serve_metrics(&config, metrics).await?;
     let mut workers = workers::start(addr, count, api::app(state, gateway, metrics), edge)
         .context("cannot start the HTTP worker threads")?;
     tracing::info!(workers = count, "HTTP worker threads started");
@@ -130,6 +131,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + config.shutdown_grace;
     workers.drain(deadline).await;
     sweeper.abort();
+    if let Some(m) = metrics_server {
+        m.abort();
+    }
     watcher.abort();
     if let Some(r) = refresher {
         r.abort();
@@ -174,6 +178,35 @@ async fn sweep_expired_keys(services: Services, every: Duration) {
             Err(e) => tracing::warn!(error = %e, "expiry sweep failed; will retry"),
         }
     }
+}
+
+/// `/metrics` for Keyward's own router, or `None` and a server of its own
+/// on `metrics.listen`.
+async fn serve_metrics(
+    config: &Config,
+    handle: PrometheusHandle,
+) -> anyhow::Result<(
+    Option<api::metrics::MetricsAccess>,
+    Option<tokio::task::JoinHandle<()>>,
+)> {
+    let separate = config.metrics.listen;
+    let access = api::metrics::MetricsAccess::new(handle, &config.metrics, separate.is_some())
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let Some(addr) = separate else {
+        return Ok((Some(access), None));
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on metrics.listen = {addr}"))?;
+    tracing::info!("metrics on http://{}/metrics", listener.local_addr()?);
+    let app = api::metrics::routes::<()>(access)
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let server = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "the metrics server stopped");
+        }
+    });
+    Ok((None, Some(server)))
 }
 
 /// The ledger's writer, with its crash spool unless turned off; before

@@ -366,3 +366,94 @@ fn a_stream_still_open_at_the_end_of_shutdown_grace_is_cut_and_billed() {
         .sum();
     assert_eq!(requests, 1, "the cut stream was not billed: {}", usage.body);
 }
+
+/// A GET with extra headers on a fresh connection: the status code.
+fn status_of(addr: SocketAddr, path: &str, headers: &str) -> String {
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        c,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    let _ = c.read_to_string(&mut text);
+    text.split(' ').nth(1).unwrap_or_default().to_owned()
+}
+
+#[test]
+fn metrics_are_served_only_to_this_machine_by_default() {
+    let s = Server::start_with(&[("KEYWARD_TRUSTED_PROXIES", "127.0.0.1")]);
+    let a = addr(&s);
+    assert_eq!(
+        status_of(a, "/metrics", ""),
+        "200",
+        "a local scrape was refused"
+    );
+    // A client reaching it through a proxy on this machine is not local.
+    assert_eq!(
+        status_of(a, "/metrics", "X-Forwarded-For: 203.0.113.5\r\n"),
+        "403",
+        "/metrics was served to a remote client"
+    );
+}
+
+#[test]
+fn metrics_with_a_token_need_it_from_everyone() {
+    let s = Server::start_with(&[
+        ("KEYWARD_METRICS__BEARER_TOKEN_ENV", "SCRAPE_TOKEN"),
+        ("SCRAPE_TOKEN", "t0ken-for-prometheus"),
+    ]);
+    let a = addr(&s);
+    assert_eq!(status_of(a, "/metrics", ""), "401");
+    assert_eq!(
+        status_of(a, "/metrics", "Authorization: Bearer wrong\r\n"),
+        "401"
+    );
+    assert_eq!(
+        status_of(
+            a,
+            "/metrics",
+            "Authorization: Bearer t0ken-for-prometheus\r\n"
+        ),
+        "200"
+    );
+}
+
+#[test]
+fn metrics_on_their_own_address_leave_the_main_one() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let metrics_at = format!("127.0.0.1:{port}");
+    let s = Server::start_with(&[("KEYWARD_METRICS__LISTEN", &metrics_at)]);
+    assert_eq!(status_of(addr(&s), "/metrics", ""), "404");
+    let mut served = String::new();
+    for _ in 0..50 {
+        served = status_of(metrics_at.parse().unwrap(), "/metrics", "");
+        if served == "200" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(served, "200", "nothing served /metrics on metrics.listen");
+}
+
+#[test]
+fn a_named_but_unset_metrics_token_stops_the_start_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("KEYWARD_LOCAL_MODEL__ENABLED", "false")
+        .env("KEYWARD_METRICS__BEARER_TOKEN_ENV", "NO_SUCH_TOKEN_VAR")
+        .env_remove("NO_SUCH_TOKEN_VAR")
+        .env_remove("KEYWARD_DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("NO_SUCH_TOKEN_VAR"), "{err}");
+}

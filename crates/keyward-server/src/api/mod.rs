@@ -7,6 +7,7 @@ mod auth;
 pub mod exposure;
 mod extract;
 mod health;
+pub mod metrics;
 mod notifications;
 pub mod objects;
 pub mod present;
@@ -22,7 +23,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{middleware, Json, Router};
 use keyward_service::Services;
-use metrics_exporter_prometheus::PrometheusHandle;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::{CatchPanic, CatchPanicLayer};
 use tower_http::timeout::TimeoutLayer;
@@ -109,7 +109,9 @@ fn management(state: AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
 /// ([`ModelEndpoints`]).
 pub type App = AssignId<CatchPanic<ModelEndpoints<Router>, fn(Box<dyn Any + Send>) -> Response>>;
 
-pub fn app(state: AppState, gateway: Gateway, metrics: PrometheusHandle) -> App {
+/// `metrics`: `/metrics` on this router, unless it is served on its own
+/// address (`None`).
+pub fn app(state: AppState, gateway: Gateway, metrics: Option<metrics::MetricsAccess>) -> App {
     let (management, mut openapi) = management(state.clone());
     let dashboard = keyward_dashboard::router(state.services.clone(), state.dashboard.clone());
     let (public, public_api) = OpenApiRouter::new()
@@ -121,15 +123,18 @@ pub fn app(state: AppState, gateway: Gateway, metrics: PrometheusHandle) -> App 
     openapi.merge(public_api);
     let openapi = std::sync::Arc::new(openapi);
     let model_endpoints = gateway.clone();
-    let router = Router::new()
+    let mut router = Router::new()
         .merge(management)
         .merge(public)
         .route(
             "/openapi.json",
             get(move || async move { Json(openapi.as_ref().clone()) }),
         )
-        .route("/metrics", get(move || async move { metrics.render() }))
-        .with_state(state)
+        .with_state(state);
+    if let Some(access) = metrics {
+        router = router.merge(metrics::routes(access));
+    }
+    let router = router
         .merge(keyward_gateway::routes(gateway))
         .merge(dashboard)
         .fallback(|| async {
