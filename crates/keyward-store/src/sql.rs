@@ -59,9 +59,17 @@ pub struct SqlStore {
 }
 
 /// Set on every SQLite connection: the pool's and the ledger's own.
-pub(crate) const SQLITE_PRAGMAS: &str =
-    "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; \
+pub(crate) const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
      PRAGMA cache_size = -32000; PRAGMA mmap_size = 1073741824;";
+
+/// Every change made through the pool (keys created, rotated, revoked;
+/// members; sessions) is on disk when its commit returns: it survives a
+/// power cut, not only a crash. Such changes are few, so the `fsync` per
+/// commit costs nothing that matters; the ledger's own connection commits
+/// with `NORMAL` (its crash spool covers it; BENCHMARKS.md has both costs).
+pub(crate) const SQLITE_DURABLE: &str = "PRAGMA synchronous = FULL;";
+/// The ledger's connection: WAL commits without an `fsync` each.
+pub(crate) const SQLITE_LEDGER_SYNC: &str = "PRAGMA synchronous = NORMAL;";
 
 const KEY_COLUMNS: &str = "id, kind, project_id, owner_id, created_by, name, redacted_value, \
      permissions, allowed_models, allowed_ips, rpm_limit, tpm_limit, max_concurrent, \
@@ -94,6 +102,7 @@ impl SqlStore {
             Backend::Sqlite => options.after_connect(|conn, _| {
                 Box::pin(async move {
                     conn.execute(SQLITE_PRAGMAS).await?;
+                    conn.execute(SQLITE_DURABLE).await?;
                     Ok(())
                 })
             }),
@@ -1417,6 +1426,20 @@ mod tests {
         assert_eq!(sizes(300), [256, 16, 16, 4, 4, 4]);
         assert_eq!(sizes(512), [256, 256]);
         assert_eq!(sizes(83).iter().sum::<usize>(), 83);
+    }
+
+    #[tokio::test]
+    async fn sqlite_commits_through_the_pool_are_synchronous_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqlStore::open_sqlite_dir(dir.path()).await.unwrap();
+        for _ in 0..3 {
+            let mut conn = store.pool.acquire().await.unwrap();
+            let level: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+            assert_eq!(level, 2, "a pool connection commits without FULL sync");
+        }
     }
 
     #[test]
