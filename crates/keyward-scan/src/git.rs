@@ -250,6 +250,7 @@ fn attribute_commits(repo: &Path, findings: &mut [Finding]) -> Result<(), ScanEr
         let mut cmd = git(repo);
         cmd.args([
             "log",
+            "-z",
             "--all",
             "--reverse",
             "--no-renames",
@@ -261,7 +262,7 @@ fn attribute_commits(repo: &Path, findings: &mut [Finding]) -> Result<(), ScanEr
             cmd.arg(format!("--find-object={blob}"));
         }
         let out = output(cmd, repo, "log")?;
-        parse_raw_log(&String::from_utf8_lossy(&out), &mut added);
+        parse_raw_log(&out, &mut added);
     }
     for finding in findings {
         if let Location::Blob { commit, blob, path } = &mut finding.location {
@@ -274,26 +275,28 @@ fn attribute_commits(repo: &Path, findings: &mut [Finding]) -> Result<(), ScanEr
     Ok(())
 }
 
-/// From `commit <sha>` lines and raw diff lines
-/// (`:<mode> <mode> <old> <new> <status>\t<path>`), the first commit that
-/// wrote each new blob id, keeping an earlier answer.
-fn parse_raw_log(log: &str, added: &mut HashMap<String, (String, String)>) {
+/// From `git log -z --raw` output (fields separated by NUL: `commit <sha>`,
+/// then for each change `:<mode> <mode> <old> <new> <status>` and its path,
+/// unquoted), the first commit that wrote each new blob id, keeping an
+/// earlier answer.
+fn parse_raw_log(log: &[u8], added: &mut HashMap<String, (String, String)>) {
     let mut commit = None;
-    for line in log.lines() {
-        if let Some(c) = line.strip_prefix("commit ") {
+    let mut fields = log.split(|&b| b == 0);
+    while let Some(field) = fields.next() {
+        // Git ends each commit's header with a newline before its changes.
+        let field = String::from_utf8_lossy(field.strip_prefix(b"\n").unwrap_or(field));
+        if let Some(c) = field.strip_prefix("commit ") {
             commit = Some(c.to_owned());
             continue;
         }
-        let (Some(commit), Some(raw)) = (&commit, line.strip_prefix(':')) else {
+        let (Some(commit), Some(meta)) = (&commit, field.strip_prefix(':')) else {
             continue;
         };
-        let Some((meta, path)) = raw.split_once('\t') else {
-            continue;
-        };
+        let Some(path) = fields.next() else { break };
         if let Some(new) = meta.split(' ').nth(3) {
             added
                 .entry(new.to_owned())
-                .or_insert_with(|| (commit.clone(), path.to_owned()));
+                .or_insert_with(|| (commit.clone(), String::from_utf8_lossy(path).into_owned()));
         }
     }
 }
@@ -304,13 +307,20 @@ mod tests {
 
     #[test]
     fn raw_log_names_the_first_commit_that_wrote_a_blob() {
-        let log = "commit c1\n\n:000000 100644 0000 b1 A\tconfig/app.env\n\
-                   commit c2\n\n:100644 100644 b1 b2 M\tconfig/app.env\n\
-                   commit c3\n\n:100644 000000 b2 0000 D\tconfig/app.env\n:000000 100644 0000 b1 A\tcopy.env\n";
+        let log = b"commit c1\0\n:000000 100644 0000 b1 A\0config/app.env\0\
+                    commit c2\0\n:100644 100644 b1 b2 M\0config/app.env\0\
+                    commit c3\0\n:100644 000000 b2 0000 D\0config/app.env\0\
+                    :000000 100644 0000 b1 A\0copy.env\0\
+                    commit c4\0\n:000000 100644 0000 b3 A\0\nodd\x1b[31mname\0";
         let mut added = HashMap::new();
         parse_raw_log(log, &mut added);
         assert_eq!(added["b1"], ("c1".to_owned(), "config/app.env".to_owned()));
         assert_eq!(added["b2"], ("c2".to_owned(), "config/app.env".to_owned()));
+        // Names come unquoted, control characters and all.
+        assert_eq!(
+            added["b3"],
+            ("c4".to_owned(), "\nodd\x1b[31mname".to_owned())
+        );
     }
 
     #[test]

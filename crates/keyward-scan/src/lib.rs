@@ -5,8 +5,11 @@
 //! touching either end) and its checksum verifies, so random strings of the
 //! right shape, and key-shaped runs inside longer tokens, are not reported.
 //! Keys found are kept as [`PlainKey`]s: they leave memory only redacted,
-//! hashed, or sent to the server that can revoke them.
+//! hashed, or sent to the server that can revoke them. Names are printed
+//! only escaped ([`escape`]), so a hostile file name cannot drive the
+//! terminal.
 
+pub mod escape;
 mod git;
 pub mod matcher;
 pub mod stream;
@@ -16,6 +19,8 @@ use std::fmt;
 use std::path::PathBuf;
 
 use keyward_core::PlainKey;
+
+use escape::{escape, escape_path};
 
 pub use git::git_history;
 pub use walk::scan_paths;
@@ -35,12 +40,13 @@ pub enum Location {
 }
 
 impl fmt::Display for Location {
-    /// `path`, or `commit:path` / `blob:path` for history.
+    /// `path`, or `commit:path` / `blob:path` for history, escaped.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Location::File(path) => write!(f, "{}", path.display()),
+            Location::File(path) => f.write_str(&escape_path(path)),
             Location::Blob { commit, blob, path } => {
-                write!(f, "{}:{path}", commit.as_deref().unwrap_or(blob))
+                let id = commit.as_deref().unwrap_or(blob);
+                write!(f, "{id}:{}", escape(path))
             }
         }
     }
@@ -85,14 +91,18 @@ impl Report {
 /// Why (part of) a scan failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ScanError {
-    #[error("cannot read {}: {source}; check that it exists and that you may read it", path.display())]
+    #[error(
+        "cannot read {}: {source}; check that it exists and that you may read it",
+        escape_path(path)
+    )]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot walk a directory: {0}; check that you may list it")]
+    #[error("cannot walk a directory: {}; check that you may list it", escape(.0))]
     Walk(String),
-    #[error("{0}")]
+    /// Git's own messages may quote file names.
+    #[error("{}", escape(.0))]
     Git(String),
 }
 

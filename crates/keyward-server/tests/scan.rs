@@ -298,3 +298,98 @@ fn revoke_reports_the_keys_and_the_server_kills_them() {
     assert!(err.contains("1 revoked"), "{err}");
     assert_eq!(s.get("/v1/models", &live).status, 401);
 }
+
+/// A name that would recolour the terminal, and one that would print a
+/// fake finding on a line of its own.
+const HOSTILE_NAMES: [(&str, &str); 2] = [
+    ("red\x1b[31m.env", "red\\x1b[31m.env"),
+    (
+        "a.env\nnot-a-finding.env:9: sk-kw-fake",
+        "a.env\\nnot-a-finding.env:9: sk-kw-fake",
+    ),
+];
+
+/// What no output of the scanner may carry: ESC, CSI in either form, or a
+/// newline anywhere but at the end of a line it wrote.
+fn assert_inert(output: &str) {
+    assert!(
+        !output.contains(['\x1b', '\u{9b}', '\r']),
+        "a raw control character was printed: {output:?}"
+    );
+}
+
+#[test]
+fn file_names_with_escape_sequences_print_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = PlainKey::generate(KeyKind::Project);
+    for (name, _) in HOSTILE_NAMES {
+        write(dir.path(), name, format!("K={}\n", key.expose()));
+    }
+
+    let out = scan(dir.path(), &[]);
+    assert_eq!(code(&out), Some(1), "{out:?}");
+    let printed = stdout(&out);
+    assert_inert(&printed);
+    assert_inert(&String::from_utf8_lossy(&out.stderr));
+    let mut expected: Vec<String> = HOSTILE_NAMES
+        .iter()
+        .map(|(_, shown)| format!("{shown}:1: {}", key.redacted()))
+        .collect();
+    expected.sort();
+    assert_eq!(printed.lines().collect::<Vec<_>>(), expected);
+
+    // JSON escapes them its own way, and still names the real files.
+    let out = scan(dir.path(), &["--json"]);
+    assert_eq!(code(&out), Some(1), "{out:?}");
+    assert_inert(&stdout(&out));
+    let found: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut files: Vec<&str> = found
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["file"].as_str().unwrap())
+        .collect();
+    files.sort();
+    let mut names: Vec<&str> = HOSTILE_NAMES.iter().map(|(name, _)| *name).collect();
+    names.sort();
+    assert_eq!(files, names);
+
+    // Errors name paths escaped too.
+    let out = scan(dir.path(), &["no\x1b[2Jsuch"]);
+    assert_eq!(code(&out), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_inert(&err);
+    assert!(err.contains("no\\x1b[2Jsuch"), "{err}");
+}
+
+#[test]
+fn history_names_with_escape_sequences_print_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path();
+    let key = PlainKey::generate(KeyKind::Project);
+    git(repo, &["init", "-q"]);
+    for (name, _) in HOSTILE_NAMES {
+        write(repo, name, format!("K={}\n", key.expose()));
+    }
+    git(repo, &["add", "."]);
+    git(repo, &["commit", "-q", "-m", "hostile"]);
+
+    let out = scan(repo, &["--git-history"]);
+    assert_eq!(code(&out), Some(1), "{out:?}");
+    let printed = stdout(&out);
+    assert_inert(&printed);
+    let commit = run(Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(repo));
+    let commit = stdout(&commit);
+    // Both files hold the same blob, found once, at the first name git
+    // gives it.
+    let line = printed.trim_end();
+    assert!(!line.contains('\n'), "{printed:?}");
+    assert!(
+        HOSTILE_NAMES
+            .iter()
+            .any(|(_, shown)| line == format!("{}:{shown}:1: {}", commit.trim(), key.redacted())),
+        "{printed:?}"
+    );
+}

@@ -3,6 +3,8 @@
 //! pre-commit hooks and CI: 0 when clean, 1 when a key was found, 2 when the
 //! scan itself failed. Keys are printed only redacted; the full key stays in
 //! memory, to be sent to the server's report endpoint with `--revoke`.
+//! File names are printed escaped, in text and in JSON, so a hostile name
+//! cannot drive the terminal or fake a finding.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -11,7 +13,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use keyward_core::KeyHash;
-use keyward_scan::{Finding, Location, Report};
+use keyward_scan::{escape, Finding, Location, Report};
 use serde::{Deserialize, Serialize};
 
 use super::CliError;
@@ -137,19 +139,16 @@ struct FindingObject<'a> {
     blob: Option<&'a str>,
 }
 
-fn print_findings(
-    found: &[(Finding, String)],
+fn print_findings<'a>(
+    found: &'a [(Finding, String)],
     json: bool,
     defaulted: bool,
 ) -> Result<(), CliError> {
     // Paths under the default `.` read better without `./`.
-    let shown = |location: &Location| -> String {
-        match location {
-            Location::File(path) if defaulted => {
-                path.strip_prefix(".").unwrap_or(path).display().to_string()
-            }
-            Location::File(path) => path.display().to_string(),
-            Location::Blob { path, .. } => path.clone(),
+    let relative = |path: &'a Path| -> &'a Path {
+        match defaulted {
+            true => path.strip_prefix(".").unwrap_or(path),
+            false => path,
         }
     };
     let mut out = std::io::stdout().lock();
@@ -161,8 +160,12 @@ fn print_findings(
                     Location::Blob { commit, blob, .. } => (commit.as_deref(), Some(blob.as_str())),
                     Location::File(_) => (None, None),
                 };
+                let file = match &f.location {
+                    Location::File(path) => relative(path).display().to_string(),
+                    Location::Blob { path, .. } => path.clone(),
+                };
                 FindingObject {
-                    file: shown(&f.location),
+                    file,
                     line: f.line,
                     redacted: f.key.redacted(),
                     kind: f.key.kind().as_str(),
@@ -172,13 +175,13 @@ fn print_findings(
                 }
             })
             .collect();
-        serde_json::to_writer_pretty(&mut out, &objects)
+        serde_json::to_string_pretty(&objects)
             .map_err(std::io::Error::from)
-            .and_then(|()| writeln!(out))
+            .and_then(|json| writeln!(out, "{}", escape::inert_json(&json)))
     } else {
         found.iter().try_for_each(|(f, _)| {
             let place = match &f.location {
-                Location::File(_) => shown(&f.location),
+                Location::File(path) => escape::escape_path(relative(path)),
                 blob => blob.to_string(),
             };
             writeln!(out, "{place}:{}: {}", f.line, f.key.redacted())
