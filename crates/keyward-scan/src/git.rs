@@ -4,6 +4,8 @@
 //! contents, which worker threads search while git reads the next ones.
 //! For the few blobs that hold a key, `git log --find-object` names the
 //! commit that added them, so a report says which commit to rewrite.
+//! Blobs above the size limit are read past, never held, and listed with
+//! the commit that added them.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -14,7 +16,7 @@ use std::sync::Mutex;
 
 use crate::matcher::Matcher;
 use crate::stream::{scan_slice, Hit, Outcome};
-use crate::{Finding, Location, Report, ScanError, Stats};
+use crate::{Finding, Location, Options, Report, ScanError, Skipped, Stats};
 
 /// A blob waiting to be searched.
 struct Blob {
@@ -23,16 +25,17 @@ struct Blob {
     data: Vec<u8>,
 }
 
-/// Scans every blob reachable from any ref of the repository at `repo`,
-/// with `threads` search threads (0: one per core).
-pub fn git_history(repo: &Path, threads: usize) -> Result<Report, ScanError> {
+/// Scans every blob reachable from any ref of the repository at `repo`.
+pub fn git_history(repo: &Path, options: &Options) -> Result<Report, ScanError> {
     let objects = list_objects(repo)?;
-    let threads = match threads {
+    let threads = match options.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
-    let mut report = search_blobs(repo, &objects, threads)?;
-    attribute_commits(repo, &mut report.findings)?;
+    let mut report = search_blobs(repo, &objects, threads, options.max_file_size)?;
+    let found = report.findings.iter_mut().map(|f| &mut f.location);
+    let skipped = report.skipped.iter_mut().map(|s| &mut s.location);
+    attribute_commits(repo, found.chain(skipped).collect())?;
     report.sort();
     Ok(report)
 }
@@ -88,11 +91,12 @@ fn list_objects(repo: &Path) -> Result<Vec<(String, String)>, ScanError> {
 }
 
 /// Streams the objects through `git cat-file --batch` and searches the
-/// blobs on `threads` threads.
+/// blobs of at most `max_size` bytes on `threads` threads.
 fn search_blobs(
     repo: &Path,
     objects: &[(String, String)],
     threads: usize,
+    max_size: u64,
 ) -> Result<Report, ScanError> {
     let mut child = git(repo)
         .args(["cat-file", "--batch"])
@@ -105,6 +109,7 @@ fn search_blobs(
         return Err(ScanError::Git("git cat-file started without pipes".into()));
     };
     let findings = Mutex::new(Vec::new());
+    let mut skipped = Vec::new();
     let (tx, rx) = sync_channel::<Blob>(threads * 4);
     let rx = Mutex::new(rx);
     let read = std::thread::scope(|s| {
@@ -122,7 +127,9 @@ fn search_blobs(
         let workers: Vec<_> = (0..threads)
             .map(|_| s.spawn(|| search_worker(&rx, &findings)))
             .collect();
-        let read = read_batch(stdout, objects, |blob| tx.send(blob).is_ok());
+        let read = read_batch(stdout, objects, max_size, &mut skipped, |blob| {
+            tx.send(blob).is_ok()
+        });
         drop(tx);
         if read.is_err() {
             // Unblocks the feeding thread.
@@ -142,6 +149,7 @@ fn search_blobs(
     let stats = read?;
     Ok(Report {
         findings: findings.into_inner().unwrap_or_else(|p| p.into_inner()),
+        skipped,
         errors: Vec::new(),
         stats,
     })
@@ -188,11 +196,14 @@ fn search_worker(rx: &Mutex<Receiver<Blob>>, findings: &Mutex<Vec<Finding>>) -> 
 }
 
 /// Reads `cat-file --batch` answers (`<oid> <type> <size>\n<content>\n`, or
-/// `<oid> missing\n`) in the order asked, handing blobs to `send` until it
-/// returns false.
+/// `<oid> missing\n`) in the order asked, handing blobs of at most
+/// `max_size` bytes to `send` until it returns false. Larger blobs are read
+/// past without being kept, and listed in `skipped`.
 fn read_batch(
     stdout: impl Read,
     objects: &[(String, String)],
+    max_size: u64,
+    skipped: &mut Vec<Skipped>,
     mut send: impl FnMut(Blob) -> bool,
 ) -> Result<(), ScanError> {
     let mut out = BufReader::with_capacity(1 << 20, stdout);
@@ -209,20 +220,39 @@ fn read_batch(
         let (Some(kind), Some(size)) = (fields.next(), fields.next()) else {
             continue; // `<oid> missing`: nothing to read.
         };
-        let size: usize = size
+        let size: u64 = size
             .parse()
             .map_err(|_| broken(&format!("bad header {header:?}")))?;
-        let mut data = vec![0; size + 1];
+        if kind != "blob" || size > max_size {
+            // The content and its newline.
+            let passed = std::io::copy(&mut (&mut out).take(size + 1), &mut std::io::sink())
+                .map_err(|e| broken(&e.to_string()))?;
+            if passed != size + 1 {
+                return Err(broken("output ended early"));
+            }
+            if kind == "blob" {
+                skipped.push(Skipped {
+                    location: Location::Blob {
+                        commit: None,
+                        blob: oid.clone(),
+                        path: path.clone(),
+                    },
+                    size,
+                });
+            }
+            continue;
+        }
+        // Fits in memory: at most `max_size`.
+        let mut data = vec![0; size as usize + 1];
         out.read_exact(&mut data)
             .map_err(|e| broken(&e.to_string()))?;
         data.pop();
-        if kind == "blob"
-            && !send(Blob {
-                oid: oid.clone(),
-                path: path.clone(),
-                data,
-            })
-        {
+        let blob = Blob {
+            oid: oid.clone(),
+            path: path.clone(),
+            data,
+        };
+        if !send(blob) {
             return Ok(());
         }
     }
@@ -232,14 +262,14 @@ fn read_batch(
 /// Most ids one `git log` is asked about, to keep its command line short.
 const FIND_OBJECTS_PER_LOG: usize = 64;
 
-/// Names, for each blob holding a finding, the oldest commit that added it
-/// (and the path it was added at), from `git log --raw`. Blobs git cannot
-/// place keep their id.
-fn attribute_commits(repo: &Path, findings: &mut [Finding]) -> Result<(), ScanError> {
-    let mut blobs: Vec<&str> = findings
+/// Names, for each blob at `locations` (a finding's or a skipped blob's),
+/// the oldest commit that added it (and the path it was added at), from
+/// `git log --raw`. Blobs git cannot place keep their id.
+fn attribute_commits(repo: &Path, mut locations: Vec<&mut Location>) -> Result<(), ScanError> {
+    let mut blobs: Vec<String> = locations
         .iter()
-        .filter_map(|f| match &f.location {
-            Location::Blob { blob, .. } => Some(blob.as_str()),
+        .filter_map(|location| match &**location {
+            Location::Blob { blob, .. } => Some(blob.clone()),
             Location::File(_) => None,
         })
         .collect();
@@ -264,8 +294,8 @@ fn attribute_commits(repo: &Path, findings: &mut [Finding]) -> Result<(), ScanEr
         let out = output(cmd, repo, "log")?;
         parse_raw_log(&out, &mut added);
     }
-    for finding in findings {
-        if let Location::Blob { commit, blob, path } = &mut finding.location {
+    for location in &mut locations {
+        if let Location::Blob { commit, blob, path } = &mut **location {
             if let Some((c, p)) = added.get(blob.as_str()) {
                 *commit = Some(c.clone());
                 *path = p.clone();
@@ -333,11 +363,13 @@ mod tests {
         ];
         let batch = b"t1 tree 3\nxyz\nb1 blob 5\nhello\ngone missing\nb2 blob 0\n\n";
         let mut got = Vec::new();
-        read_batch(&batch[..], &objects, |b| {
+        let mut skipped = Vec::new();
+        read_batch(&batch[..], &objects, 5, &mut skipped, |b| {
             got.push((b.oid, b.path, b.data));
             true
         })
         .unwrap();
+        assert!(skipped.is_empty());
         assert_eq!(
             got,
             vec![
@@ -345,6 +377,38 @@ mod tests {
                 ("b2".into(), "dir/c".into(), Vec::new()),
             ]
         );
+    }
+
+    #[test]
+    fn blobs_above_the_limit_are_read_past_and_listed() {
+        let objects = vec![
+            ("big".to_owned(), "data/dump.sql".to_owned()),
+            ("small".to_owned(), "a.env".to_owned()),
+        ];
+        let batch = b"big blob 6\n123456\nsmall blob 5\nhello\n";
+        let mut got = Vec::new();
+        let mut skipped = Vec::new();
+        read_batch(&batch[..], &objects, 5, &mut skipped, |b| {
+            got.push(b.oid);
+            true
+        })
+        .unwrap();
+        assert_eq!(got, vec!["small".to_owned()]);
+        assert_eq!(
+            skipped,
+            vec![Skipped {
+                location: Location::Blob {
+                    commit: None,
+                    blob: "big".into(),
+                    path: "data/dump.sql".into(),
+                },
+                size: 6,
+            }]
+        );
+        // A blob cut short is an error, not a skip.
+        let cut = b"big blob 6\n123";
+        let err = read_batch(&cut[..], &objects, 5, &mut skipped, |_| true).unwrap_err();
+        assert!(err.to_string().contains("ended early"), "{err}");
     }
 }
 
@@ -379,7 +443,14 @@ mod history_tests {
         std::fs::remove_file(repo.join("conf/app.env")).unwrap();
         run(repo, &["commit", "-q", "-a", "-m", "remove"]);
 
-        let report = git_history(repo, 2).unwrap();
+        let report = git_history(
+            repo,
+            &Options {
+                threads: 2,
+                ..Options::default()
+            },
+        )
+        .unwrap();
         assert_eq!(report.findings.len(), 1);
         let found = &report.findings[0];
         assert_eq!(found.line, 2);
@@ -398,7 +469,39 @@ mod history_tests {
     #[test]
     fn a_directory_that_is_not_a_repository_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        let err = git_history(dir.path(), 1).unwrap_err();
+        let err = git_history(dir.path(), &Options::default()).unwrap_err();
         assert!(err.to_string().contains("git repository"), "{err}");
+    }
+
+    #[test]
+    fn blobs_above_the_limit_are_listed_with_the_commit_that_added_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path();
+        run(repo, &["init", "-q"]);
+        let key = PlainKey::generate(KeyKind::Project);
+        let k = key.expose();
+        std::fs::write(repo.join("small.env"), format!("K={k}\n")).unwrap();
+        std::fs::write(repo.join("big.sql"), format!("{}\n{k}\n", "-".repeat(500))).unwrap();
+        run(repo, &["add", "."]);
+        run(repo, &["commit", "-q", "-m", "add"]);
+
+        let options = Options {
+            threads: 1,
+            max_file_size: 200,
+        };
+        let report = git_history(repo, &options).unwrap();
+        let head = git(repo).args(["rev-parse", "HEAD"]).output().unwrap();
+        let head = String::from_utf8(head.stdout).unwrap();
+        assert_eq!(report.findings.len(), 1);
+        assert_eq!(
+            report.findings[0].location.to_string(),
+            format!("{}:small.env", head.trim())
+        );
+        assert_eq!(report.skipped.len(), 1);
+        assert_eq!(
+            report.skipped[0].location.to_string(),
+            format!("{}:big.sql", head.trim())
+        );
+        assert_eq!(report.skipped[0].size, 500 + 1 + k.len() as u64 + 1);
     }
 }

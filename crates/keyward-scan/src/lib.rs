@@ -52,6 +52,38 @@ impl fmt::Display for Location {
     }
 }
 
+/// The largest file or blob searched unless told otherwise: 10 MB. Larger
+/// ones are mostly data (archives, dumps, media) and would cost the most
+/// time; they are listed as skipped, never passed as clean.
+pub const DEFAULT_MAX_FILE_SIZE: u64 = 10_000_000;
+
+/// How a scan runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// Search threads; 0 for one per core.
+    pub threads: usize,
+    /// Files and blobs of more bytes than this are not searched but listed
+    /// in [`Report::skipped`].
+    pub max_file_size: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            threads: 0,
+            max_file_size: DEFAULT_MAX_FILE_SIZE,
+        }
+    }
+}
+
+/// A file or blob left unsearched: larger than [`Options::max_file_size`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    pub location: Location,
+    /// Bytes.
+    pub size: u64,
+}
+
 /// One key at one place.
 #[derive(Debug, Clone)]
 pub struct Finding {
@@ -72,11 +104,13 @@ pub struct Stats {
     pub binary: u64,
 }
 
-/// What a scan found, sorted by location and line, and what it could not
-/// read. A scan with errors still reports everything it could read.
+/// What a scan found, sorted by location and line, what it skipped for its
+/// size, and what it could not read. A scan with errors still reports
+/// everything it could read.
 #[derive(Debug, Default)]
 pub struct Report {
     pub findings: Vec<Finding>,
+    pub skipped: Vec<Skipped>,
     pub errors: Vec<ScanError>,
     pub stats: Stats,
 }
@@ -85,6 +119,7 @@ impl Report {
     fn sort(&mut self) {
         self.findings
             .sort_by(|a, b| (&a.location, a.line).cmp(&(&b.location, b.line)));
+        self.skipped.sort_by(|a, b| a.location.cmp(&b.location));
     }
 }
 

@@ -393,3 +393,102 @@ fn history_names_with_escape_sequences_print_escaped() {
         "{printed:?}"
     );
 }
+
+/// `size` bytes of text ending in `key` on a line of its own.
+fn padded(key: &PlainKey, size: usize) -> String {
+    let tail = format!("\n{}\n", key.expose());
+    let mut text = "filler line\n".repeat(size / 12 + 1);
+    text.truncate(size - tail.len());
+    text + &tail
+}
+
+#[test]
+fn files_above_the_size_limit_are_skipped_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = PlainKey::generate(KeyKind::Project);
+    // The default limit is 10 MB: one byte more is skipped.
+    write(dir.path(), "dump/huge.sql", padded(&key, 10_000_001));
+    let fits = padded(&key, 10_000_000);
+    // The key is on the last line.
+    let line = fits.matches('\n').count();
+    write(dir.path(), "dump/fits.sql", fits);
+
+    let out = scan(dir.path(), &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(&out), Some(1), "{out:?}");
+    assert_eq!(
+        stdout(&out),
+        format!("dump/fits.sql:{line}: {}\n", key.redacted())
+    );
+    assert!(
+        err.contains(
+            "warning: skipped ./dump/huge.sql (10000001 bytes, above --max-file-size 10 MB); to search it, rerun with --max-file-size 11MB"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("1 above 10 MB skipped): 1 key(s) found in the files searched; the skipped ones were not searched"),
+        "{err}"
+    );
+
+    // A smaller limit skips both: nothing found, but not passed as clean
+    // in silence.
+    let out = scan(dir.path(), &["--max-file-size", "1KB"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(&out), Some(0), "{out:?}");
+    assert_eq!(stdout(&out), "");
+    assert!(
+        err.contains("skipped ./dump/fits.sql (10 MB, above --max-file-size 1 KB)"),
+        "{err}"
+    );
+    assert!(err.contains("skipped ./dump/huge.sql"), "{err}");
+    assert!(err.contains("Searched 0 files"), "{err}");
+    assert!(err.contains("2 above 1 KB skipped"), "{err}");
+
+    // A larger one searches both.
+    let out = scan(dir.path(), &["--json", "--max-file-size", "11MB"]);
+    assert_eq!(code(&out), Some(1), "{out:?}");
+    let found: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(found.as_array().unwrap().len(), 2);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"));
+
+    let out = scan(dir.path(), &["--max-file-size", "lots"]);
+    assert_eq!(code(&out), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("`lots` is not a size") && err.contains("e.g. 10MB"),
+        "{err}"
+    );
+}
+
+#[test]
+fn history_blobs_above_the_size_limit_are_skipped_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path();
+    let key = PlainKey::generate(KeyKind::Project);
+    git(repo, &["init", "-q"]);
+    write(repo, "data/export.csv", padded(&key, 3_000));
+    git(repo, &["add", "."]);
+    git(repo, &["commit", "-q", "-m", "export"]);
+    git(repo, &["rm", "-q", "data/export.csv"]);
+    git(repo, &["commit", "-q", "-m", "gone"]);
+    let first = run(Command::new("git")
+        .args(["rev-list", "--max-parents=0", "HEAD"])
+        .current_dir(repo));
+    let first = stdout(&first);
+
+    let out = scan(repo, &["--git-history", "--max-file-size", "2KiB"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(&out), Some(0), "{out:?}");
+    assert!(
+        err.contains(&format!(
+            "warning: skipped {}:data/export.csv (3 KB, above --max-file-size 2 KiB)",
+            first.trim()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("1 above 2 KiB skipped"), "{err}");
+
+    let out = scan(repo, &["--git-history"]);
+    assert_eq!(code(&out), Some(1), "{out:?}");
+}

@@ -1,6 +1,7 @@
 //! The command line. Every command calls the same services as the HTTP API.
 
 mod admin;
+mod byte_size;
 mod keys;
 mod log_format;
 pub mod log_writer;

@@ -1,4 +1,5 @@
-//! `keyward scan [PATH…] [--json] [--git-history] [--revoke --server URL]`:
+//! `keyward scan [PATH…] [--json] [--git-history] [--max-file-size SIZE]
+//! [--revoke --server URL]`:
 //! finds leaked keys before someone else does. Its exit status is made for
 //! pre-commit hooks and CI: 0 when clean, 1 when a key was found, 2 when the
 //! scan itself failed. Keys are printed only redacted; the full key stays in
@@ -13,10 +14,10 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use keyward_core::KeyHash;
-use keyward_scan::{escape, Finding, Location, Report};
+use keyward_scan::{escape, Finding, Location, Options, Report};
 use serde::{Deserialize, Serialize};
 
-use super::CliError;
+use super::{byte_size, CliError};
 
 #[derive(Debug, clap::Args)]
 pub struct ScanArgs {
@@ -31,6 +32,10 @@ pub struct ScanArgs {
     /// files on disk; a key deleted in a later commit is still found.
     #[arg(long)]
     git_history: bool,
+    /// Skip files and blobs larger than this, with a warning naming each,
+    /// e.g. 10MB, 512KiB, 2GB or a number of bytes.
+    #[arg(long, value_name = "SIZE", default_value = "10MB", value_parser = byte_size::parse)]
+    max_file_size: u64,
     /// Send the keys found to the server's report endpoint, which revokes
     /// every one of its keys among them.
     #[arg(long, requires = "server")]
@@ -55,13 +60,18 @@ pub async fn run(args: ScanArgs) -> Result<ExitCode, CliError> {
     } else {
         args.paths.clone()
     };
+    let options = Options {
+        threads: 0,
+        max_file_size: args.max_file_size,
+    };
     let mut found = Vec::new();
     let mut report = Report::default();
-    for (root, part) in scan(&paths, args.git_history)? {
+    for (root, part) in scan(&paths, args.git_history, &options)? {
         for finding in part.findings {
             let url = sighting_url(&root, &finding.location);
             found.push((finding, url));
         }
+        report.skipped.extend(part.skipped);
         report.errors.extend(part.errors);
         report.stats.searched += part.stats.searched;
         report.stats.bytes += part.stats.bytes;
@@ -69,10 +79,19 @@ pub async fn run(args: ScanArgs) -> Result<ExitCode, CliError> {
     }
 
     print_findings(&found, args.json, defaulted)?;
+    for skipped in &report.skipped {
+        eprintln!(
+            "warning: skipped {} ({}, above --max-file-size {}); to search it, rerun with --max-file-size {}",
+            skipped.location,
+            byte_size::show(skipped.size),
+            byte_size::show(args.max_file_size),
+            byte_size::whole_megabytes_above(skipped.size),
+        );
+    }
     for error in &report.errors {
         eprintln!("error: {error}");
     }
-    summarize(&report, found.len(), started.elapsed());
+    summarize(&report, found.len(), args.max_file_size, started.elapsed());
 
     if let (true, Some(server)) = (args.revoke, &args.server) {
         if !found.is_empty() {
@@ -98,15 +117,19 @@ pub async fn run(args: ScanArgs) -> Result<ExitCode, CliError> {
 }
 
 /// One report per repository with --git-history, else one for all paths.
-fn scan(paths: &[PathBuf], git_history: bool) -> Result<Vec<(PathBuf, Report)>, CliError> {
+fn scan(
+    paths: &[PathBuf],
+    git_history: bool,
+    options: &Options,
+) -> Result<Vec<(PathBuf, Report)>, CliError> {
     if !git_history {
-        let report = keyward_scan::scan_paths(paths, 0).map_err(|e| failed(e.to_string()))?;
+        let report = keyward_scan::scan_paths(paths, options).map_err(|e| failed(e.to_string()))?;
         return Ok(vec![(PathBuf::new(), report)]);
     }
     paths
         .iter()
         .map(|repo| {
-            keyward_scan::git_history(repo, 0)
+            keyward_scan::git_history(repo, options)
                 .map(|report| (repo.clone(), report))
                 .map_err(|e| failed(e.to_string()))
         })
@@ -192,15 +215,24 @@ fn print_findings<'a>(
         .map_err(|e| failed(format!("cannot write the findings: {e}")))
 }
 
-fn summarize(report: &Report, keys: usize, took: Duration) {
+/// One line on stderr. Files skipped for their size are counted apart from
+/// binaries, and named as unsearched, so a clean result with skips cannot
+/// pass for a clean tree.
+fn summarize(report: &Report, keys: usize, max_file_size: u64, took: Duration) {
     let s = report.stats;
     let mb = s.bytes as f64 / 1e6;
     let secs = took.as_secs_f64();
+    let large = report.skipped.len();
     eprintln!(
-        "Searched {} files ({mb:.1} MB, {:.0} MB/s; {} binary skipped): {keys} key(s) found.",
+        "Searched {} files ({mb:.1} MB, {:.0} MB/s; {} binary skipped, {large} above {} skipped): {keys} key(s) found{}.",
         s.searched,
         mb / secs.max(1e-9),
-        s.binary
+        s.binary,
+        byte_size::show(max_file_size),
+        match large {
+            0 => "",
+            _ => " in the files searched; the skipped ones were not searched (listed above)",
+        },
     );
 }
 
