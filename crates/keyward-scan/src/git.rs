@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Mutex;
@@ -38,6 +38,20 @@ pub fn git_history(repo: &Path, options: &Options) -> Result<Report, ScanError> 
     attribute_commits(repo, found.chain(skipped).collect())?;
     report.sort();
     Ok(report)
+}
+
+/// The top of the git work tree holding `dir`, with symbolic links
+/// resolved; `None` outside one, or without git.
+pub fn work_tree_root(dir: &Path) -> Option<PathBuf> {
+    let out = git(dir)
+        .args(["rev-parse", "--show-toplevel"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let top = String::from_utf8(out.stdout).ok()?;
+    let top = top.strip_suffix('\n').unwrap_or(&top);
+    (out.status.success() && !top.is_empty()).then(|| PathBuf::from(top))
 }
 
 fn git(repo: &Path) -> Command {
@@ -503,5 +517,17 @@ mod history_tests {
             format!("{}:big.sql", head.trim())
         );
         assert_eq!(report.skipped[0].size, 500 + 1 + k.len() as u64 + 1);
+    }
+
+    #[test]
+    fn the_work_tree_root_is_found_from_below_it() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(work_tree_root(dir.path()), None);
+        let repo = dir.path().join("repo");
+        std::fs::create_dir_all(repo.join("a/b")).unwrap();
+        run(&repo, &["init", "-q"]);
+        let top = repo.canonicalize().unwrap();
+        assert_eq!(work_tree_root(&repo.join("a/b")), Some(top.clone()));
+        assert_eq!(work_tree_root(&repo), Some(top));
     }
 }

@@ -22,7 +22,7 @@ use keyward_core::PlainKey;
 
 use escape::{escape, escape_path};
 
-pub use git::git_history;
+pub use git::{git_history, work_tree_root};
 pub use walk::scan_paths;
 
 /// Where a key was found.

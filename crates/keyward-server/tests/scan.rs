@@ -297,6 +297,106 @@ fn revoke_reports_the_keys_and_the_server_kills_them() {
     assert!(err.contains("Reported 2 distinct key(s)"), "{err}");
     assert!(err.contains("1 revoked"), "{err}");
     assert_eq!(s.get("/v1/models", &live).status, 401);
+
+    // The server recorded where, relative to the scanned tree: the first
+    // place the key was found, and nothing of this machine's layout.
+    assert_eq!(
+        sightings(&s, &admin, dir.path()),
+        vec!["deploy/env.sh".to_owned()]
+    );
+}
+
+/// Where the server says the keys it revoked were found (the owner's
+/// notices), after checking that neither the notices nor the audit log
+/// carry `local`, a path on the scanning machine.
+fn sightings(s: &Server, admin: &str, local: &Path) -> Vec<String> {
+    let notices = s.get("/v1/organization/notifications", admin).body;
+    let audit = s
+        .get(
+            "/v1/organization/audit_logs?event_types[]=api_key.revoked",
+            admin,
+        )
+        .body;
+    let local = local.canonicalize().unwrap();
+    for recorded in [&notices, &audit] {
+        let text = recorded.to_string();
+        assert!(
+            !text.contains(local.to_str().unwrap()) && !text.contains("file://"),
+            "the server recorded a local path: {text}"
+        );
+    }
+    let mut urls: Vec<String> = notices["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["found_at"]["url"].as_str().unwrap().to_owned())
+        .collect();
+    for url in &urls {
+        assert!(
+            audit
+                .to_string()
+                .contains(&format!("at {url} (source: keyward scan)")),
+            "the audit entry does not say where: {audit}"
+        );
+    }
+    urls.sort();
+    urls
+}
+
+#[test]
+fn revoke_sends_paths_relative_to_the_repository() {
+    let s = Server::start();
+    let admin = s.create_operator("owner@example.com");
+    let project = s.default_project(&admin);
+    let new_key = || secret(&create_key(&s, &admin, &project, json!({"name": "leaked"})));
+    let (on_disk, in_history) = (new_key(), new_key());
+
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("checkout");
+    std::fs::create_dir(&repo).unwrap();
+    git(&repo, &["init", "-q"]);
+    write(&repo, "old/settings.env", format!("K={in_history}\n"));
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "settings"]);
+    git(&repo, &["rm", "-q", "old/settings.env"]);
+    git(&repo, &["commit", "-q", "-m", "gone"]);
+    write(&repo, "services/api/.env", format!("K={on_disk}\n"));
+
+    // A subdirectory, named by its absolute path, from elsewhere: the path
+    // sent is still relative to the repository's top.
+    let absolute = repo.join("services").canonicalize().unwrap();
+    let out = scan(
+        dir.path(),
+        &[absolute.to_str().unwrap(), "--revoke", "--server", &s.base],
+    );
+    assert_eq!(code(&out), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("1 revoked"),
+        "{out:?}"
+    );
+
+    let out = scan(
+        dir.path(),
+        &[
+            repo.canonicalize().unwrap().to_str().unwrap(),
+            "--git-history",
+            "--revoke",
+            "--server",
+            &s.base,
+        ],
+    );
+    assert_eq!(code(&out), Some(1), "{out:?}");
+    let first = run(Command::new("git")
+        .args(["rev-list", "--max-parents=0", "HEAD"])
+        .current_dir(&repo));
+    let first = stdout(&first);
+
+    let mut expected = vec![
+        "services/api/.env".to_owned(),
+        format!("{}:old/settings.env", first.trim()),
+    ];
+    expected.sort();
+    assert_eq!(sightings(&s, &admin, dir.path()), expected);
 }
 
 /// A name that would recolour the terminal, and one that would print a

@@ -8,6 +8,7 @@ pub mod log_writer;
 #[cfg(feature = "local-model")]
 mod model;
 mod scan;
+mod sighting;
 mod usage;
 
 use std::io::IsTerminal;

@@ -17,6 +17,7 @@ use keyward_core::KeyHash;
 use keyward_scan::{escape, Finding, Location, Options, Report};
 use serde::{Deserialize, Serialize};
 
+use super::sighting::Places;
 use super::{byte_size, CliError};
 
 #[derive(Debug, clap::Args)]
@@ -64,13 +65,9 @@ pub async fn run(args: ScanArgs) -> Result<ExitCode, CliError> {
         threads: 0,
         max_file_size: args.max_file_size,
     };
-    let mut found = Vec::new();
     let mut report = Report::default();
-    for (root, part) in scan(&paths, args.git_history, &options)? {
-        for finding in part.findings {
-            let url = sighting_url(&root, &finding.location);
-            found.push((finding, url));
-        }
+    for part in scan(&paths, args.git_history, &options)? {
+        report.findings.extend(part.findings);
         report.skipped.extend(part.skipped);
         report.errors.extend(part.errors);
         report.stats.searched += part.stats.searched;
@@ -78,7 +75,8 @@ pub async fn run(args: ScanArgs) -> Result<ExitCode, CliError> {
         report.stats.binary += part.stats.binary;
     }
 
-    print_findings(&found, args.json, defaulted)?;
+    let found = &report.findings;
+    print_findings(found, args.json, defaulted)?;
     for skipped in &report.skipped {
         eprintln!(
             "warning: skipped {} ({}, above --max-file-size {}); to search it, rerun with --max-file-size {}",
@@ -95,7 +93,7 @@ pub async fn run(args: ScanArgs) -> Result<ExitCode, CliError> {
 
     if let (true, Some(server)) = (args.revoke, &args.server) {
         if !found.is_empty() {
-            revoke(server, &found).await?;
+            revoke(server, found, &Places::new(&paths)).await?;
         }
     } else if !found.is_empty() {
         eprintln!(
@@ -117,33 +115,15 @@ pub async fn run(args: ScanArgs) -> Result<ExitCode, CliError> {
 }
 
 /// One report per repository with --git-history, else one for all paths.
-fn scan(
-    paths: &[PathBuf],
-    git_history: bool,
-    options: &Options,
-) -> Result<Vec<(PathBuf, Report)>, CliError> {
+fn scan(paths: &[PathBuf], git_history: bool, options: &Options) -> Result<Vec<Report>, CliError> {
     if !git_history {
         let report = keyward_scan::scan_paths(paths, options).map_err(|e| failed(e.to_string()))?;
-        return Ok(vec![(PathBuf::new(), report)]);
+        return Ok(vec![report]);
     }
     paths
         .iter()
-        .map(|repo| {
-            keyward_scan::git_history(repo, options)
-                .map(|report| (repo.clone(), report))
-                .map_err(|e| failed(e.to_string()))
-        })
+        .map(|repo| keyward_scan::git_history(repo, options).map_err(|e| failed(e.to_string())))
         .collect()
-}
-
-/// Where the report endpoint records a key as found: the file, or the
-/// repository with `#commit:path`.
-fn sighting_url(repo: &Path, location: &Location) -> String {
-    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-    match location {
-        Location::File(path) => format!("file://{}", absolute(path).display()),
-        Location::Blob { .. } => format!("file://{}#{location}", absolute(repo).display()),
-    }
 }
 
 /// One finding as `--json` prints it.
@@ -162,11 +142,7 @@ struct FindingObject<'a> {
     blob: Option<&'a str>,
 }
 
-fn print_findings<'a>(
-    found: &'a [(Finding, String)],
-    json: bool,
-    defaulted: bool,
-) -> Result<(), CliError> {
+fn print_findings<'a>(found: &'a [Finding], json: bool, defaulted: bool) -> Result<(), CliError> {
     // Paths under the default `.` read better without `./`.
     let relative = |path: &'a Path| -> &'a Path {
         match defaulted {
@@ -178,7 +154,7 @@ fn print_findings<'a>(
     let written = if json {
         let objects: Vec<FindingObject> = found
             .iter()
-            .map(|(f, _)| {
+            .map(|f| {
                 let (commit, blob) = match &f.location {
                     Location::Blob { commit, blob, .. } => (commit.as_deref(), Some(blob.as_str())),
                     Location::File(_) => (None, None),
@@ -202,7 +178,7 @@ fn print_findings<'a>(
             .map_err(std::io::Error::from)
             .and_then(|json| writeln!(out, "{}", escape::inert_json(&json)))
     } else {
-        found.iter().try_for_each(|(f, _)| {
+        found.iter().try_for_each(|f| {
             let place = match &f.location {
                 Location::File(path) => escape::escape_path(relative(path)),
                 blob => blob.to_string(),
@@ -261,12 +237,13 @@ struct Verdict {
 }
 
 /// Sends the keys, one report per place they were found (so the owner's
-/// notice says where), and prints how many the server knew and revoked.
-async fn revoke(server: &str, found: &[(Finding, String)]) -> Result<(), CliError> {
+/// notice says where, relative to the repository), and prints how many the
+/// server knew and revoked.
+async fn revoke(server: &str, found: &[Finding], places: &Places) -> Result<(), CliError> {
     let endpoint = format!("{}/v1/keys/report", server.trim_end_matches('/'));
-    let mut by_place: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for (finding, url) in found {
-        let keys = by_place.entry(url).or_default();
+    let mut by_place: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    for finding in found {
+        let keys = by_place.entry(places.of(&finding.location)).or_default();
         if !keys.contains(&finding.key.expose()) {
             keys.push(finding.key.expose());
         }
@@ -280,7 +257,7 @@ async fn revoke(server: &str, found: &[(Finding, String)]) -> Result<(), CliErro
         for batch in keys.chunks(KEYS_PER_REPORT) {
             let body = ReportBody {
                 keys: batch.to_vec(),
-                url,
+                url: &url,
                 source: "keyward scan",
             };
             let answer = post_report(&client, &endpoint, &body).await?;
@@ -295,8 +272,7 @@ async fn revoke(server: &str, found: &[(Finding, String)]) -> Result<(), CliErro
     }
     revoked.sort_unstable();
     revoked.dedup();
-    let distinct: std::collections::HashSet<KeyHash> =
-        found.iter().map(|(f, _)| f.key.hash()).collect();
+    let distinct: std::collections::HashSet<KeyHash> = found.iter().map(|f| f.key.hash()).collect();
     eprintln!(
         "Reported {} distinct key(s) to {server}: {} revoked (keys of that server; already revoked ones count too), {} unknown to it.",
         distinct.len(),
