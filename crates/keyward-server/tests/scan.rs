@@ -2,7 +2,9 @@
 //! lookalikes (right shape, wrong checksum; or a real key glued inside a
 //! longer token) are found exactly, with their lines; binary files and
 //! `.git` are skipped; exit codes are 1 / 0 / 2; `--git-history` finds a key
-//! that a later commit deleted; `--revoke` kills the keys on a real server.
+//! that a later commit deleted; `--revoke` kills the keys on a real server,
+//! which records where relative to the repository. Hostile file names print
+//! escaped; files and blobs above `--max-file-size` are skipped, named.
 
 mod common;
 
