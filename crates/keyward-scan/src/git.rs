@@ -4,17 +4,19 @@
 //! contents, which worker threads search while git reads the next ones.
 //! For the few blobs that hold a key, `git log --find-object` names the
 //! commit that added them, so a report says which commit to rewrite.
+//! Blobs above the size limit are read past, never held, and listed with
+//! the commit that added them.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Mutex;
 
 use crate::matcher::Matcher;
 use crate::stream::{scan_slice, Hit, Outcome};
-use crate::{Finding, Location, Report, ScanError, Stats};
+use crate::{Finding, Location, Options, Report, ScanError, Skipped, Stats};
 
 /// A blob waiting to be searched.
 struct Blob {
@@ -23,18 +25,33 @@ struct Blob {
     data: Vec<u8>,
 }
 
-/// Scans every blob reachable from any ref of the repository at `repo`,
-/// with `threads` search threads (0: one per core).
-pub fn git_history(repo: &Path, threads: usize) -> Result<Report, ScanError> {
+/// Scans every blob reachable from any ref of the repository at `repo`.
+pub fn git_history(repo: &Path, options: &Options) -> Result<Report, ScanError> {
     let objects = list_objects(repo)?;
-    let threads = match threads {
+    let threads = match options.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
-    let mut report = search_blobs(repo, &objects, threads)?;
-    attribute_commits(repo, &mut report.findings)?;
+    let mut report = search_blobs(repo, &objects, threads, options.max_file_size)?;
+    let found = report.findings.iter_mut().map(|f| &mut f.location);
+    let skipped = report.skipped.iter_mut().map(|s| &mut s.location);
+    attribute_commits(repo, found.chain(skipped).collect())?;
     report.sort();
     Ok(report)
+}
+
+/// The top of the git work tree holding `dir`, with symbolic links
+/// resolved; `None` outside one, or without git.
+pub fn work_tree_root(dir: &Path) -> Option<PathBuf> {
+    let out = git(dir)
+        .args(["rev-parse", "--show-toplevel"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let top = String::from_utf8(out.stdout).ok()?;
+    let top = top.strip_suffix('\n').unwrap_or(&top);
+    (out.status.success() && !top.is_empty()).then(|| PathBuf::from(top))
 }
 
 fn git(repo: &Path) -> Command {
@@ -88,11 +105,12 @@ fn list_objects(repo: &Path) -> Result<Vec<(String, String)>, ScanError> {
 }
 
 /// Streams the objects through `git cat-file --batch` and searches the
-/// blobs on `threads` threads.
+/// blobs of at most `max_size` bytes on `threads` threads.
 fn search_blobs(
     repo: &Path,
     objects: &[(String, String)],
     threads: usize,
+    max_size: u64,
 ) -> Result<Report, ScanError> {
     let mut child = git(repo)
         .args(["cat-file", "--batch"])
@@ -105,6 +123,7 @@ fn search_blobs(
         return Err(ScanError::Git("git cat-file started without pipes".into()));
     };
     let findings = Mutex::new(Vec::new());
+    let mut skipped = Vec::new();
     let (tx, rx) = sync_channel::<Blob>(threads * 4);
     let rx = Mutex::new(rx);
     let read = std::thread::scope(|s| {
@@ -122,7 +141,9 @@ fn search_blobs(
         let workers: Vec<_> = (0..threads)
             .map(|_| s.spawn(|| search_worker(&rx, &findings)))
             .collect();
-        let read = read_batch(stdout, objects, |blob| tx.send(blob).is_ok());
+        let read = read_batch(stdout, objects, max_size, &mut skipped, |blob| {
+            tx.send(blob).is_ok()
+        });
         drop(tx);
         if read.is_err() {
             // Unblocks the feeding thread.
@@ -142,6 +163,7 @@ fn search_blobs(
     let stats = read?;
     Ok(Report {
         findings: findings.into_inner().unwrap_or_else(|p| p.into_inner()),
+        skipped,
         errors: Vec::new(),
         stats,
     })
@@ -188,11 +210,14 @@ fn search_worker(rx: &Mutex<Receiver<Blob>>, findings: &Mutex<Vec<Finding>>) -> 
 }
 
 /// Reads `cat-file --batch` answers (`<oid> <type> <size>\n<content>\n`, or
-/// `<oid> missing\n`) in the order asked, handing blobs to `send` until it
-/// returns false.
+/// `<oid> missing\n`) in the order asked, handing blobs of at most
+/// `max_size` bytes to `send` until it returns false. Larger blobs are read
+/// past without being kept, and listed in `skipped`.
 fn read_batch(
     stdout: impl Read,
     objects: &[(String, String)],
+    max_size: u64,
+    skipped: &mut Vec<Skipped>,
     mut send: impl FnMut(Blob) -> bool,
 ) -> Result<(), ScanError> {
     let mut out = BufReader::with_capacity(1 << 20, stdout);
@@ -209,20 +234,39 @@ fn read_batch(
         let (Some(kind), Some(size)) = (fields.next(), fields.next()) else {
             continue; // `<oid> missing`: nothing to read.
         };
-        let size: usize = size
+        let size: u64 = size
             .parse()
             .map_err(|_| broken(&format!("bad header {header:?}")))?;
-        let mut data = vec![0; size + 1];
+        if kind != "blob" || size > max_size {
+            // The content and its newline.
+            let passed = std::io::copy(&mut (&mut out).take(size + 1), &mut std::io::sink())
+                .map_err(|e| broken(&e.to_string()))?;
+            if passed != size + 1 {
+                return Err(broken("output ended early"));
+            }
+            if kind == "blob" {
+                skipped.push(Skipped {
+                    location: Location::Blob {
+                        commit: None,
+                        blob: oid.clone(),
+                        path: path.clone(),
+                    },
+                    size,
+                });
+            }
+            continue;
+        }
+        // Fits in memory: at most `max_size`.
+        let mut data = vec![0; size as usize + 1];
         out.read_exact(&mut data)
             .map_err(|e| broken(&e.to_string()))?;
         data.pop();
-        if kind == "blob"
-            && !send(Blob {
-                oid: oid.clone(),
-                path: path.clone(),
-                data,
-            })
-        {
+        let blob = Blob {
+            oid: oid.clone(),
+            path: path.clone(),
+            data,
+        };
+        if !send(blob) {
             return Ok(());
         }
     }
@@ -232,14 +276,14 @@ fn read_batch(
 /// Most ids one `git log` is asked about, to keep its command line short.
 const FIND_OBJECTS_PER_LOG: usize = 64;
 
-/// Names, for each blob holding a finding, the oldest commit that added it
-/// (and the path it was added at), from `git log --raw`. Blobs git cannot
-/// place keep their id.
-fn attribute_commits(repo: &Path, findings: &mut [Finding]) -> Result<(), ScanError> {
-    let mut blobs: Vec<&str> = findings
+/// Names, for each blob at `locations` (a finding's or a skipped blob's),
+/// the oldest commit that added it (and the path it was added at), from
+/// `git log --raw`. Blobs git cannot place keep their id.
+fn attribute_commits(repo: &Path, mut locations: Vec<&mut Location>) -> Result<(), ScanError> {
+    let mut blobs: Vec<String> = locations
         .iter()
-        .filter_map(|f| match &f.location {
-            Location::Blob { blob, .. } => Some(blob.as_str()),
+        .filter_map(|location| match &**location {
+            Location::Blob { blob, .. } => Some(blob.clone()),
             Location::File(_) => None,
         })
         .collect();
@@ -250,6 +294,7 @@ fn attribute_commits(repo: &Path, findings: &mut [Finding]) -> Result<(), ScanEr
         let mut cmd = git(repo);
         cmd.args([
             "log",
+            "-z",
             "--all",
             "--reverse",
             "--no-renames",
@@ -261,10 +306,10 @@ fn attribute_commits(repo: &Path, findings: &mut [Finding]) -> Result<(), ScanEr
             cmd.arg(format!("--find-object={blob}"));
         }
         let out = output(cmd, repo, "log")?;
-        parse_raw_log(&String::from_utf8_lossy(&out), &mut added);
+        parse_raw_log(&out, &mut added);
     }
-    for finding in findings {
-        if let Location::Blob { commit, blob, path } = &mut finding.location {
+    for location in &mut locations {
+        if let Location::Blob { commit, blob, path } = &mut **location {
             if let Some((c, p)) = added.get(blob.as_str()) {
                 *commit = Some(c.clone());
                 *path = p.clone();
@@ -274,26 +319,28 @@ fn attribute_commits(repo: &Path, findings: &mut [Finding]) -> Result<(), ScanEr
     Ok(())
 }
 
-/// From `commit <sha>` lines and raw diff lines
-/// (`:<mode> <mode> <old> <new> <status>\t<path>`), the first commit that
-/// wrote each new blob id, keeping an earlier answer.
-fn parse_raw_log(log: &str, added: &mut HashMap<String, (String, String)>) {
+/// From `git log -z --raw` output (fields separated by NUL: `commit <sha>`,
+/// then for each change `:<mode> <mode> <old> <new> <status>` and its path,
+/// unquoted), the first commit that wrote each new blob id, keeping an
+/// earlier answer.
+fn parse_raw_log(log: &[u8], added: &mut HashMap<String, (String, String)>) {
     let mut commit = None;
-    for line in log.lines() {
-        if let Some(c) = line.strip_prefix("commit ") {
+    let mut fields = log.split(|&b| b == 0);
+    while let Some(field) = fields.next() {
+        // Git ends each commit's header with a newline before its changes.
+        let field = String::from_utf8_lossy(field.strip_prefix(b"\n").unwrap_or(field));
+        if let Some(c) = field.strip_prefix("commit ") {
             commit = Some(c.to_owned());
             continue;
         }
-        let (Some(commit), Some(raw)) = (&commit, line.strip_prefix(':')) else {
+        let (Some(commit), Some(meta)) = (&commit, field.strip_prefix(':')) else {
             continue;
         };
-        let Some((meta, path)) = raw.split_once('\t') else {
-            continue;
-        };
+        let Some(path) = fields.next() else { break };
         if let Some(new) = meta.split(' ').nth(3) {
             added
                 .entry(new.to_owned())
-                .or_insert_with(|| (commit.clone(), path.to_owned()));
+                .or_insert_with(|| (commit.clone(), String::from_utf8_lossy(path).into_owned()));
         }
     }
 }
@@ -304,13 +351,20 @@ mod tests {
 
     #[test]
     fn raw_log_names_the_first_commit_that_wrote_a_blob() {
-        let log = "commit c1\n\n:000000 100644 0000 b1 A\tconfig/app.env\n\
-                   commit c2\n\n:100644 100644 b1 b2 M\tconfig/app.env\n\
-                   commit c3\n\n:100644 000000 b2 0000 D\tconfig/app.env\n:000000 100644 0000 b1 A\tcopy.env\n";
+        let log = b"commit c1\0\n:000000 100644 0000 b1 A\0config/app.env\0\
+                    commit c2\0\n:100644 100644 b1 b2 M\0config/app.env\0\
+                    commit c3\0\n:100644 000000 b2 0000 D\0config/app.env\0\
+                    :000000 100644 0000 b1 A\0copy.env\0\
+                    commit c4\0\n:000000 100644 0000 b3 A\0\nodd\x1b[31mname\0";
         let mut added = HashMap::new();
         parse_raw_log(log, &mut added);
         assert_eq!(added["b1"], ("c1".to_owned(), "config/app.env".to_owned()));
         assert_eq!(added["b2"], ("c2".to_owned(), "config/app.env".to_owned()));
+        // Names come unquoted, control characters and all.
+        assert_eq!(
+            added["b3"],
+            ("c4".to_owned(), "\nodd\x1b[31mname".to_owned())
+        );
     }
 
     #[test]
@@ -323,11 +377,13 @@ mod tests {
         ];
         let batch = b"t1 tree 3\nxyz\nb1 blob 5\nhello\ngone missing\nb2 blob 0\n\n";
         let mut got = Vec::new();
-        read_batch(&batch[..], &objects, |b| {
+        let mut skipped = Vec::new();
+        read_batch(&batch[..], &objects, 5, &mut skipped, |b| {
             got.push((b.oid, b.path, b.data));
             true
         })
         .unwrap();
+        assert!(skipped.is_empty());
         assert_eq!(
             got,
             vec![
@@ -335,6 +391,38 @@ mod tests {
                 ("b2".into(), "dir/c".into(), Vec::new()),
             ]
         );
+    }
+
+    #[test]
+    fn blobs_above_the_limit_are_read_past_and_listed() {
+        let objects = vec![
+            ("big".to_owned(), "data/dump.sql".to_owned()),
+            ("small".to_owned(), "a.env".to_owned()),
+        ];
+        let batch = b"big blob 6\n123456\nsmall blob 5\nhello\n";
+        let mut got = Vec::new();
+        let mut skipped = Vec::new();
+        read_batch(&batch[..], &objects, 5, &mut skipped, |b| {
+            got.push(b.oid);
+            true
+        })
+        .unwrap();
+        assert_eq!(got, vec!["small".to_owned()]);
+        assert_eq!(
+            skipped,
+            vec![Skipped {
+                location: Location::Blob {
+                    commit: None,
+                    blob: "big".into(),
+                    path: "data/dump.sql".into(),
+                },
+                size: 6,
+            }]
+        );
+        // A blob cut short is an error, not a skip.
+        let cut = b"big blob 6\n123";
+        let err = read_batch(&cut[..], &objects, 5, &mut skipped, |_| true).unwrap_err();
+        assert!(err.to_string().contains("ended early"), "{err}");
     }
 }
 
@@ -369,7 +457,14 @@ mod history_tests {
         std::fs::remove_file(repo.join("conf/app.env")).unwrap();
         run(repo, &["commit", "-q", "-a", "-m", "remove"]);
 
-        let report = git_history(repo, 2).unwrap();
+        let report = git_history(
+            repo,
+            &Options {
+                threads: 2,
+                ..Options::default()
+            },
+        )
+        .unwrap();
         assert_eq!(report.findings.len(), 1);
         let found = &report.findings[0];
         assert_eq!(found.line, 2);
@@ -388,7 +483,51 @@ mod history_tests {
     #[test]
     fn a_directory_that_is_not_a_repository_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        let err = git_history(dir.path(), 1).unwrap_err();
+        let err = git_history(dir.path(), &Options::default()).unwrap_err();
         assert!(err.to_string().contains("git repository"), "{err}");
+    }
+
+    #[test]
+    fn blobs_above_the_limit_are_listed_with_the_commit_that_added_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path();
+        run(repo, &["init", "-q"]);
+        let key = PlainKey::generate(KeyKind::Project);
+        let k = key.expose();
+        std::fs::write(repo.join("small.env"), format!("K={k}\n")).unwrap();
+        std::fs::write(repo.join("big.sql"), format!("{}\n{k}\n", "-".repeat(500))).unwrap();
+        run(repo, &["add", "."]);
+        run(repo, &["commit", "-q", "-m", "add"]);
+
+        let options = Options {
+            threads: 1,
+            max_file_size: 200,
+        };
+        let report = git_history(repo, &options).unwrap();
+        let head = git(repo).args(["rev-parse", "HEAD"]).output().unwrap();
+        let head = String::from_utf8(head.stdout).unwrap();
+        assert_eq!(report.findings.len(), 1);
+        assert_eq!(
+            report.findings[0].location.to_string(),
+            format!("{}:small.env", head.trim())
+        );
+        assert_eq!(report.skipped.len(), 1);
+        assert_eq!(
+            report.skipped[0].location.to_string(),
+            format!("{}:big.sql", head.trim())
+        );
+        assert_eq!(report.skipped[0].size, 500 + 1 + k.len() as u64 + 1);
+    }
+
+    #[test]
+    fn the_work_tree_root_is_found_from_below_it() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(work_tree_root(dir.path()), None);
+        let repo = dir.path().join("repo");
+        std::fs::create_dir_all(repo.join("a/b")).unwrap();
+        run(&repo, &["init", "-q"]);
+        let top = repo.canonicalize().unwrap();
+        assert_eq!(work_tree_root(&repo.join("a/b")), Some(top.clone()));
+        assert_eq!(work_tree_root(&repo), Some(top));
     }
 }

@@ -5,8 +5,11 @@
 //! touching either end) and its checksum verifies, so random strings of the
 //! right shape, and key-shaped runs inside longer tokens, are not reported.
 //! Keys found are kept as [`PlainKey`]s: they leave memory only redacted,
-//! hashed, or sent to the server that can revoke them.
+//! hashed, or sent to the server that can revoke them. Names are printed
+//! only escaped ([`escape`]), so a hostile file name cannot drive the
+//! terminal.
 
+pub mod escape;
 mod git;
 pub mod matcher;
 pub mod stream;
@@ -17,7 +20,9 @@ use std::path::PathBuf;
 
 use keyward_core::PlainKey;
 
-pub use git::git_history;
+use escape::{escape, escape_path};
+
+pub use git::{git_history, work_tree_root};
 pub use walk::scan_paths;
 
 /// Where a key was found.
@@ -35,15 +40,48 @@ pub enum Location {
 }
 
 impl fmt::Display for Location {
-    /// `path`, or `commit:path` / `blob:path` for history.
+    /// `path`, or `commit:path` / `blob:path` for history, escaped.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Location::File(path) => write!(f, "{}", path.display()),
+            Location::File(path) => f.write_str(&escape_path(path)),
             Location::Blob { commit, blob, path } => {
-                write!(f, "{}:{path}", commit.as_deref().unwrap_or(blob))
+                let id = commit.as_deref().unwrap_or(blob);
+                write!(f, "{id}:{}", escape(path))
             }
         }
     }
+}
+
+/// The largest file or blob searched unless told otherwise: 10 MB. Larger
+/// ones are mostly data (archives, dumps, media) and would cost the most
+/// time; they are listed as skipped, never passed as clean.
+pub const DEFAULT_MAX_FILE_SIZE: u64 = 10_000_000;
+
+/// How a scan runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// Search threads; 0 for one per core.
+    pub threads: usize,
+    /// Files and blobs of more bytes than this are not searched but listed
+    /// in [`Report::skipped`].
+    pub max_file_size: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            threads: 0,
+            max_file_size: DEFAULT_MAX_FILE_SIZE,
+        }
+    }
+}
+
+/// A file or blob left unsearched: larger than [`Options::max_file_size`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    pub location: Location,
+    /// Bytes.
+    pub size: u64,
 }
 
 /// One key at one place.
@@ -66,11 +104,13 @@ pub struct Stats {
     pub binary: u64,
 }
 
-/// What a scan found, sorted by location and line, and what it could not
-/// read. A scan with errors still reports everything it could read.
+/// What a scan found, sorted by location and line, what it skipped for its
+/// size, and what it could not read. A scan with errors still reports
+/// everything it could read.
 #[derive(Debug, Default)]
 pub struct Report {
     pub findings: Vec<Finding>,
+    pub skipped: Vec<Skipped>,
     pub errors: Vec<ScanError>,
     pub stats: Stats,
 }
@@ -79,20 +119,25 @@ impl Report {
     fn sort(&mut self) {
         self.findings
             .sort_by(|a, b| (&a.location, a.line).cmp(&(&b.location, b.line)));
+        self.skipped.sort_by(|a, b| a.location.cmp(&b.location));
     }
 }
 
 /// Why (part of) a scan failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ScanError {
-    #[error("cannot read {}: {source}; check that it exists and that you may read it", path.display())]
+    #[error(
+        "cannot read {}: {source}; check that it exists and that you may read it",
+        escape_path(path)
+    )]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot walk a directory: {0}; check that you may list it")]
+    #[error("cannot walk a directory: {}; check that you may list it", escape(.0))]
     Walk(String),
-    #[error("{0}")]
+    /// Git's own messages may quote file names.
+    #[error("{}", escape(.0))]
     Git(String),
 }
 

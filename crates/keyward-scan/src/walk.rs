@@ -2,7 +2,8 @@
 //! (ignore files do not hide a leaked key) except `.git` directories, which
 //! hold history (`--git-history` reads it through git) and would otherwise
 //! report every committed key twice. Symbolic links are not followed, so a
-//! scan never leaves the trees it was given.
+//! scan never leaves the trees it was given. Files above the size limit are
+//! not read, only listed.
 
 use std::fs::File;
 use std::io;
@@ -13,12 +14,12 @@ use std::sync::Mutex;
 use ignore::{WalkBuilder, WalkState};
 
 use crate::stream::{Hit, Outcome, StreamScanner};
-use crate::{Finding, Location, Report, ScanError, Stats};
+use crate::{Finding, Location, Options, Report, ScanError, Skipped, Stats};
 
-/// Scans `paths` (files or directories) with `threads` threads (0: one per
-/// core). Fails before scanning when a path does not exist; errors met
-/// later (an unreadable file) are listed in the report.
-pub fn scan_paths(paths: &[PathBuf], threads: usize) -> Result<Report, ScanError> {
+/// Scans `paths` (files or directories). Fails before scanning when a path
+/// does not exist; errors met later (an unreadable file) are listed in the
+/// report.
+pub fn scan_paths(paths: &[PathBuf], options: &Options) -> Result<Report, ScanError> {
     let Some((first, rest)) = paths.split_first() else {
         return Ok(Report::default());
     };
@@ -35,10 +36,13 @@ pub fn scan_paths(paths: &[PathBuf], threads: usize) -> Result<Report, ScanError
     builder
         .standard_filters(false)
         .follow_links(false)
-        .threads(threads)
+        .threads(options.threads)
         .filter_entry(|entry| entry.file_name() != ".git");
 
-    let shared = Shared::default();
+    let shared = Shared {
+        max_file_size: options.max_file_size,
+        ..Shared::default()
+    };
     builder.build_parallel().run(|| {
         let mut scanner = StreamScanner::default();
         let mut hits = Vec::new();
@@ -60,7 +64,9 @@ pub fn scan_paths(paths: &[PathBuf], threads: usize) -> Result<Report, ScanError
 /// What the walking threads add to.
 #[derive(Default)]
 struct Shared {
+    max_file_size: u64,
     findings: Mutex<Vec<Finding>>,
+    skipped: Mutex<Vec<Skipped>>,
     errors: Mutex<Vec<ScanError>>,
     searched: AtomicU64,
     bytes: AtomicU64,
@@ -69,7 +75,18 @@ struct Shared {
 
 impl Shared {
     fn scan_file(&self, scanner: &mut StreamScanner, hits: &mut Vec<Hit>, path: &Path) {
-        let outcome = File::open(path).and_then(|file| scanner.scan_reader(file, hits));
+        let opened = File::open(path).and_then(|file| Ok((file.metadata()?.len(), file)));
+        let outcome = match opened {
+            Ok((size, _)) if size > self.max_file_size => {
+                lock(&self.skipped).push(Skipped {
+                    location: Location::File(path.to_path_buf()),
+                    size,
+                });
+                return;
+            }
+            Ok((_, file)) => scanner.scan_reader(file, hits),
+            Err(e) => Err(e),
+        };
         match outcome {
             Ok(Outcome::Binary) => {
                 self.binary.fetch_add(1, Ordering::Relaxed);
@@ -102,6 +119,7 @@ impl Shared {
     fn into_report(self) -> Report {
         let mut report = Report {
             findings: into_inner(self.findings),
+            skipped: into_inner(self.skipped),
             errors: into_inner(self.errors),
             stats: Stats {
                 searched: self.searched.into_inner(),
@@ -130,6 +148,13 @@ mod tests {
     use super::*;
     use keyward_core::{KeyKind, PlainKey};
 
+    fn threads(threads: usize) -> Options {
+        Options {
+            threads,
+            ..Options::default()
+        }
+    }
+
     fn locations(report: &Report) -> Vec<(String, u64)> {
         report
             .findings
@@ -155,7 +180,7 @@ mod tests {
         std::fs::write(outside.path().join("secret.txt"), k).unwrap();
         std::os::unix::fs::symlink(outside.path(), root.join("link")).unwrap();
 
-        let report = scan_paths(&[root.to_path_buf()], 2).unwrap();
+        let report = scan_paths(&[root.to_path_buf()], &threads(2)).unwrap();
         let shown = |p: &str| root.join(p).display().to_string();
         assert_eq!(
             locations(&report),
@@ -173,7 +198,7 @@ mod tests {
     #[test]
     fn a_missing_path_fails_the_scan() {
         let dir = tempfile::tempdir().unwrap();
-        let err = scan_paths(&[dir.path().join("nope")], 1).unwrap_err();
+        let err = scan_paths(&[dir.path().join("nope")], &threads(1)).unwrap_err();
         assert!(err.to_string().contains("check that it exists"), "{err}");
     }
 
@@ -183,8 +208,34 @@ mod tests {
         let file = dir.path().join("one.py");
         let key = PlainKey::generate(KeyKind::Admin);
         std::fs::write(&file, format!("# {}\n", key.expose())).unwrap();
-        let report = scan_paths(&[file.clone(), file.clone()], 1).unwrap();
+        let report = scan_paths(&[file.clone(), file.clone()], &threads(1)).unwrap();
         assert_eq!(report.findings.len(), 2);
         assert_eq!(report.findings[0].key.expose(), key.expose());
+    }
+
+    #[test]
+    fn files_above_the_size_limit_are_listed_not_searched() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = PlainKey::generate(KeyKind::Project);
+        let k = key.expose();
+        let fits = format!("{k}\n{}", "x".repeat(200 - k.len() - 1));
+        std::fs::write(dir.path().join("fits.txt"), &fits).unwrap();
+        std::fs::write(dir.path().join("over.txt"), format!("{fits}!")).unwrap();
+        let options = Options {
+            threads: 2,
+            max_file_size: 200,
+        };
+        let report = scan_paths(&[dir.path().to_path_buf()], &options).unwrap();
+        let shown = |p: &str| dir.path().join(p).display().to_string();
+        assert_eq!(locations(&report), vec![(shown("fits.txt"), 1)]);
+        assert_eq!(
+            report.skipped,
+            vec![Skipped {
+                location: Location::File(dir.path().join("over.txt")),
+                size: 201,
+            }]
+        );
+        assert_eq!(report.stats.searched, 1);
+        assert_eq!(report.stats.bytes, 200);
     }
 }

@@ -1,12 +1,14 @@
 //! The command line. Every command calls the same services as the HTTP API.
 
 mod admin;
+mod byte_size;
 mod keys;
 mod log_format;
 pub mod log_writer;
 #[cfg(feature = "local-model")]
 mod model;
 mod scan;
+mod sighting;
 mod usage;
 
 use std::io::IsTerminal;

@@ -1,8 +1,11 @@
-//! `keyward scan [PATH…] [--json] [--git-history] [--revoke --server URL]`:
+//! `keyward scan [PATH…] [--json] [--git-history] [--max-file-size SIZE]
+//! [--revoke --server URL]`:
 //! finds leaked keys before someone else does. Its exit status is made for
 //! pre-commit hooks and CI: 0 when clean, 1 when a key was found, 2 when the
 //! scan itself failed. Keys are printed only redacted; the full key stays in
 //! memory, to be sent to the server's report endpoint with `--revoke`.
+//! File names are printed escaped, in text and in JSON, so a hostile name
+//! cannot drive the terminal or fake a finding.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -11,10 +14,11 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use keyward_core::KeyHash;
-use keyward_scan::{Finding, Location, Report};
+use keyward_scan::{escape, Finding, Location, Options, Report};
 use serde::{Deserialize, Serialize};
 
-use super::CliError;
+use super::sighting::Places;
+use super::{byte_size, CliError};
 
 #[derive(Debug, clap::Args)]
 pub struct ScanArgs {
@@ -29,6 +33,10 @@ pub struct ScanArgs {
     /// files on disk; a key deleted in a later commit is still found.
     #[arg(long)]
     git_history: bool,
+    /// Skip files and blobs larger than this, with a warning naming each,
+    /// e.g. 10MB, 512KiB, 2GB or a number of bytes.
+    #[arg(long, value_name = "SIZE", default_value = "10MB", value_parser = byte_size::parse)]
+    max_file_size: u64,
     /// Send the keys found to the server's report endpoint, which revokes
     /// every one of its keys among them.
     #[arg(long, requires = "server")]
@@ -53,28 +61,39 @@ pub async fn run(args: ScanArgs) -> Result<ExitCode, CliError> {
     } else {
         args.paths.clone()
     };
-    let mut found = Vec::new();
+    let options = Options {
+        threads: 0,
+        max_file_size: args.max_file_size,
+    };
     let mut report = Report::default();
-    for (root, part) in scan(&paths, args.git_history)? {
-        for finding in part.findings {
-            let url = sighting_url(&root, &finding.location);
-            found.push((finding, url));
-        }
+    for part in scan(&paths, args.git_history, &options)? {
+        report.findings.extend(part.findings);
+        report.skipped.extend(part.skipped);
         report.errors.extend(part.errors);
         report.stats.searched += part.stats.searched;
         report.stats.bytes += part.stats.bytes;
         report.stats.binary += part.stats.binary;
     }
 
-    print_findings(&found, args.json, defaulted)?;
+    let found = &report.findings;
+    print_findings(found, args.json, defaulted)?;
+    for skipped in &report.skipped {
+        eprintln!(
+            "warning: skipped {} ({}, above --max-file-size {}); to search it, rerun with --max-file-size {}",
+            skipped.location,
+            byte_size::show(skipped.size),
+            byte_size::show(args.max_file_size),
+            byte_size::whole_megabytes_above(skipped.size),
+        );
+    }
     for error in &report.errors {
         eprintln!("error: {error}");
     }
-    summarize(&report, found.len(), started.elapsed());
+    summarize(&report, found.len(), args.max_file_size, started.elapsed());
 
     if let (true, Some(server)) = (args.revoke, &args.server) {
         if !found.is_empty() {
-            revoke(server, &found).await?;
+            revoke(server, found, &Places::new(&paths)).await?;
         }
     } else if !found.is_empty() {
         eprintln!(
@@ -96,29 +115,15 @@ pub async fn run(args: ScanArgs) -> Result<ExitCode, CliError> {
 }
 
 /// One report per repository with --git-history, else one for all paths.
-fn scan(paths: &[PathBuf], git_history: bool) -> Result<Vec<(PathBuf, Report)>, CliError> {
+fn scan(paths: &[PathBuf], git_history: bool, options: &Options) -> Result<Vec<Report>, CliError> {
     if !git_history {
-        let report = keyward_scan::scan_paths(paths, 0).map_err(|e| failed(e.to_string()))?;
-        return Ok(vec![(PathBuf::new(), report)]);
+        let report = keyward_scan::scan_paths(paths, options).map_err(|e| failed(e.to_string()))?;
+        return Ok(vec![report]);
     }
     paths
         .iter()
-        .map(|repo| {
-            keyward_scan::git_history(repo, 0)
-                .map(|report| (repo.clone(), report))
-                .map_err(|e| failed(e.to_string()))
-        })
+        .map(|repo| keyward_scan::git_history(repo, options).map_err(|e| failed(e.to_string())))
         .collect()
-}
-
-/// Where the report endpoint records a key as found: the file, or the
-/// repository with `#commit:path`.
-fn sighting_url(repo: &Path, location: &Location) -> String {
-    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-    match location {
-        Location::File(path) => format!("file://{}", absolute(path).display()),
-        Location::Blob { .. } => format!("file://{}#{location}", absolute(repo).display()),
-    }
 }
 
 /// One finding as `--json` prints it.
@@ -137,32 +142,29 @@ struct FindingObject<'a> {
     blob: Option<&'a str>,
 }
 
-fn print_findings(
-    found: &[(Finding, String)],
-    json: bool,
-    defaulted: bool,
-) -> Result<(), CliError> {
+fn print_findings<'a>(found: &'a [Finding], json: bool, defaulted: bool) -> Result<(), CliError> {
     // Paths under the default `.` read better without `./`.
-    let shown = |location: &Location| -> String {
-        match location {
-            Location::File(path) if defaulted => {
-                path.strip_prefix(".").unwrap_or(path).display().to_string()
-            }
-            Location::File(path) => path.display().to_string(),
-            Location::Blob { path, .. } => path.clone(),
+    let relative = |path: &'a Path| -> &'a Path {
+        match defaulted {
+            true => path.strip_prefix(".").unwrap_or(path),
+            false => path,
         }
     };
     let mut out = std::io::stdout().lock();
     let written = if json {
         let objects: Vec<FindingObject> = found
             .iter()
-            .map(|(f, _)| {
+            .map(|f| {
                 let (commit, blob) = match &f.location {
                     Location::Blob { commit, blob, .. } => (commit.as_deref(), Some(blob.as_str())),
                     Location::File(_) => (None, None),
                 };
+                let file = match &f.location {
+                    Location::File(path) => relative(path).display().to_string(),
+                    Location::Blob { path, .. } => path.clone(),
+                };
                 FindingObject {
-                    file: shown(&f.location),
+                    file,
                     line: f.line,
                     redacted: f.key.redacted(),
                     kind: f.key.kind().as_str(),
@@ -172,13 +174,13 @@ fn print_findings(
                 }
             })
             .collect();
-        serde_json::to_writer_pretty(&mut out, &objects)
+        serde_json::to_string_pretty(&objects)
             .map_err(std::io::Error::from)
-            .and_then(|()| writeln!(out))
+            .and_then(|json| writeln!(out, "{}", escape::inert_json(&json)))
     } else {
-        found.iter().try_for_each(|(f, _)| {
+        found.iter().try_for_each(|f| {
             let place = match &f.location {
-                Location::File(_) => shown(&f.location),
+                Location::File(path) => escape::escape_path(relative(path)),
                 blob => blob.to_string(),
             };
             writeln!(out, "{place}:{}: {}", f.line, f.key.redacted())
@@ -189,15 +191,24 @@ fn print_findings(
         .map_err(|e| failed(format!("cannot write the findings: {e}")))
 }
 
-fn summarize(report: &Report, keys: usize, took: Duration) {
+/// One line on stderr. Files skipped for their size are counted apart from
+/// binaries, and named as unsearched, so a clean result with skips cannot
+/// pass for a clean tree.
+fn summarize(report: &Report, keys: usize, max_file_size: u64, took: Duration) {
     let s = report.stats;
     let mb = s.bytes as f64 / 1e6;
     let secs = took.as_secs_f64();
+    let large = report.skipped.len();
     eprintln!(
-        "Searched {} files ({mb:.1} MB, {:.0} MB/s; {} binary skipped): {keys} key(s) found.",
+        "Searched {} files ({mb:.1} MB, {:.0} MB/s; {} binary skipped, {large} above {} skipped): {keys} key(s) found{}.",
         s.searched,
         mb / secs.max(1e-9),
-        s.binary
+        s.binary,
+        byte_size::show(max_file_size),
+        match large {
+            0 => "",
+            _ => " in the files searched; the skipped ones were not searched (listed above)",
+        },
     );
 }
 
@@ -226,12 +237,13 @@ struct Verdict {
 }
 
 /// Sends the keys, one report per place they were found (so the owner's
-/// notice says where), and prints how many the server knew and revoked.
-async fn revoke(server: &str, found: &[(Finding, String)]) -> Result<(), CliError> {
+/// notice says where, relative to the repository), and prints how many the
+/// server knew and revoked.
+async fn revoke(server: &str, found: &[Finding], places: &Places) -> Result<(), CliError> {
     let endpoint = format!("{}/v1/keys/report", server.trim_end_matches('/'));
-    let mut by_place: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for (finding, url) in found {
-        let keys = by_place.entry(url).or_default();
+    let mut by_place: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    for finding in found {
+        let keys = by_place.entry(places.of(&finding.location)).or_default();
         if !keys.contains(&finding.key.expose()) {
             keys.push(finding.key.expose());
         }
@@ -245,7 +257,7 @@ async fn revoke(server: &str, found: &[(Finding, String)]) -> Result<(), CliErro
         for batch in keys.chunks(KEYS_PER_REPORT) {
             let body = ReportBody {
                 keys: batch.to_vec(),
-                url,
+                url: &url,
                 source: "keyward scan",
             };
             let answer = post_report(&client, &endpoint, &body).await?;
@@ -260,8 +272,7 @@ async fn revoke(server: &str, found: &[(Finding, String)]) -> Result<(), CliErro
     }
     revoked.sort_unstable();
     revoked.dedup();
-    let distinct: std::collections::HashSet<KeyHash> =
-        found.iter().map(|(f, _)| f.key.hash()).collect();
+    let distinct: std::collections::HashSet<KeyHash> = found.iter().map(|f| f.key.hash()).collect();
     eprintln!(
         "Reported {} distinct key(s) to {server}: {} revoked (keys of that server; already revoked ones count too), {} unknown to it.",
         distinct.len(),
