@@ -59,17 +59,15 @@ pub struct SqlStore {
 }
 
 /// Set on every SQLite connection: the pool's and the ledger's own.
-pub(crate) const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
+/// `synchronous = FULL`: every commit (a key created, rotated or revoked, a
+/// member removed, a ledger batch) is on disk when it returns, so it
+/// survives a power cut, not only a crash. Management changes are few, and
+/// the ledger commits a batch of up to 8192 rows at once, so the `fsync`
+/// per commit does not show in the ledger writer's rows per second
+/// (BENCHMARKS.md: FULL and NORMAL measured on one machine).
+pub(crate) const SQLITE_PRAGMAS: &str =
+    "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; \
      PRAGMA cache_size = -32000; PRAGMA mmap_size = 1073741824;";
-
-/// Every change made through the pool (keys created, rotated, revoked;
-/// members; sessions) is on disk when its commit returns: it survives a
-/// power cut, not only a crash. Such changes are few, so the `fsync` per
-/// commit costs nothing that matters; the ledger's own connection commits
-/// with `NORMAL` (its crash spool covers it; BENCHMARKS.md has both costs).
-pub(crate) const SQLITE_DURABLE: &str = "PRAGMA synchronous = FULL;";
-/// The ledger's connection: WAL commits without an `fsync` each.
-pub(crate) const SQLITE_LEDGER_SYNC: &str = "PRAGMA synchronous = NORMAL;";
 
 const KEY_COLUMNS: &str = "id, kind, project_id, owner_id, created_by, name, redacted_value, \
      permissions, allowed_models, allowed_ips, rpm_limit, tpm_limit, max_concurrent, \
@@ -102,7 +100,6 @@ impl SqlStore {
             Backend::Sqlite => options.after_connect(|conn, _| {
                 Box::pin(async move {
                     conn.execute(SQLITE_PRAGMAS).await?;
-                    conn.execute(SQLITE_DURABLE).await?;
                     Ok(())
                 })
             }),

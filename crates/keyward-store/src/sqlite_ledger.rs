@@ -19,7 +19,7 @@ use rusqlite::{params, CachedStatement, Connection, ToSql};
 use crate::error::{Result, StoreError};
 use crate::records::UsageEvent;
 use crate::rollup;
-use crate::sql::{statement_chunks, Backend, SQLITE_LEDGER_SYNC, SQLITE_PRAGMAS, STATEMENT_ROWS};
+use crate::sql::{statement_chunks, Backend, SQLITE_PRAGMAS, STATEMENT_ROWS};
 
 pub(crate) struct SqliteLedger {
     /// None once closed.
@@ -37,7 +37,6 @@ impl SqliteLedger {
     pub(crate) fn open(file: &Path) -> Result<Self> {
         let conn = Connection::open(file).map_err(|e| ledger_error("open", e))?;
         conn.execute_batch(SQLITE_PRAGMAS)
-            .and_then(|()| conn.execute_batch(SQLITE_LEDGER_SYNC))
             .map_err(|e| ledger_error("open", e))?;
         // The writer retries a batch that meets a lock, so it waits for
         // one briefly: a long wait here would hold a graceful stop past
