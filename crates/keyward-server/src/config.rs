@@ -132,7 +132,7 @@ impl Default for LocalModel {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SecretScanning {
     /// GitHub's secret-scanning public keys, in the format of GitHub's
@@ -140,8 +140,23 @@ pub struct SecretScanning {
     pub github_public_keys_file: Option<PathBuf>,
     /// Where to refresh those keys from, hourly (optional).
     pub github_public_keys_url: Option<String>,
-    /// Exposure reports accepted per minute from one IP address.
+    /// Exposure reports accepted per minute from one client address (an
+    /// IPv6 address counts by its /64).
     pub reports_per_minute_per_ip: u64,
+    /// Requests to GitHub's partner endpoint accepted per minute from one
+    /// client address, counted before their signature is checked.
+    pub github_requests_per_minute_per_ip: u64,
+}
+
+impl Default for SecretScanning {
+    fn default() -> Self {
+        SecretScanning {
+            github_public_keys_file: None,
+            github_public_keys_url: None,
+            reports_per_minute_per_ip: 60,
+            github_requests_per_minute_per_ip: 600,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -232,10 +247,7 @@ impl Default for Config {
             log: Log::default(),
             upstreams: Vec::new(),
             models: Vec::new(),
-            secret_scanning: SecretScanning {
-                reports_per_minute_per_ip: 60,
-                ..SecretScanning::default()
-            },
+            secret_scanning: SecretScanning::default(),
             smtp: None,
             webhook: None,
             local_model: LocalModel::default(),

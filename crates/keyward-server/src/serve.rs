@@ -14,6 +14,7 @@ use keyward_gateway::{meter, telemetry, Catalog, Gateway, KeyCache};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::api::exposure::Exposure;
+use crate::api::throttle::PerAddress;
 use crate::api::{self, AppState};
 use crate::config::{Config, Database};
 use crate::github_keys::GithubKeys;
@@ -93,8 +94,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         notifier: Notifier::new(config.smtp.as_ref(), config.webhook.as_ref(), client)
             .map_err(|e| anyhow::anyhow!("{e}"))?,
         github,
-        limiter: LocalLimiter::default(),
-        reports_per_minute: config.secret_scanning.reports_per_minute_per_ip,
+        reports: PerAddress::new(config.secret_scanning.reports_per_minute_per_ip, "reports"),
+        github_requests: PerAddress::new(
+            config.secret_scanning.github_requests_per_minute_per_ip,
+            "requests",
+        ),
     };
     let store_services = services.clone();
     let state = AppState {

@@ -425,3 +425,37 @@ secret_env = "TEST_WEBHOOK_SECRET"
     assert_eq!(payload["details"]["key"]["id"], leaked_id.as_str());
     assert!(!body.contains(leaked.as_str()));
 }
+
+#[test]
+fn the_github_endpoint_is_throttled_per_address_before_its_signature_is_checked() {
+    let current = signing_key(7);
+    let dir = tempfile::tempdir().unwrap();
+    let file = github_keys_file(dir.path(), &current, &signing_key(9));
+    let s = Server::start_with(&[
+        ("KEYWARD_GITHUB_PUBLIC_KEYS_FILE", &file),
+        (
+            "KEYWARD_SECRET_SCANNING__GITHUB_REQUESTS_PER_MINUTE_PER_IP",
+            "3",
+        ),
+    ]);
+    let body = b"[]";
+    // Three a minute from one address, badly signed ones included.
+    let r = post_github(&s, Some("current-id"), Some("bm90IGEgc2lnbmF0dXJl"), body);
+    assert_eq!(r.status, 401, "{}", r.body);
+    for _ in 0..2 {
+        let r = post_github(&s, Some("current-id"), Some(&sign(&current, body)), body);
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let r = post_github(&s, Some("current-id"), Some(&sign(&current, body)), body);
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert_eq!(r.body["error"]["code"], "rate_limit_exceeded");
+    assert!(r.headers.contains_key("retry-after"));
+    // The public report endpoint has a budget of its own.
+    let r = s.call(
+        "POST",
+        "/v1/keys/report",
+        None,
+        Some(json!({"keys": ["sk-kw-x"]})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+}
