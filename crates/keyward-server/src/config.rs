@@ -32,6 +32,8 @@ pub struct Config {
     pub smtp: Option<Smtp>,
     /// A URL that receives notices as JSON, signed with HMAC-SHA256.
     pub webhook: Option<Webhook>,
+    /// How email and webhook notices are retried (`[notices]`).
+    pub notices: Notices,
     /// The chat model that runs inside the server.
     pub local_model: LocalModel,
     /// The web dashboard.
@@ -74,6 +76,33 @@ impl Default for Ledger {
             queue_wait: std::time::Duration::from_secs(1),
             spool: true,
             spool_dir: None,
+        }
+    }
+}
+
+/// `[notices]`: retries of email and webhook notices, which wait in the
+/// database's outbox until delivered.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Notices {
+    /// The wait after a first failed attempt, e.g. `10s`; doubled after
+    /// each further failure.
+    #[serde(with = "humantime_serde")]
+    pub retry_first: std::time::Duration,
+    /// The longest wait between attempts, e.g. `1h`.
+    #[serde(with = "humantime_serde")]
+    pub retry_max: std::time::Duration,
+    /// How long after a notice was written its delivery is given up, e.g. `3d`.
+    #[serde(with = "humantime_serde")]
+    pub give_up_after: std::time::Duration,
+}
+
+impl Default for Notices {
+    fn default() -> Self {
+        Notices {
+            retry_first: std::time::Duration::from_secs(10),
+            retry_max: std::time::Duration::from_secs(3600),
+            give_up_after: std::time::Duration::from_secs(3 * 24 * 3600),
         }
     }
 }
@@ -193,7 +222,8 @@ pub enum SmtpSecurity {
 pub struct Webhook {
     pub url: String,
     /// Environment variable holding the HMAC secret; the signature is sent
-    /// as `X-Keyward-Signature: sha256=<hex>` over the raw body.
+    /// as `X-Keyward-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 over
+    /// "<t>.<raw body>">`.
     pub secret_env: Option<String>,
 }
 
@@ -250,6 +280,7 @@ impl Default for Config {
             secret_scanning: SecretScanning::default(),
             smtp: None,
             webhook: None,
+            notices: Notices::default(),
             local_model: LocalModel::default(),
             dashboard: Dashboard::default(),
             ledger: Ledger::default(),
@@ -270,6 +301,7 @@ const ENV_KEYS: &[&str] = &[
     "secret_scanning",
     "smtp",
     "webhook",
+    "notices",
     "local_model",
     "dashboard",
     "ledger",
@@ -326,6 +358,19 @@ impl Config {
                 .join("models")
                 .join(keyward_llm::weights::FILE_NAME)
         })
+    }
+
+    /// Where notices go beyond the dashboard: email when `[smtp]` is set,
+    /// a webhook when `[webhook]` is.
+    pub fn notice_channels(&self) -> Vec<keyward_store::NoticeChannel> {
+        let mut channels = Vec::new();
+        if self.smtp.is_some() {
+            channels.push(keyward_store::NoticeChannel::Email);
+        }
+        if self.webhook.is_some() {
+            channels.push(keyward_store::NoticeChannel::Webhook);
+        }
+        channels
     }
 
     /// The database to open: `database_url`, or SQLite in `data_dir`.

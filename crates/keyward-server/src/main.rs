@@ -6,6 +6,7 @@ mod config;
 mod github_keys;
 mod local_model;
 mod notify;
+mod outbox;
 mod serve;
 mod workers;
 

@@ -19,7 +19,7 @@ use crate::api::{self, AppState};
 use crate::config::{Config, Database};
 use crate::github_keys::GithubKeys;
 use crate::notify::Notifier;
-use crate::workers;
+use crate::{outbox, workers};
 
 /// Opens the configured database, brings its schema up to date and wraps it
 /// in the services.
@@ -39,6 +39,7 @@ pub async fn open_services(config: &Config) -> anyhow::Result<Services> {
     let cap = config.limits.max_active_keys_per_project;
     let policy = Policy {
         max_active_keys_per_project: (cap > 0).then_some(cap),
+        notice_channels: config.notice_channels(),
     };
     Ok(Services::new(Arc::new(store), policy))
 }
@@ -90,9 +91,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         (Some(keys), Some(url)) => Some(keys.refresh_from(url.clone(), client.clone())),
         _ => None,
     };
+    let notifier = Notifier::new(config.smtp.as_ref(), config.webhook.as_ref(), client)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    for channel in notifier.describe() {
+        tracing::info!("notices of exposed keys also go out by {channel}");
+    }
+    let (outbox, deliverer) = outbox::start(store.clone(), notifier, config.notices.clone());
     let exposure = Exposure {
-        notifier: Notifier::new(config.smtp.as_ref(), config.webhook.as_ref(), client)
-            .map_err(|e| anyhow::anyhow!("{e}"))?,
+        outbox,
         github,
         reports: PerAddress::new(config.secret_scanning.reports_per_minute_per_ip, "reports"),
         github_requests: PerAddress::new(
@@ -134,7 +140,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         r.abort();
     }
     // Every request has finished: store what is still queued (a failing
-    // database is given up on when the grace runs out).
+    // database is given up on when the grace runs out). Notices not yet
+    // delivered wait in the outbox for the next start.
+    deliverer.stop(deadline).await;
     ledger.shutdown(deadline).await;
     store.close().await;
     workers.finish();

@@ -18,7 +18,7 @@ use super::extract::ApiJson;
 use super::throttle::{client_ip, PerAddress};
 use super::AppState;
 use crate::github_keys::{GithubKeys, Refusal};
-use crate::notify::Notifier;
+use crate::outbox::Outbox;
 
 /// The most keys one report may carry.
 const MAX_KEYS: usize = 100;
@@ -27,7 +27,8 @@ const MAX_GITHUB_BODY: usize = 1 << 20;
 
 /// What the exposure endpoints share.
 pub struct Exposure {
-    pub notifier: Notifier,
+    /// Woken when a report queued notices.
+    pub outbox: Outbox,
     pub github: Option<GithubKeys>,
     /// `/v1/keys/report` per client address.
     pub reports: PerAddress,
@@ -98,12 +99,14 @@ async fn revoke(
     sighting: &Sighting,
     ip: Option<IpAddr>,
 ) -> ApiResult<Vec<keyward_service::Verdict>> {
-    let (verdicts, notices) = state
+    let reported = state
         .services
         .report_exposed(keys, sighting, ip.map(|i| i.to_string()))
         .await?;
-    state.exposure.notifier.deliver(notices);
-    Ok(verdicts)
+    if reported.queued > 0 {
+        state.exposure.outbox.wake();
+    }
+    Ok(reported.verdicts)
 }
 
 #[derive(Deserialize)]
