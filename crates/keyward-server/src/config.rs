@@ -167,7 +167,9 @@ pub struct SecretScanning {
     /// GitHub's secret-scanning public keys, in the format of GitHub's
     /// `meta/public_keys/secret_scanning` (env `KEYWARD_GITHUB_PUBLIC_KEYS_FILE`).
     pub github_public_keys_file: Option<PathBuf>,
-    /// Where to refresh those keys from, hourly (optional).
+    /// Where those keys are fetched from: at start, hourly, and when a
+    /// request names a key id not seen yet (at most once a minute). GitHub's
+    /// published URL by default; empty turns fetching off (the file alone).
     pub github_public_keys_url: Option<String>,
     /// Exposure reports accepted per minute from one client address (an
     /// IPv6 address counts by its /64).
@@ -177,11 +179,14 @@ pub struct SecretScanning {
     pub github_requests_per_minute_per_ip: u64,
 }
 
+/// Where GitHub publishes its secret-scanning signing keys.
+pub const GITHUB_PUBLIC_KEYS_URL: &str = "https://api.github.com/meta/public_keys/secret_scanning";
+
 impl Default for SecretScanning {
     fn default() -> Self {
         SecretScanning {
             github_public_keys_file: None,
-            github_public_keys_url: None,
+            github_public_keys_url: Some(GITHUB_PUBLIC_KEYS_URL.to_owned()),
             reports_per_minute_per_ip: 60,
             github_requests_per_minute_per_ip: 600,
         }
@@ -403,6 +408,11 @@ mod tests {
             assert_eq!(c.data_dir, PathBuf::from("/tmp/from-env"));
             assert_eq!(c.database_url.as_deref(), Some("postgres://db/keyward"));
             assert_eq!(c.limits.max_active_keys_per_project, 7);
+            assert_eq!(
+                c.secret_scanning.github_public_keys_url.as_deref(),
+                Some(GITHUB_PUBLIC_KEYS_URL),
+                "GitHub's keys are refreshed unless the operator says otherwise"
+            );
             let flags = Overrides {
                 data_dir: Some("/tmp/flag".into()),
                 ..Overrides::default()

@@ -80,17 +80,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()?;
-    let github = match &config.secret_scanning.github_public_keys_file {
-        Some(file) => Some(
-            GithubKeys::load_file(file)
+    let scanning = &config.secret_scanning;
+    let github_url = scanning
+        .github_public_keys_url
+        .clone()
+        .filter(|url| !url.trim().is_empty());
+    let github = match (&scanning.github_public_keys_file, github_url) {
+        (None, None) => None,
+        (file, url) => Some(
+            GithubKeys::new(file.as_deref(), url, client.clone())
                 .map_err(|e| anyhow::anyhow!("secret_scanning.github_public_keys_file: {e}"))?,
         ),
-        None => None,
     };
-    let refresher = match (&github, &config.secret_scanning.github_public_keys_url) {
-        (Some(keys), Some(url)) => Some(keys.refresh_from(url.clone(), client.clone())),
-        _ => None,
-    };
+    let refresher = github.as_ref().and_then(GithubKeys::refresh_hourly);
     let notifier = Notifier::new(config.smtp.as_ref(), config.webhook.as_ref(), client)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     for channel in notifier.describe() {

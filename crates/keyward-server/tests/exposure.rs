@@ -730,3 +730,160 @@ fn replicas_sharing_a_database_deliver_each_notice_once() {
     let _ = replica.child.kill();
     let _ = replica.child.wait();
 }
+
+/// GitHub's key URL, played locally: serves whatever JSON it is given and
+/// counts the fetches.
+struct FakeGithub {
+    url: String,
+    published: Arc<Mutex<String>>,
+    fetches: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl FakeGithub {
+    fn start(published: Value) -> FakeGithub {
+        let published = Arc::new(Mutex::new(published.to_string()));
+        let fetches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (body, count) = (published.clone(), fetches.clone());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            rt.block_on(async move {
+                let app = Router::new().route(
+                    "/meta/public_keys/secret_scanning",
+                    axum::routing::get(move |headers: HeaderMap| {
+                        let (body, count) = (body.clone(), count.clone());
+                        async move {
+                            // As GitHub's API does.
+                            assert!(headers.contains_key("user-agent"));
+                            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            let text = body.lock().unwrap().clone();
+                            ([("content-type", "application/json")], text)
+                        }
+                    }),
+                );
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                tx.send(listener.local_addr().unwrap()).unwrap();
+                axum::serve(listener, app).await.unwrap();
+            });
+        });
+        FakeGithub {
+            url: format!(
+                "http://{}/meta/public_keys/secret_scanning",
+                rx.recv().unwrap()
+            ),
+            published,
+            fetches,
+        }
+    }
+
+    fn publish(&self, keys: Value) {
+        *self.published.lock().unwrap() = keys.to_string();
+    }
+
+    fn fetches(&self) -> usize {
+        self.fetches.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+fn published(keys: &[(&str, &SigningKey, bool)]) -> Value {
+    json!({"public_keys": keys
+        .iter()
+        .map(|(id, key, current)| json!({"key_identifier": id, "key": pem(key), "is_current": current}))
+        .collect::<Vec<_>>()})
+}
+
+/// A report of `token` in GitHub's format, signed by `key` as `key_id`.
+fn github_report(s: &Server, key_id: &str, key: &SigningKey, token: &str) -> common::Reply {
+    let body = json!([{"token": token, "type": "keyward_api_key", "url": "https://github.com/x/y", "source": "content"}])
+        .to_string();
+    post_github(
+        s,
+        Some(key_id),
+        Some(&sign(key, body.as_bytes())),
+        body.as_bytes(),
+    )
+}
+
+#[test]
+fn a_github_key_rotation_is_picked_up_without_a_restart() {
+    let (first, second) = (signing_key(21), signing_key(22));
+    let github = FakeGithub::start(published(&[("first", &first, true)]));
+    let s = Server::start_with(&[(
+        "KEYWARD_SECRET_SCANNING__GITHUB_PUBLIC_KEYS_URL",
+        &github.url,
+    )]);
+    let (_, _, keys) = owner_with_keys(&s);
+    // Fetched at start, with no file at all.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !s.logs().contains("fetched GitHub's secret-scanning keys")
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(github.fetches(), 1, "{}", s.logs());
+    let r = github_report(&s, "first", &first, &keys[0].0);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body[0]["label"], "true_positive");
+
+    // GitHub rotates: the first key is retired, a second one signs. The
+    // first request naming it makes Keyward fetch the list again, once.
+    github.publish(published(&[
+        ("first", &first, false),
+        ("second", &second, true),
+    ]));
+    let r = github_report(&s, "second", &second, &keys[1].0);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body[0]["label"], "true_positive");
+    assert_eq!(github.fetches(), 2);
+    let r = github_report(&s, "first", &first, &keys[1].0);
+    assert_eq!(r.status, 401, "the retired key still signs: {}", r.body);
+
+    // Random key ids do not make Keyward hammer GitHub: one fetch a minute.
+    for i in 0..5 {
+        let r = github_report(&s, &format!("random-{i}"), &second, &keys[1].0);
+        assert_eq!(r.status, 401, "{}", r.body);
+        assert_eq!(r.body["error"]["code"], "invalid_signature");
+    }
+    assert_eq!(github.fetches(), 2, "fetched again within the minute");
+}
+
+#[test]
+fn the_key_file_serves_when_github_cannot_be_reached() {
+    let current = signing_key(7);
+    let dir = tempfile::tempdir().unwrap();
+    let file = github_keys_file(dir.path(), &current, &signing_key(9));
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{closed}/meta/public_keys/secret_scanning");
+    let s = Server::start_with(&[
+        ("KEYWARD_GITHUB_PUBLIC_KEYS_FILE", &file),
+        ("KEYWARD_SECRET_SCANNING__GITHUB_PUBLIC_KEYS_URL", &url),
+    ]);
+    let (_, _, keys) = owner_with_keys(&s);
+    let r = github_report(&s, "current-id", &current, &keys[0].0);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = github_report(&s, "unknown-id", &current, &keys[1].0);
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert!(
+        s.logs()
+            .contains("cannot refresh GitHub's secret-scanning keys"),
+        "{}",
+        s.logs()
+    );
+
+    // With neither a file nor a reachable GitHub, the endpoint says what to do.
+    let bare = Server::start_with(&[("KEYWARD_SECRET_SCANNING__GITHUB_PUBLIC_KEYS_URL", &url)]);
+    let r = github_report(&bare, "current-id", &current, &keys[0].0);
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("github_public_keys_file"),
+        "{}",
+        r.body
+    );
+}

@@ -124,7 +124,7 @@ struct GithubMatch {
     responses((status = 200, description = "[{\"token_hash\",\"token_type\",\"label\"}]"),
               (status = 401, description = "Bad or missing signature"),
               (status = 429, description = "Too many requests from this address"),
-              (status = 503, description = "GitHub secret scanning is not configured")))]
+              (status = 503, description = "GitHub secret scanning is turned off, or GitHub's keys could not be fetched yet")))]
 pub async fn github(State(state): State<AppState>, req: Request<Body>) -> Response {
     // Throttle before reading the body or checking a signature.
     let ip = client_ip(req.extensions());
@@ -133,7 +133,7 @@ pub async fn github(State(state): State<AppState>, req: Request<Body>) -> Respon
     }
     let Some(keys) = &state.exposure.github else {
         return ApiError::unavailable(
-            "GitHub secret scanning is not configured here: set secret_scanning.github_public_keys_file.",
+            "GitHub secret scanning is turned off here: set secret_scanning.github_public_keys_url (GitHub's published keys) or secret_scanning.github_public_keys_file.",
         )
         .into_response();
     };
@@ -152,21 +152,11 @@ pub async fn github(State(state): State<AppState>, req: Request<Body>) -> Respon
     let Ok(body) = to_bytes(req.into_body(), MAX_GITHUB_BODY).await else {
         return ApiError::invalid(None, "The body is too large.").into_response();
     };
-    if let Err(refusal) = keys.verify(key_id.as_deref(), signature.as_deref(), &body) {
-        let (status, message) = match refusal {
-            Refusal::MissingHeaders => (StatusCode::BAD_REQUEST, "Github-Public-Key-Identifier and Github-Public-Key-Signature headers are required."),
-            Refusal::UnknownKey => (StatusCode::UNAUTHORIZED, "The Github-Public-Key-Identifier names no key this installation knows."),
-            Refusal::NotCurrent => (StatusCode::UNAUTHORIZED, "The Github-Public-Key-Identifier names a key that is no longer current."),
-            Refusal::BadSignature => (StatusCode::UNAUTHORIZED, "The signature does not match the body."),
-        };
-        return ApiError {
-            status,
-            kind: "invalid_request_error",
-            message: message.into(),
-            param: None,
-            code: Some("invalid_signature"),
-        }
-        .into_response();
+    if let Err(refusal) = keys
+        .check(key_id.as_deref(), signature.as_deref(), &body)
+        .await
+    {
+        return refused(refusal, keys.url());
     }
     let matches: Vec<GithubMatch> = match serde_json::from_slice(&body) {
         Ok(m) => m,
@@ -195,4 +185,29 @@ pub async fn github(State(state): State<AppState>, req: Request<Body>) -> Respon
         .map(|v| json!({"token_hash": v.token_hash, "token_type": "keyward_api_key", "label": v.label.as_str()}))
         .collect();
     Json(Value::Array(out)).into_response()
+}
+
+/// The answer to a partner request whose signature cannot be accepted.
+fn refused(refusal: Refusal, keys_url: Option<&str>) -> Response {
+    let (status, message) = match refusal {
+        Refusal::NoKeys => {
+            return ApiError::unavailable(format!(
+                "GitHub's secret-scanning keys are not known yet: they could not be fetched from {}. Set secret_scanning.github_public_keys_file to a copy of them.",
+                keys_url.unwrap_or("anywhere (secret_scanning.github_public_keys_url is empty)")
+            ))
+            .into_response()
+        }
+        Refusal::MissingHeaders => (StatusCode::BAD_REQUEST, "Github-Public-Key-Identifier and Github-Public-Key-Signature headers are required."),
+        Refusal::UnknownKey => (StatusCode::UNAUTHORIZED, "The Github-Public-Key-Identifier names no key this installation knows, even after fetching GitHub's published keys (done at most once a minute)."),
+        Refusal::NotCurrent => (StatusCode::UNAUTHORIZED, "The Github-Public-Key-Identifier names a key that is no longer current."),
+        Refusal::BadSignature => (StatusCode::UNAUTHORIZED, "The signature does not match the body."),
+    };
+    ApiError {
+        status,
+        kind: "invalid_request_error",
+        message: message.into(),
+        param: None,
+        code: Some("invalid_signature"),
+    }
+    .into_response()
 }
