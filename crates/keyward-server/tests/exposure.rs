@@ -634,6 +634,13 @@ fn a_notice_survives_a_restart_while_its_receiver_is_down() {
         !logs.contains("SECRETPATH") && !logs.contains(secret),
         "{logs}"
     );
+    let (_, last_error, delivered) = &outbox_rows(&s)[0];
+    assert!(!delivered);
+    assert!(
+        last_error.contains(&format!("http://127.0.0.1:{port}"))
+            && !last_error.contains("SECRETPATH"),
+        "{last_error}"
+    );
 
     s.stop();
     let receiver = ReadmeReceiver::start(secret, port);
@@ -654,6 +661,52 @@ fn a_notice_survives_a_restart_while_its_receiver_is_down() {
     std::thread::sleep(std::time::Duration::from_secs(3));
     assert_eq!(receiver.seen.lock().unwrap().len(), 1);
     assert!(!s.logs().contains("SECRETPATH"));
+    // The outbox row holds the notice, delivered, and no secret: not the
+    // key, not the webhook's secret, not its URL's token.
+    let rows = outbox_rows(&s);
+    assert_eq!(rows.len(), 1);
+    let (payload, last_error, delivered) = &rows[0];
+    assert!(*delivered, "the delivered row is not marked");
+    assert!(payload.contains(&keys[0].1), "{payload}");
+    for text in [payload, last_error] {
+        for secret in [keys[0].0.as_str(), secret, "SECRETPATH"] {
+            assert!(!text.contains(secret), "the outbox holds a secret: {text}");
+        }
+    }
+}
+
+/// Every outbox row in the server's database: (payload, last error, delivered).
+fn outbox_rows(s: &Server) -> Vec<(String, String, bool)> {
+    let url = match s.db.url() {
+        Some(url) => url.to_owned(),
+        None => format!(
+            "sqlite://{}",
+            s.data_dir.path().join("keyward.db").display()
+        ),
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        use sqlx::{Connection, Row};
+        sqlx::any::install_default_drivers();
+        let mut c = sqlx::AnyConnection::connect(&url).await.unwrap();
+        sqlx::query(
+            "SELECT payload, COALESCE(last_error, '') AS last_error, \
+             CAST(CASE WHEN delivered_at IS NULL THEN 0 ELSE 1 END AS BIGINT) AS delivered \
+             FROM outbox ORDER BY id",
+        )
+        .fetch_all(&mut c)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r.get("payload"),
+                r.get("last_error"),
+                r.get::<i64, _>("delivered") == 1,
+            )
+        })
+        .collect()
+    })
 }
 
 #[test]
