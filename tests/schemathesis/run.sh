@@ -79,7 +79,7 @@ cat > "$work/github-keys.json" <<'JSON'
 JSON
 : > "$work/keyward.toml"
 env "${db_env[@]}" KEYWARD_LOCAL_MODEL__ENABLED=false RUST_LOG=info \
-  KEYWARD_GITHUB_PUBLIC_KEYS_FILE="$work/github-keys.json" \
+  KEYWARD_GITHUB_PUBLIC_KEYS_FILE="$work/github-keys.json" KEYWARD_SECRET_SCANNING__GITHUB_PUBLIC_KEYS_URL= \
   "$bin" serve --listen 127.0.0.1:0 --config "$work/keyward.toml" --data-dir "$work/data" \
   2> "$work/keyward.log" &
 server_pid=$!

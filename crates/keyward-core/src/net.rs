@@ -20,6 +20,20 @@ pub fn ip_allowed(allowed: Option<&[String]>, ip: Option<IpAddr>) -> bool {
     nets(list).any(|net| net.contains(&ip))
 }
 
+/// The block a throttle counts `ip` in: an IPv4 address itself, an IPv6
+/// address's /64 (one host or customer usually holds a whole /64, so
+/// counting single IPv6 addresses would let it pick a fresh one per
+/// request). An IPv4-mapped IPv6 address counts as its IPv4 address.
+pub fn throttle_block(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        },
+    }
+}
+
 /// Whether every block of `inner` lies inside some block of `outer`.
 pub fn within(inner: &[String], outer: &[String]) -> bool {
     inner.iter().all(|entry| {
@@ -46,6 +60,17 @@ mod tests {
         assert!(!ip_allowed(Some(&l), None));
         assert!(ip_allowed(None, None));
         assert!(!ip_allowed(Some(&[]), Some("127.0.0.1".parse().unwrap())));
+    }
+
+    #[test]
+    fn throttles_count_ipv6_addresses_per_64_and_ipv4_per_address() {
+        let block = |s: &str| throttle_block(s.parse().unwrap()).to_string();
+        assert_eq!(block("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::");
+        assert_eq!(block("2001:db8:1:2:ffff:ffff:ffff:ffff"), "2001:db8:1:2::");
+        assert_ne!(block("2001:db8:1:3::1"), block("2001:db8:1:2::1"));
+        assert_eq!(block("203.0.113.9"), "203.0.113.9");
+        assert_ne!(block("203.0.113.9"), block("203.0.113.10"));
+        assert_eq!(block("::ffff:203.0.113.9"), "203.0.113.9");
     }
 
     #[test]

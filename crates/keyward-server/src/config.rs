@@ -32,6 +32,8 @@ pub struct Config {
     pub smtp: Option<Smtp>,
     /// A URL that receives notices as JSON, signed with HMAC-SHA256.
     pub webhook: Option<Webhook>,
+    /// How email and webhook notices are retried (`[notices]`).
+    pub notices: Notices,
     /// The chat model that runs inside the server.
     pub local_model: LocalModel,
     /// The web dashboard.
@@ -84,6 +86,33 @@ impl Default for Ledger {
             queue_wait: std::time::Duration::from_secs(1),
             spool: true,
             spool_dir: None,
+        }
+    }
+}
+
+/// `[notices]`: retries of email and webhook notices, which wait in the
+/// database's outbox until delivered.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Notices {
+    /// The wait after a first failed attempt, e.g. `10s`; doubled after
+    /// each further failure.
+    #[serde(with = "humantime_serde")]
+    pub retry_first: std::time::Duration,
+    /// The longest wait between attempts, e.g. `1h`.
+    #[serde(with = "humantime_serde")]
+    pub retry_max: std::time::Duration,
+    /// How long after a notice was written its delivery is given up, e.g. `3d`.
+    #[serde(with = "humantime_serde")]
+    pub give_up_after: std::time::Duration,
+}
+
+impl Default for Notices {
+    fn default() -> Self {
+        Notices {
+            retry_first: std::time::Duration::from_secs(10),
+            retry_max: std::time::Duration::from_secs(3600),
+            give_up_after: std::time::Duration::from_secs(3 * 24 * 3600),
         }
     }
 }
@@ -142,16 +171,36 @@ impl Default for LocalModel {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SecretScanning {
     /// GitHub's secret-scanning public keys, in the format of GitHub's
     /// `meta/public_keys/secret_scanning` (env `KEYWARD_GITHUB_PUBLIC_KEYS_FILE`).
     pub github_public_keys_file: Option<PathBuf>,
-    /// Where to refresh those keys from, hourly (optional).
+    /// Where those keys are fetched from: at start, hourly, and when a
+    /// request names a key id not seen yet (at most once a minute). GitHub's
+    /// published URL by default; empty turns fetching off (the file alone).
     pub github_public_keys_url: Option<String>,
-    /// Exposure reports accepted per minute from one IP address.
+    /// Exposure reports accepted per minute from one client address (an
+    /// IPv6 address counts by its /64).
     pub reports_per_minute_per_ip: u64,
+    /// Requests to GitHub's partner endpoint accepted per minute from one
+    /// client address, counted before their signature is checked.
+    pub github_requests_per_minute_per_ip: u64,
+}
+
+/// Where GitHub publishes its secret-scanning signing keys.
+pub const GITHUB_PUBLIC_KEYS_URL: &str = "https://api.github.com/meta/public_keys/secret_scanning";
+
+impl Default for SecretScanning {
+    fn default() -> Self {
+        SecretScanning {
+            github_public_keys_file: None,
+            github_public_keys_url: Some(GITHUB_PUBLIC_KEYS_URL.to_owned()),
+            reports_per_minute_per_ip: 60,
+            github_requests_per_minute_per_ip: 600,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -188,7 +237,8 @@ pub enum SmtpSecurity {
 pub struct Webhook {
     pub url: String,
     /// Environment variable holding the HMAC secret; the signature is sent
-    /// as `X-Keyward-Signature: sha256=<hex>` over the raw body.
+    /// as `X-Keyward-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 over
+    /// "<t>.<raw body>">`.
     pub secret_env: Option<String>,
 }
 
@@ -242,12 +292,10 @@ impl Default for Config {
             log: Log::default(),
             upstreams: Vec::new(),
             models: Vec::new(),
-            secret_scanning: SecretScanning {
-                reports_per_minute_per_ip: 60,
-                ..SecretScanning::default()
-            },
+            secret_scanning: SecretScanning::default(),
             smtp: None,
             webhook: None,
+            notices: Notices::default(),
             local_model: LocalModel::default(),
             dashboard: Dashboard::default(),
             ledger: Ledger::default(),
@@ -272,6 +320,7 @@ const ENV_KEYS: &[&str] = &[
     "secret_scanning",
     "smtp",
     "webhook",
+    "notices",
     "local_model",
     "dashboard",
     "ledger",
@@ -334,6 +383,19 @@ impl Config {
         })
     }
 
+    /// Where notices go beyond the dashboard: email when `[smtp]` is set,
+    /// a webhook when `[webhook]` is.
+    pub fn notice_channels(&self) -> Vec<keyward_store::NoticeChannel> {
+        let mut channels = Vec::new();
+        if self.smtp.is_some() {
+            channels.push(keyward_store::NoticeChannel::Email);
+        }
+        if self.webhook.is_some() {
+            channels.push(keyward_store::NoticeChannel::Webhook);
+        }
+        channels
+    }
+
     /// The database to open: `database_url`, or SQLite in `data_dir`.
     pub fn database(&self) -> Database<'_> {
         match &self.database_url {
@@ -364,6 +426,11 @@ mod tests {
             assert_eq!(c.data_dir, PathBuf::from("/tmp/from-env"));
             assert_eq!(c.database_url.as_deref(), Some("postgres://db/keyward"));
             assert_eq!(c.limits.max_active_keys_per_project, 7);
+            assert_eq!(
+                c.secret_scanning.github_public_keys_url.as_deref(),
+                Some(GITHUB_PUBLIC_KEYS_URL),
+                "GitHub's keys are refreshed unless the operator says otherwise"
+            );
             let flags = Overrides {
                 data_dir: Some("/tmp/flag".into()),
                 ..Overrides::default()

@@ -8,6 +8,7 @@ mod connection;
 mod github_keys;
 mod local_model;
 mod notify;
+mod outbox;
 mod serve;
 mod workers;
 

@@ -1,12 +1,15 @@
-//! Delivers notices about exposed keys beyond the dashboard: an email over
-//! SMTP and a signed webhook, each when configured. Delivery runs in the
-//! background and retries a few times; a failure is logged, never shown to
-//! the reporter.
+//! Sends one notice beyond the dashboard: an email over SMTP, or a webhook
+//! POST signed Stripe-style (`X-Keyward-Signature: t=<unix seconds>,v1=<hex
+//! HMAC-SHA256 over "<t>.<body>">`), each when configured. When to send and
+//! how often to retry is the outbox's business (`outbox.rs`). A webhook's
+//! URL may hold a token (Slack-style URLs do), so nothing here logs or
+//! returns more of it than its scheme and host.
 
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 use keyward_service::Notice;
+use keyward_store::NoticeChannel;
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -14,11 +17,35 @@ use sha2::Sha256;
 
 use crate::config::{Smtp, SmtpSecurity, Webhook};
 
-#[derive(Clone)]
 pub struct Notifier {
     mail: Option<(AsyncSmtpTransport<Tokio1Executor>, Mailbox)>,
-    webhook: Option<(String, Option<String>)>,
+    webhook: Option<WebhookTarget>,
     client: reqwest::Client,
+}
+
+struct WebhookTarget {
+    url: String,
+    /// The HMAC secret, from the environment; never logged or stored.
+    secret: Option<String>,
+}
+
+/// Why one delivery failed, in words that carry no secret and no more of a
+/// webhook URL than its scheme and host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub message: String,
+    /// Trying again cannot help (a malformed address, a mailbox the server
+    /// refuses for good).
+    pub permanent: bool,
+}
+
+impl Failure {
+    fn retry(message: impl Into<String>) -> Self {
+        Failure {
+            message: message.into(),
+            permanent: false,
+        }
+    }
 }
 
 impl Notifier {
@@ -59,13 +86,20 @@ impl Notifier {
             .transpose()?;
         let webhook = webhook
             .map(|w| {
+                let url = reqwest::Url::parse(&w.url)
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+                    .ok_or("webhook.url must be an http:// or https:// URL")?;
                 let secret = match &w.secret_env {
                     Some(var) => Some(std::env::var(var).map_err(|_| {
                         format!("webhook.secret_env names {var}, which is not set")
                     })?),
                     None => None,
                 };
-                Ok::<_, String>((w.url.clone(), secret))
+                Ok::<_, String>(WebhookTarget {
+                    url: url.into(),
+                    secret,
+                })
             })
             .transpose()?;
         Ok(Notifier {
@@ -75,69 +109,104 @@ impl Notifier {
         })
     }
 
-    /// Sends every notice in the background.
-    pub fn deliver(&self, notices: Vec<Notice>) {
-        if notices.is_empty() || (self.mail.is_none() && self.webhook.is_none()) {
-            return;
+    /// Where notices go, for the log: the webhook by scheme and host only.
+    pub fn describe(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.mail.is_some() {
+            out.push("email (smtp)".to_owned());
         }
-        let me = self.clone();
-        tokio::spawn(async move {
-            for notice in notices {
-                me.send(&notice).await;
-            }
-        });
+        if let Some(w) = &self.webhook {
+            out.push(format!("webhook to {}", origin(&w.url)));
+        }
+        out
     }
 
-    async fn send(&self, notice: &Notice) {
-        if let Some((transport, from)) = &self.mail {
-            let email = notice
-                .email
-                .parse::<Mailbox>()
-                .map_err(|e| e.to_string())
-                .and_then(|to| {
-                    Message::builder()
-                        .from(from.clone())
-                        .to(to)
-                        .subject("A Keyward key of yours was exposed and has been revoked")
-                        .body(email_text(notice))
-                        .map_err(|e| e.to_string())
-                });
-            match email {
-                Ok(email) => retry("email", || transport.send(email.clone())).await,
-                Err(e) => tracing::warn!(error = %e, "cannot build the notice email"),
-            }
-        }
-        if let Some((url, secret)) = &self.webhook {
-            let body = serde_json::json!({
-                "object": "organization.notification",
-                "id": notice.notification.id,
-                "type": notice.notification.kind,
-                "created_at": notice.notification.created_at,
-                "message": notice.notification.message,
-                "details": notice.notification.details,
-            })
-            .to_string();
-            let signature = secret.as_ref().map(|s| sign(s.as_bytes(), body.as_bytes()));
-            retry("webhook", || {
-                let mut req = self
-                    .client
-                    .post(url)
-                    .header("content-type", "application/json")
-                    .timeout(Duration::from_secs(10))
-                    .body(body.clone());
-                if let Some(sig) = &signature {
-                    req = req.header("x-keyward-signature", sig);
-                }
-                async move { req.send().await.and_then(|r| r.error_for_status()) }
-            })
-            .await;
+    /// Makes one attempt at sending `notice` on `channel`.
+    pub async fn send(&self, channel: NoticeChannel, notice: &Notice) -> Result<(), Failure> {
+        match channel {
+            NoticeChannel::Email => self.email(notice).await,
+            NoticeChannel::Webhook => self.webhook(notice).await,
         }
     }
+
+    async fn email(&self, notice: &Notice) -> Result<(), Failure> {
+        let Some((transport, from)) = &self.mail else {
+            return Err(Failure::retry(
+                "email notices are not configured here any more ([smtp] is not set)",
+            ));
+        };
+        let to = notice.email.parse::<Mailbox>().map_err(|e| Failure {
+            message: format!("the owner's address is not a mailbox: {e}"),
+            permanent: true,
+        })?;
+        let email = Message::builder()
+            .from(from.clone())
+            .to(to)
+            .subject("A Keyward key of yours was exposed and has been revoked")
+            .body(email_text(notice))
+            .map_err(|e| Failure {
+                message: format!("cannot build the email: {e}"),
+                permanent: true,
+            })?;
+        transport.send(email).await.map(drop).map_err(|e| Failure {
+            message: format!("SMTP: {}", with_causes(&e)),
+            permanent: e.is_permanent(),
+        })
+    }
+
+    async fn webhook(&self, notice: &Notice) -> Result<(), Failure> {
+        let Some(target) = &self.webhook else {
+            return Err(Failure::retry(
+                "webhook notices are not configured here any more ([webhook] is not set)",
+            ));
+        };
+        let body = webhook_body(notice);
+        let mut req = self
+            .client
+            .post(&target.url)
+            .header("content-type", "application/json")
+            .timeout(Duration::from_secs(10));
+        if let Some(secret) = &target.secret {
+            let at = keyward_core::time::now_unix();
+            req = req.header(
+                "x-keyward-signature",
+                signature(secret.as_bytes(), at, body.as_bytes()),
+            );
+        }
+        let response = req.body(body).send().await.map_err(|e| {
+            Failure::retry(format!(
+                "{}: {}",
+                origin(&target.url),
+                with_causes(&e.without_url())
+            ))
+        })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        Err(Failure::retry(format!(
+            "{} answered {status}",
+            origin(&target.url)
+        )))
+    }
+}
+
+/// What a webhook receives: the notice as the notifications API shows it.
+fn webhook_body(notice: &Notice) -> String {
+    serde_json::json!({
+        "object": "organization.notification",
+        "id": notice.id,
+        "type": notice.kind,
+        "created_at": notice.created_at,
+        "message": notice.message,
+        "details": notice.details,
+    })
+    .to_string()
 }
 
 /// The email: what happened, to which key, where, and what to do.
 fn email_text(notice: &Notice) -> String {
-    let d = &notice.notification.details;
+    let d = &notice.details;
     let text = |v: &serde_json::Value| v.as_str().unwrap_or("unknown").to_owned();
     let when = d["revoked_at"]
         .as_i64()
@@ -157,29 +226,72 @@ fn email_text(notice: &Notice) -> String {
     )
 }
 
-/// `sha256=<hex>` of HMAC-SHA256(secret, body).
-pub fn sign(secret: &[u8], body: &[u8]) -> String {
+/// The `X-Keyward-Signature` value for `body` sent at `timestamp` (Unix
+/// seconds): `t=<timestamp>,v1=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`.
+/// Signing the time with the body lets a receiver refuse a replayed
+/// delivery once it is older than its tolerance.
+pub fn signature(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
     mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    format!(
+        "t={timestamp},v1={}",
+        hex::encode(mac.finalize().into_bytes())
+    )
 }
 
-async fn retry<F, Fut, T, E>(what: &str, mut attempt: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, E>>,
-    E: std::fmt::Display,
-{
-    let mut delay = Duration::from_millis(200);
-    for n in 1..=4 {
-        match attempt().await {
-            Ok(_) => return,
-            Err(e) if n < 4 => {
-                tracing::warn!(error = %e, attempt = n, "{what} notice failed; retrying");
-                tokio::time::sleep(delay).await;
-                delay *= 4;
-            }
-            Err(e) => tracing::error!(error = %e, "{what} notice could not be delivered"),
-        }
+/// A URL as far as it may be logged: `scheme://host[:port]`.
+pub fn origin(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => match (u.host_str(), u.port()) {
+            (Some(host), Some(port)) => format!("{}://{host}:{port}", u.scheme()),
+            (Some(host), None) => format!("{}://{host}", u.scheme()),
+            (None, _) => format!("{}:", u.scheme()),
+        },
+        Err(_) => "(a URL that does not parse)".to_owned(),
+    }
+}
+
+/// An error and its causes, `outer: inner: …` (reqwest's own text says only
+/// "error sending request").
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_signature_covers_the_time_and_the_body() {
+        let s = signature(b"secret", 1_700_000_000, b"{}");
+        let (t, v1) = s.split_once(",v1=").unwrap();
+        assert_eq!(t, "t=1700000000");
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"secret").unwrap();
+        mac.update(b"1700000000.{}");
+        assert_eq!(v1, hex::encode(mac.finalize().into_bytes()));
+        assert_ne!(s, signature(b"secret", 1_700_000_001, b"{}"));
+        assert_ne!(s, signature(b"secret", 1_700_000_000, b"[]"));
+    }
+
+    #[test]
+    fn only_scheme_and_host_of_a_url_are_shown() {
+        assert_eq!(
+            origin("https://hooks.example.com/services/T000/B000/XXXXSECRET?token=1"),
+            "https://hooks.example.com"
+        );
+        assert_eq!(
+            origin("http://user:pass@127.0.0.1:9000/hook/abc"),
+            "http://127.0.0.1:9000"
+        );
+        assert_eq!(origin("not a url /secret"), "(a URL that does not parse)");
     }
 }

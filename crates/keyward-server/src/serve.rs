@@ -14,11 +14,12 @@ use keyward_gateway::{meter, telemetry, Catalog, Gateway, KeyCache};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::api::exposure::Exposure;
+use crate::api::throttle::PerAddress;
 use crate::api::{self, AppState};
 use crate::config::{Config, Database};
 use crate::github_keys::GithubKeys;
 use crate::notify::Notifier;
-use crate::workers;
+use crate::{outbox, workers};
 
 /// Opens the configured database, brings its schema up to date and wraps it
 /// in the services.
@@ -38,6 +39,7 @@ pub async fn open_services(config: &Config) -> anyhow::Result<Services> {
     let cap = config.limits.max_active_keys_per_project;
     let policy = Policy {
         max_active_keys_per_project: (cap > 0).then_some(cap),
+        notice_channels: config.notice_channels(),
     };
     Ok(Services::new(Arc::new(store), policy))
 }
@@ -78,23 +80,33 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()?;
-    let github = match &config.secret_scanning.github_public_keys_file {
-        Some(file) => Some(
-            GithubKeys::load_file(file)
+    let scanning = &config.secret_scanning;
+    let github_url = scanning
+        .github_public_keys_url
+        .clone()
+        .filter(|url| !url.trim().is_empty());
+    let github = match (&scanning.github_public_keys_file, github_url) {
+        (None, None) => None,
+        (file, url) => Some(
+            GithubKeys::new(file.as_deref(), url, client.clone())
                 .map_err(|e| anyhow::anyhow!("secret_scanning.github_public_keys_file: {e}"))?,
         ),
-        None => None,
     };
-    let refresher = match (&github, &config.secret_scanning.github_public_keys_url) {
-        (Some(keys), Some(url)) => Some(keys.refresh_from(url.clone(), client.clone())),
-        _ => None,
-    };
+    let refresher = github.as_ref().and_then(GithubKeys::refresh_hourly);
+    let notifier = Notifier::new(config.smtp.as_ref(), config.webhook.as_ref(), client)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    for channel in notifier.describe() {
+        tracing::info!("notices of exposed keys also go out by {channel}");
+    }
+    let (outbox, deliverer) = outbox::start(store.clone(), notifier, config.notices.clone());
     let exposure = Exposure {
-        notifier: Notifier::new(config.smtp.as_ref(), config.webhook.as_ref(), client)
-            .map_err(|e| anyhow::anyhow!("{e}"))?,
+        outbox,
         github,
-        limiter: LocalLimiter::default(),
-        reports_per_minute: config.secret_scanning.reports_per_minute_per_ip,
+        reports: PerAddress::new(config.secret_scanning.reports_per_minute_per_ip, "reports"),
+        github_requests: PerAddress::new(
+            config.secret_scanning.github_requests_per_minute_per_ip,
+            "requests",
+        ),
     };
     let store_services = services.clone();
     let state = AppState {
@@ -139,7 +151,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         r.abort();
     }
     // Every request has finished: store what is still queued (a failing
-    // database is given up on when the grace runs out).
+    // database is given up on when the grace runs out). Notices not yet
+    // delivered wait in the outbox for the next start.
+    deliverer.stop(deadline).await;
     ledger.shutdown(deadline).await;
     store.close().await;
     workers.finish();

@@ -4,7 +4,8 @@
 //! recorded, and its owner gets a notice.
 
 use keyward_core::{key, time::now_unix, KeyHash};
-use keyward_store::{Notification, RevokeReason};
+use keyward_store::{Notification, OutboxMessage, RevokeReason};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::caller::{Caller, Principal};
@@ -42,29 +43,66 @@ pub struct Verdict {
     pub label: Label,
 }
 
-/// A notice to deliver beyond the dashboard (email, webhook).
-#[derive(Debug, Clone)]
+/// A notice as the outbox keeps it for each channel (email, webhook): who
+/// to tell and what happened, never a secret. Each channel renders it its
+/// own way.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Notice {
+    /// The owner's email address.
     pub email: String,
-    pub notification: Notification,
+    /// The notification's id (`notif_…`): a receiver sees each notice at
+    /// least once and may drop repeats by it.
+    pub id: String,
+    /// E.g. `api_key.exposed`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub created_at: i64,
+    pub message: String,
+    pub details: serde_json::Value,
+}
+
+impl Notice {
+    fn of(email: &str, n: &Notification) -> Self {
+        Notice {
+            email: email.to_owned(),
+            id: n.id.clone(),
+            kind: n.kind.clone(),
+            created_at: n.created_at,
+            message: n.message.clone(),
+            details: n.details.clone(),
+        }
+    }
+
+    /// Reads an outbox row's payload.
+    pub fn from_payload(payload: &str) -> std::result::Result<Self, String> {
+        serde_json::from_str(payload).map_err(|e| format!("not a notice: {e}"))
+    }
+}
+
+/// What a report did: a verdict per token, and how many messages it put
+/// in the outbox (to wake its deliverer).
+#[derive(Debug, Clone)]
+pub struct Reported {
+    pub verdicts: Vec<Verdict>,
+    pub queued: usize,
 }
 
 impl Services {
     /// Revokes every real, active key among `tokens`; already revoked real
-    /// keys are still true positives. Returns a verdict per token and the
-    /// notices to send.
+    /// keys are still true positives. Each revocation's notice, and its
+    /// outbox messages for the configured channels, commit with it.
     pub async fn report_exposed(
         &self,
         tokens: &[String],
         sighting: &Sighting,
         source_ip: Option<String>,
-    ) -> Result<(Vec<Verdict>, Vec<Notice>)> {
+    ) -> Result<Reported> {
         let reporter = Caller {
             principal: Principal::System,
             source_ip,
         };
         let mut verdicts = Vec::with_capacity(tokens.len());
-        let mut notices = Vec::new();
+        let mut queued = 0;
         for token in tokens {
             let hash = KeyHash::of(token);
             let found = match key::verify(token.as_bytes()) {
@@ -108,6 +146,10 @@ impl Services {
                 created_at: at,
                 read_at: None,
             });
+            let outbox = match (&owner, &notification) {
+                (Some(owner), Some(n)) => self.outbox_messages(&Notice::of(&owner.email, n)),
+                _ => Vec::new(),
+            };
             let (_, newly) = self
                 .revoke_record(
                     &reporter,
@@ -115,16 +157,28 @@ impl Services {
                     RevokeReason::Exposed,
                     Some(note),
                     notification.as_ref(),
+                    &outbox,
                 )
                 .await?;
-            if let (Some(owner), Some(notification), true) = (owner, notification, newly) {
-                notices.push(Notice {
-                    email: owner.email,
-                    notification,
-                });
+            if newly {
+                queued += outbox.len();
             }
         }
-        Ok((verdicts, notices))
+        Ok(Reported { verdicts, queued })
+    }
+
+    /// One outbox message per configured channel, each carrying `notice`.
+    fn outbox_messages(&self, notice: &Notice) -> Vec<OutboxMessage> {
+        // Strings and JSON values (whose keys are strings) always serialize.
+        let payload = serde_json::to_string(notice).expect("a notice is plain JSON");
+        self.policy
+            .notice_channels
+            .iter()
+            .map(|&channel| OutboxMessage {
+                channel,
+                payload: payload.clone(),
+            })
+            .collect()
     }
 
     /// The calling user's notifications, newest first.

@@ -5,8 +5,8 @@ use keyward_core::{
     time::now_unix, Access, KeyId, KeyKind, Micros, Permissions, PlainKey, ProjectId, UserId,
 };
 use keyward_store::{
-    Actor, AuditEntry, KeyRecord, KeyScope, Listed, Notification, Page, Project, RateLimits,
-    Revocation, RevokeReason, SecretMatch, User,
+    Actor, AuditEntry, KeyRecord, KeyScope, Listed, Notification, OutboxMessage, Page, Project,
+    RateLimits, Revocation, RevokeReason, SecretMatch, User,
 };
 use serde_json::json;
 
@@ -385,13 +385,14 @@ impl Services {
         let record = self.resolve(caller, key, Access::Write).await?;
         self.delegation_bound(caller, &record).await?;
         Ok(self
-            .revoke_record(caller, record, reason, note, None)
+            .revoke_record(caller, record, reason, note, None, &[])
             .await?
             .0)
     }
 
     /// Revokes `record`; `notice`, when given, is stored for its owner in
-    /// the same transaction. Returns the key as it is now, and whether this
+    /// the same transaction, and so are the `outbox` messages that carry it
+    /// by email and webhook. Returns the key as it is now, and whether this
     /// call revoked it (false: it was revoked already).
     pub(crate) async fn revoke_record(
         &self,
@@ -400,6 +401,7 @@ impl Services {
         reason: RevokeReason,
         note: Option<String>,
         notice: Option<&Notification>,
+        outbox: &[OutboxMessage],
     ) -> Result<(KeyRecord, bool)> {
         if record.revoked.is_some() {
             return Ok((record, false));
@@ -413,7 +415,7 @@ impl Services {
         let audit = revocation_audit(caller, &record, &revocation);
         if self
             .store
-            .revoke_key(&record.id, &revocation, &audit, notice)
+            .revoke_key(&record.id, &revocation, &audit, notice, outbox)
             .await?
         {
             self.changed(Change::Key(record.id.clone()));
@@ -493,7 +495,7 @@ impl Services {
             }
             for key in due {
                 let (_, newly) = self
-                    .revoke_record(&system, key, RevokeReason::Expired, None, None)
+                    .revoke_record(&system, key, RevokeReason::Expired, None, None, &[])
                     .await?;
                 count += usize::from(newly);
             }

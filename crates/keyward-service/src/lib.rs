@@ -23,9 +23,9 @@ pub use caller::{Caller, Principal};
 pub use changes::{Change, ChangeCursor};
 pub use delegation::MAX_DELEGATION_DEPTH;
 pub use error::{AuthError, ServiceError};
-pub use exposure::{Label, Notice, Sighting, Verdict};
+pub use exposure::{Label, Notice, Reported, Sighting, Verdict};
 pub use keys::{ActiveKey, CreatedKey, KeyPatch, KeyRef, KeySpec, MAX_ROTATION_GRACE_SECONDS};
-use keyward_store::Store;
+use keyward_store::{NoticeChannel, Store};
 pub use projects::ProjectPatch;
 pub use sessions::{session_hash, SessionToken, SESSION_SECONDS};
 pub use usage::{BucketWidth, UsageBucket, UsagePage, UsageQuery, LATEST_TIME};
@@ -36,12 +36,16 @@ pub use validate::MAX_NAME_CHARS;
 pub struct Policy {
     /// The most active (unrevoked, unexpired) keys one project may hold.
     pub max_active_keys_per_project: Option<i64>,
+    /// Where notices go beyond the dashboard (the configured email and
+    /// webhook): each gets an outbox row with the notice.
+    pub notice_channels: Vec<NoticeChannel>,
 }
 
 impl Default for Policy {
     fn default() -> Self {
         Policy {
             max_active_keys_per_project: Some(1000),
+            notice_channels: Vec::new(),
         }
     }
 }

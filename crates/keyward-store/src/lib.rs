@@ -4,6 +4,7 @@
 //! backend.
 
 mod error;
+mod outbox;
 mod pg_ledger;
 mod records;
 mod rollup;

@@ -351,6 +351,64 @@ pub struct Notification {
     pub read_at: Option<i64>,
 }
 
+/// Where a notice goes beyond the dashboard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NoticeChannel {
+    Email,
+    Webhook,
+}
+
+impl NoticeChannel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoticeChannel::Email => "email",
+            NoticeChannel::Webhook => "webhook",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "email" => Some(NoticeChannel::Email),
+            "webhook" => Some(NoticeChannel::Webhook),
+            _ => None,
+        }
+    }
+}
+
+/// A notice for one channel, to be kept in the outbox until delivered. The
+/// payload never holds a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxMessage {
+    pub channel: NoticeChannel,
+    pub payload: String,
+}
+
+/// An outbox row due for delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxItem {
+    pub id: i64,
+    pub channel: NoticeChannel,
+    pub payload: String,
+    /// Failed attempts so far.
+    pub attempts: i64,
+    pub created_at: i64,
+}
+
+/// How one attempt at delivering an outbox row ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutboxOutcome {
+    Delivered,
+    /// Failed; try again at `at`.
+    Retry {
+        at: i64,
+        error: String,
+    },
+    /// Failed for good: kept, with the error, but never tried again.
+    GaveUp {
+        error: String,
+    },
+}
+
 /// A dashboard session. The token itself is never stored: `token_hash` is
 /// the hex SHA-256 of the token the browser holds in its cookie.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,6 +15,7 @@ use sqlx::migrate::Migrator;
 use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 
 use crate::error::{Result, StoreError};
+use crate::outbox;
 use crate::pg_ledger::PgLedger;
 use crate::records::*;
 use crate::rollup;
@@ -832,6 +833,7 @@ impl Store for SqlStore {
         revocation: &Revocation,
         audit: &AuditEntry,
         notice: Option<&Notification>,
+        outbox: &[OutboxMessage],
     ) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
         if !revoke_in(&mut tx, id, revocation).await? {
@@ -841,6 +843,7 @@ impl Store for SqlStore {
         if let Some(n) = notice {
             insert_notification_in(&mut tx, n).await?;
         }
+        outbox::enqueue_in(&mut tx, outbox, revocation.at).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -971,6 +974,22 @@ impl Store for SqlStore {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Ok(listed(items, page.limit)))
+    }
+
+    async fn outbox_due(&self, now: i64, limit: u32) -> Result<Vec<OutboxItem>> {
+        outbox::due(&self.pool, now, limit).await
+    }
+
+    async fn claim_outbox(&self, id: i64, now: i64, until: i64) -> Result<bool> {
+        outbox::claim(&self.pool, id, now, until).await
+    }
+
+    async fn settle_outbox(&self, id: i64, now: i64, outcome: &OutboxOutcome) -> Result<()> {
+        outbox::settle(&self.pool, id, now, outcome).await
+    }
+
+    async fn prune_outbox(&self, before: i64) -> Result<u64> {
+        outbox::prune(&self.pool, before).await
     }
 
     async fn audit_seq_now(&self) -> Result<i64> {

@@ -71,14 +71,16 @@ pub trait Store: Send + Sync + 'static {
     /// Writes the key's mutable settings: name, permissions, allow-lists, limits, budget, expiry.
     async fn update_key(&self, key: &KeyRecord, audit: &AuditEntry) -> Result<()>;
     /// Revokes the key; `false` if it was revoked already. `notice`, when
-    /// given, is stored in the same transaction (an exposed key's owner is
-    /// told whenever the revocation commits).
+    /// given, is stored in the same transaction, and so is `outbox` (the
+    /// notice's email and webhook): an exposed key's owner is told
+    /// whenever the revocation commits.
     async fn revoke_key(
         &self,
         id: &KeyId,
         revocation: &Revocation,
         audit: &AuditEntry,
         notice: Option<&Notification>,
+        outbox: &[OutboxMessage],
     ) -> Result<bool>;
     /// Adds `new_hash` as the key's secret; every older secret stops working
     /// at `old_secrets_expire_at`.
@@ -125,6 +127,17 @@ pub trait Store: Send + Sync + 'static {
         user: &UserId,
         page: &Page,
     ) -> Result<Result<Listed<Notification>, UnknownCursor>>;
+
+    // Outbox (notices to deliver by email and webhook)
+    /// Rows due at `now` that no process holds, oldest first.
+    async fn outbox_due(&self, now: i64, limit: u32) -> Result<Vec<OutboxItem>>;
+    /// Holds row `id` until `until` for one attempt; `false` when it is no
+    /// longer due or another process holds it.
+    async fn claim_outbox(&self, id: i64, now: i64, until: i64) -> Result<bool>;
+    /// Records how an attempt ended and lets go of the row.
+    async fn settle_outbox(&self, id: i64, now: i64, outcome: &OutboxOutcome) -> Result<()>;
+    /// Deletes rows delivered or given up before `before`; returns how many.
+    async fn prune_outbox(&self, before: i64) -> Result<u64>;
 
     // Project members
     /// Adds `user` to `project` with `role`, or changes their role.

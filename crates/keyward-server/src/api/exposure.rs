@@ -1,15 +1,13 @@
 //! Public endpoints for exposed keys: `POST /v1/keys/report` (anyone holding
 //! a key may kill it) and GitHub's secret-scanning partner endpoint.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 use axum::body::{to_bytes, Body};
-use axum::extract::{ConnectInfo, FromRequest, Request, State};
+use axum::extract::{FromRequest, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use keyward_core::gcra::Quota;
-use keyward_gateway::limits::{format_reset, Dimension, Limiter, LocalLimiter, Subject};
 use keyward_service::Sighting;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -17,9 +15,10 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::ApiJson;
+use super::throttle::{client_ip, PerAddress};
 use super::AppState;
 use crate::github_keys::{GithubKeys, Refusal};
-use crate::notify::Notifier;
+use crate::outbox::Outbox;
 
 /// The most keys one report may carry.
 const MAX_KEYS: usize = 100;
@@ -28,10 +27,14 @@ const MAX_GITHUB_BODY: usize = 1 << 20;
 
 /// What the exposure endpoints share.
 pub struct Exposure {
-    pub notifier: Notifier,
+    /// Woken when a report queued notices.
+    pub outbox: Outbox,
     pub github: Option<GithubKeys>,
-    pub limiter: LocalLimiter,
-    pub reports_per_minute: u64,
+    /// `/v1/keys/report` per client address.
+    pub reports: PerAddress,
+    /// GitHub's endpoint per client address, counted before its signature
+    /// is checked.
+    pub github_requests: PerAddress,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -45,18 +48,15 @@ pub struct ReportBody {
     source: Option<String>,
 }
 
-fn client_ip(req_ip: Option<&ConnectInfo<SocketAddr>>) -> Option<IpAddr> {
-    req_ip.map(|c| c.0.ip())
-}
-
 /// Reports keys as exposed. No authentication: holding a key is proof
 /// enough to kill it. Every real, active key is revoked at once.
 #[utoipa::path(post, path = "/v1/keys/report", tag = "exposure", security(()), request_body = ReportBody,
-    responses((status = 200, description = "A verdict per key: {\"results\":[{\"token_hash\",\"label\"}]}")))]
+    responses((status = 200, description = "A verdict per key: {\"results\":[{\"token_hash\",\"label\"}]}"),
+              (status = 429, description = "Too many reports from this address")))]
 pub async fn report(State(state): State<AppState>, req: Request<Body>) -> Response {
     // Throttle before reading anything, so malformed reports count too.
-    let ip = client_ip(req.extensions().get::<ConnectInfo<SocketAddr>>());
-    if let Some(refused) = throttle(&state, ip) {
+    let ip = client_ip(req.extensions());
+    if let Some(refused) = state.exposure.reports.check(ip) {
         return refused;
     }
     let body = match ApiJson::<ReportBody>::from_request(req, &state).await {
@@ -99,39 +99,14 @@ async fn revoke(
     sighting: &Sighting,
     ip: Option<IpAddr>,
 ) -> ApiResult<Vec<keyward_service::Verdict>> {
-    let (verdicts, notices) = state
+    let reported = state
         .services
         .report_exposed(keys, sighting, ip.map(|i| i.to_string()))
         .await?;
-    state.exposure.notifier.deliver(notices);
-    Ok(verdicts)
-}
-
-/// Per-IP limit on reports, so the endpoint cannot be used to probe keys at speed.
-fn throttle(state: &AppState, ip: Option<IpAddr>) -> Option<Response> {
-    let ip = ip?;
-    let quota = Quota::per_minute_bursty(state.exposure.reports_per_minute.max(1));
-    let d = state
-        .exposure
-        .limiter
-        .take(&Subject::Ip(ip), Dimension::Requests, quota, 1);
-    if d.allowed {
-        return None;
+    if reported.queued > 0 {
+        state.exposure.outbox.wake();
     }
-    let mut response = ApiError {
-        status: StatusCode::TOO_MANY_REQUESTS,
-        kind: "requests",
-        message: format!(
-            "Too many reports from your address. Please try again in {}.",
-            format_reset(d.retry_after_nanos)
-        ),
-        param: None,
-        code: Some("rate_limit_exceeded"),
-    }
-    .into_response();
-    let secs = (d.retry_after_nanos as f64 / 1e9).ceil().max(1.0) as u64;
-    response.headers_mut().insert("retry-after", secs.into());
-    Some(response)
+    Ok(reported.verdicts)
 }
 
 #[derive(Deserialize)]
@@ -148,15 +123,20 @@ struct GithubMatch {
 #[utoipa::path(post, path = "/v1/secret-scanning/github", tag = "exposure", security(()),
     responses((status = 200, description = "[{\"token_hash\",\"token_type\",\"label\"}]"),
               (status = 401, description = "Bad or missing signature"),
-              (status = 503, description = "GitHub secret scanning is not configured")))]
+              (status = 429, description = "Too many requests from this address"),
+              (status = 503, description = "GitHub secret scanning is turned off, or GitHub's keys could not be fetched yet")))]
 pub async fn github(State(state): State<AppState>, req: Request<Body>) -> Response {
+    // Throttle before reading the body or checking a signature.
+    let ip = client_ip(req.extensions());
+    if let Some(refused) = state.exposure.github_requests.check(ip) {
+        return refused;
+    }
     let Some(keys) = &state.exposure.github else {
         return ApiError::unavailable(
-            "GitHub secret scanning is not configured here: set secret_scanning.github_public_keys_file.",
+            "GitHub secret scanning is turned off here: set secret_scanning.github_public_keys_url (GitHub's published keys) or secret_scanning.github_public_keys_file.",
         )
         .into_response();
     };
-    let ip = client_ip(req.extensions().get::<ConnectInfo<SocketAddr>>());
     let (key_id, signature) = {
         let header = |name: &str| {
             req.headers()
@@ -172,21 +152,11 @@ pub async fn github(State(state): State<AppState>, req: Request<Body>) -> Respon
     let Ok(body) = to_bytes(req.into_body(), MAX_GITHUB_BODY).await else {
         return ApiError::invalid(None, "The body is too large.").into_response();
     };
-    if let Err(refusal) = keys.verify(key_id.as_deref(), signature.as_deref(), &body) {
-        let (status, message) = match refusal {
-            Refusal::MissingHeaders => (StatusCode::BAD_REQUEST, "Github-Public-Key-Identifier and Github-Public-Key-Signature headers are required."),
-            Refusal::UnknownKey => (StatusCode::UNAUTHORIZED, "The Github-Public-Key-Identifier names no key this installation knows."),
-            Refusal::NotCurrent => (StatusCode::UNAUTHORIZED, "The Github-Public-Key-Identifier names a key that is no longer current."),
-            Refusal::BadSignature => (StatusCode::UNAUTHORIZED, "The signature does not match the body."),
-        };
-        return ApiError {
-            status,
-            kind: "invalid_request_error",
-            message: message.into(),
-            param: None,
-            code: Some("invalid_signature"),
-        }
-        .into_response();
+    if let Err(refusal) = keys
+        .check(key_id.as_deref(), signature.as_deref(), &body)
+        .await
+    {
+        return refused(refusal, keys.url());
     }
     let matches: Vec<GithubMatch> = match serde_json::from_slice(&body) {
         Ok(m) => m,
@@ -215,4 +185,29 @@ pub async fn github(State(state): State<AppState>, req: Request<Body>) -> Respon
         .map(|v| json!({"token_hash": v.token_hash, "token_type": "keyward_api_key", "label": v.label.as_str()}))
         .collect();
     Json(Value::Array(out)).into_response()
+}
+
+/// The answer to a partner request whose signature cannot be accepted.
+fn refused(refusal: Refusal, keys_url: Option<&str>) -> Response {
+    let (status, message) = match refusal {
+        Refusal::NoKeys => {
+            return ApiError::unavailable(format!(
+                "GitHub's secret-scanning keys are not known yet: they could not be fetched from {}. Set secret_scanning.github_public_keys_file to a copy of them.",
+                keys_url.unwrap_or("anywhere (secret_scanning.github_public_keys_url is empty)")
+            ))
+            .into_response()
+        }
+        Refusal::MissingHeaders => (StatusCode::BAD_REQUEST, "Github-Public-Key-Identifier and Github-Public-Key-Signature headers are required."),
+        Refusal::UnknownKey => (StatusCode::UNAUTHORIZED, "The Github-Public-Key-Identifier names no key this installation knows, even after fetching GitHub's published keys (done at most once a minute)."),
+        Refusal::NotCurrent => (StatusCode::UNAUTHORIZED, "The Github-Public-Key-Identifier names a key that is no longer current."),
+        Refusal::BadSignature => (StatusCode::UNAUTHORIZED, "The signature does not match the body."),
+    };
+    ApiError {
+        status,
+        kind: "invalid_request_error",
+        message: message.into(),
+        param: None,
+        code: Some("invalid_signature"),
+    }
+    .into_response()
 }

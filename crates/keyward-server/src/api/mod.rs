@@ -13,6 +13,7 @@ pub mod objects;
 pub mod present;
 mod project_keys;
 mod projects;
+pub mod throttle;
 mod usage;
 
 use std::any::Any;

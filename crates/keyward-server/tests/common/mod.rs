@@ -325,7 +325,10 @@ fn serve_command(data_dir: &std::path::Path, db: &Db, env: &[(String, String)]) 
         .env("RUST_LOG", "info")
         .env_remove("KEYWARD_DATABASE_URL")
         // Tests that want the in-process model turn it back on.
-        .env("KEYWARD_LOCAL_MODEL__ENABLED", "false");
+        .env("KEYWARD_LOCAL_MODEL__ENABLED", "false")
+        // No fetching of GitHub's keys from the internet; tests that want
+        // it set this to a local stand-in.
+        .env("KEYWARD_SECRET_SCANNING__GITHUB_PUBLIC_KEYS_URL", "");
     if let Some(url) = db.url() {
         cmd.env("KEYWARD_DATABASE_URL", url);
     }
