@@ -75,6 +75,12 @@ impl Notifier {
         })
     }
 
+    /// The dashboard's mailer (invitation links), when SMTP is set up.
+    pub fn mailer(&self) -> Option<std::sync::Arc<dyn keyward_dashboard::Mailer>> {
+        self.mail.as_ref()?;
+        Some(std::sync::Arc::new(self.clone()))
+    }
+
     /// Sends every notice in the background.
     pub fn deliver(&self, notices: Vec<Notice>) {
         if notices.is_empty() || (self.mail.is_none() && self.webhook.is_none()) {
@@ -131,6 +137,34 @@ impl Notifier {
                 async move { req.send().await.and_then(|r| r.error_for_status()) }
             })
             .await;
+        }
+    }
+}
+
+impl keyward_dashboard::Mailer for Notifier {
+    /// Sends one email in the background, with retries.
+    fn send(&self, to: &str, subject: &str, body: String) {
+        let Some((transport, from)) = self.mail.clone() else {
+            return;
+        };
+        let email = to
+            .parse::<Mailbox>()
+            .map_err(|e| e.to_string())
+            .and_then(|to| {
+                Message::builder()
+                    .from(from)
+                    .to(to)
+                    .subject(subject)
+                    .body(body)
+                    .map_err(|e| e.to_string())
+            });
+        match email {
+            Ok(email) => {
+                tokio::spawn(async move {
+                    retry("email", || transport.send(email.clone())).await;
+                });
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot build the email"),
         }
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use keyward_service::{Policy, Services};
+use keyward_service::{Policy, Services, SignupPolicy};
 use keyward_store::{SqlStore, Store};
 
 use keyward_gateway::budget::LocalBudgets;
@@ -15,7 +15,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::api::exposure::Exposure;
 use crate::api::{self, AppState};
-use crate::config::{Config, Database};
+use crate::config::{Config, Database, Signup};
 use crate::github_keys::GithubKeys;
 use crate::notify::Notifier;
 use crate::workers;
@@ -38,6 +38,10 @@ pub async fn open_services(config: &Config) -> anyhow::Result<Services> {
     let cap = config.limits.max_active_keys_per_project;
     let policy = Policy {
         max_active_keys_per_project: (cap > 0).then_some(cap),
+        signup: match config.dashboard.signup {
+            Signup::Closed => SignupPolicy::Closed,
+            Signup::Open => SignupPolicy::Open,
+        },
     };
     Ok(Services::new(Arc::new(store), policy))
 }
@@ -89,9 +93,28 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         (Some(keys), Some(url)) => Some(keys.refresh_from(url.clone(), client.clone())),
         _ => None,
     };
+    let notifier = Notifier::new(config.smtp.as_ref(), config.webhook.as_ref(), client)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let addr = workers::claim(config.listen).with_context(|| {
+        format!(
+            "cannot listen on {}; is another process using it?",
+            config.listen
+        )
+    })?;
+    let site = keyward_dashboard::Site::new(config.public_url.as_deref(), addr)
+        .map_err(|e| anyhow::anyhow!("{e} (KEYWARD_PUBLIC_URL)"))?;
+    if site.public_url().is_none() && addr.ip().is_unspecified() {
+        tracing::warn!(
+            "listening on every interface without public_url: the dashboard answers only at localhost; set public_url (KEYWARD_PUBLIC_URL) to the address people use"
+        );
+    }
+    let dashboard = keyward_dashboard::Settings {
+        site,
+        secure_cookies: config.dashboard.secure_cookies,
+        mailer: notifier.mailer(),
+    };
     let exposure = Exposure {
-        notifier: Notifier::new(config.smtp.as_ref(), config.webhook.as_ref(), client)
-            .map_err(|e| anyhow::anyhow!("{e}"))?,
+        notifier,
         github,
         limiter: LocalLimiter::default(),
         reports_per_minute: config.secret_scanning.reports_per_minute_per_ip,
@@ -102,16 +125,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         services,
         max_body_bytes: config.limits.max_body_bytes,
         exposure: Arc::new(exposure),
-        dashboard: keyward_dashboard::Settings {
-            secure_cookies: config.dashboard.secure_cookies,
-        },
+        dashboard,
     };
-    let addr = workers::claim(config.listen).with_context(|| {
-        format!(
-            "cannot listen on {}; is another process using it?",
-            config.listen
-        )
-    })?;
     let count = match config.workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
