@@ -82,12 +82,50 @@ def fresh_email(tag):
     return f"{tag}-{secrets.token_hex(4)}@example.com"
 
 
+# Sign-up is closed (the default): the first account, the operator, signs up
+# through /signup; everyone else joins through an invitation it makes.
+_operator = {}
+
+
+def operator_page(browser):
+    """The operator's page, signed up on first use as the first account."""
+    if "page" not in _operator:
+        ctx = browser.new_context(base_url=os.environ["KEYWARD_URL"].rstrip("/"), viewport=DESKTOP)
+        page = ctx.new_page()
+        page.goto("/signup")
+        page.get_by_label("Email address").fill(fresh_email("operator"))
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Sign up").click()
+        page.wait_for_url("**/api-keys")
+        _operator["page"] = page
+    return _operator["page"]
+
+
+def invitation_link(browser, email, role="owner", shots=None):
+    """The operator makes a project for `email` and invites them to it from
+    the Projects page (as its owner unless told otherwise, so that every
+    page works for them as in their own project); returns the link, shown
+    once."""
+    op = operator_page(browser)
+    op.goto("/projects")
+    op.get_by_label("Name").fill(f"Team of {email}")
+    op.get_by_role("button", name="Create project").click()
+    op.wait_for_url(re.compile(r"/projects\?project=proj_"))
+    op.get_by_label("Email address").fill(email)
+    op.get_by_label("Role", exact=True).select_option(role)
+    op.get_by_role("button", name="Invite", exact=True).click()
+    link = op.get_by_label("Invitation link")
+    if shots:
+        shots(op, "18-invitation-link")
+    return link.input_value()
+
+
 def sign_up(page, email, password=PASSWORD):
-    page.goto("/signup")
-    page.get_by_label("Email address").fill(email)
+    """Joins through an invitation: opens the link, creates the account."""
+    page.goto(invitation_link(page.context.browser, email))
     page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign up").click()
-    page.wait_for_url("**/api-keys")
+    page.get_by_role("button", name="Create account and join").click()
+    page.wait_for_url(re.compile(r"/api-keys\?project=proj_"))
 
 
 def log_in(page, email, password=PASSWORD):

@@ -7,7 +7,7 @@ import time
 
 from playwright.sync_api import expect
 
-from conftest import PASSWORD, PHONE, api, create_key, fresh_email, log_in, sign_up
+from conftest import PASSWORD, PHONE, api, create_key, fresh_email, invitation_link, log_in, sign_up
 
 # The stored redacted form: the prefix, perhaps a few leading characters, an
 # ellipsis, the last four.
@@ -223,10 +223,9 @@ def test_a_wrong_password_gives_a_clear_error(new_context, shots):
     expect(page).to_have_url(re.compile(r"/login$"))
     shots(page, "15-log-in-error")
     # Password rules are explained at sign-up.
-    page.goto("/signup")
-    page.get_by_label("Email address").fill(fresh_email("short"))
+    page.goto(invitation_link(page.context.browser, fresh_email("short")))
     page.get_by_label("Password").fill("short")
-    page.get_by_role("button", name="Sign up").click()
+    page.get_by_role("button", name="Create account and join").click()
     expect(page.get_by_role("alert")).to_have_text("The password must be at least 12 characters long.")
 
 
@@ -282,3 +281,30 @@ def test_keyboard_only(new_context):
     page.keyboard.press("Escape")
     expect(dialog).to_be_hidden()
     expect(button).to_be_focused()
+
+
+def test_sign_up_is_closed_and_an_invitation_lets_one_person_in(new_context, base_url, shots):
+    page = new_context().new_page()
+    email = fresh_email("invited")
+    link = invitation_link(page.context.browser, email, role="reader", shots=shots)
+    assert "/invite?token=" in link
+    # Without an invitation, the sign-up page says plainly that it is closed.
+    page.goto("/signup")
+    expect(page.get_by_role("heading", name="Sign-up is closed")).to_be_visible()
+    expect(page.get_by_label("Password")).to_have_count(0)
+    shots(page, "19-sign-up-closed")
+
+    page.goto(link)
+    expect(page.get_by_role("heading", name=re.compile(r"^Join Team of "))).to_be_visible()
+    expect(page.get_by_label("Email address")).to_have_value(email)
+    shots(page, "20-invitation")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Create account and join").click()
+    page.wait_for_url(re.compile(r"/api-keys\?project=proj_"))
+    expect(page.get_by_text("You are a reader")).to_be_visible()
+
+    # The link worked once.
+    other = new_context().new_page()
+    resp = other.goto(link)
+    assert resp.status == 400
+    expect(other.get_by_role("alert")).to_contain_text("Ask the project's owner for a new one")

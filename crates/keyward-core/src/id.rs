@@ -119,6 +119,10 @@ public_id!(
     /// A notification's id.
     NotificationId, "notice_", "notification"
 );
+public_id!(
+    /// An invitation to a project (never its secret link).
+    InvitationId, "inv_", "invitation"
+);
 
 #[cfg(test)]
 mod tests {

@@ -14,7 +14,7 @@ pub mod permissions;
 pub mod time;
 
 pub use endpoint::Endpoint;
-pub use id::{AuditId, KeyId, ProjectId, UserId};
+pub use id::{AuditId, InvitationId, KeyId, ProjectId, UserId};
 pub use key::{KeyFormatError, KeyHash, KeyKind, PlainKey};
 pub use money::{Micros, Price};
 pub use permissions::{Access, EndpointGroup, Permissions};

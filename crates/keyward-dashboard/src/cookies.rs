@@ -1,12 +1,54 @@
-//! Reading the `Cookie` header and writing `Set-Cookie` values.
+//! Reading the `Cookie` header and writing `Set-Cookie` values. Over HTTPS
+//! the cookies are `Secure` and carry the `__Host-` prefix, which browsers
+//! accept only from a secure origin, for the whole site and without a
+//! `Domain`: a neighbouring subdomain cannot set or overwrite them.
 
 use axum::http::HeaderMap;
 
-/// The session token, set at log-in.
-pub const SESSION: &str = "kw_session";
-/// A random value for browsers without a session, so the log-in and
-/// sign-up forms carry a CSRF token too.
-pub const PRE_SESSION: &str = "kw_csrf";
+/// The dashboard's two cookies, named for how the site is reached.
+#[derive(Debug, Clone, Copy)]
+pub struct Cookies {
+    secure: bool,
+}
+
+impl Cookies {
+    pub fn new(secure: bool) -> Self {
+        Cookies { secure }
+    }
+
+    /// The session token, set at log-in.
+    pub fn session(self) -> &'static str {
+        if self.secure {
+            "__Host-kw_session"
+        } else {
+            "kw_session"
+        }
+    }
+
+    /// A random value for browsers without a session, so the log-in and
+    /// sign-up forms carry a CSRF token too.
+    pub fn pre_session(self) -> &'static str {
+        if self.secure {
+            "__Host-kw_csrf"
+        } else {
+            "kw_csrf"
+        }
+    }
+
+    /// A `Set-Cookie` value: HttpOnly, SameSite=Lax, the whole site,
+    /// `Secure` over HTTPS. `max_age: Some(0)` deletes the cookie; `None`
+    /// makes it last until the browser closes.
+    pub fn set(self, name: &str, value: &str, max_age: Option<i64>) -> String {
+        let mut c = format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax");
+        if let Some(age) = max_age {
+            c.push_str(&format!("; Max-Age={age}"));
+        }
+        if self.secure {
+            c.push_str("; Secure");
+        }
+        c
+    }
+}
 
 /// The value of cookie `name`, if the browser sent it.
 pub fn get<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -21,20 +63,6 @@ pub fn get<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .filter(|v| !v.is_empty())
 }
 
-/// A `Set-Cookie` value: HttpOnly, SameSite=Lax, the whole site, `Secure`
-/// when configured. `max_age: Some(0)` deletes the cookie; `None` makes it
-/// last until the browser closes.
-pub fn set(name: &str, value: &str, max_age: Option<i64>, secure: bool) -> String {
-    let mut c = format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax");
-    if let Some(age) = max_age {
-        c.push_str(&format!("; Max-Age={age}"));
-    }
-    if secure {
-        c.push_str("; Secure");
-    }
-    c
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -42,15 +70,23 @@ mod tests {
 
     #[test]
     fn reads_and_writes() {
+        let plain = Cookies::new(false);
         let mut h = HeaderMap::new();
         h.append("cookie", HeaderValue::from_static("a=1; kw_session=abc"));
         h.append("cookie", HeaderValue::from_static("kw_csrf=xyz"));
-        assert_eq!(get(&h, SESSION), Some("abc"));
-        assert_eq!(get(&h, PRE_SESSION), Some("xyz"));
+        assert_eq!(get(&h, plain.session()), Some("abc"));
+        assert_eq!(get(&h, plain.pre_session()), Some("xyz"));
         assert_eq!(get(&h, "b"), None);
         assert_eq!(
-            set("kw_session", "t", Some(60), true),
-            "kw_session=t; Path=/; HttpOnly; SameSite=Lax; Max-Age=60; Secure"
+            plain.set("kw_session", "t", Some(60)),
+            "kw_session=t; Path=/; HttpOnly; SameSite=Lax; Max-Age=60"
         );
+        let secure = Cookies::new(true);
+        assert_eq!(
+            secure.set(secure.session(), "t", Some(60)),
+            "__Host-kw_session=t; Path=/; HttpOnly; SameSite=Lax; Max-Age=60; Secure"
+        );
+        // A plain cookie is not read as the secure one.
+        assert_eq!(get(&h, secure.session()), None);
     }
 }

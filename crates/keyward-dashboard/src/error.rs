@@ -12,6 +12,8 @@ pub enum DashError {
     /// A service refused the request; its message tells the user what to do.
     Service(ServiceError),
     Forbidden(String),
+    /// The request was for a host that is not the dashboard's.
+    WrongHost(String),
     Internal(String),
 }
 
@@ -37,7 +39,7 @@ pub fn user_message(e: &ServiceError) -> String {
 pub fn status_of(e: &ServiceError) -> StatusCode {
     match e {
         ServiceError::NotFound { .. } => StatusCode::NOT_FOUND,
-        ServiceError::PermissionDenied { .. } => StatusCode::FORBIDDEN,
+        ServiceError::PermissionDenied { .. } | ServiceError::Refused(_) => StatusCode::FORBIDDEN,
         ServiceError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::BAD_REQUEST,
     }
@@ -59,6 +61,7 @@ impl IntoResponse for DashError {
         let (status, message) = match &self {
             DashError::Service(e) => (status_of(e), user_message(e)),
             DashError::Forbidden(m) => (StatusCode::FORBIDDEN, m.clone()),
+            DashError::WrongHost(m) => (StatusCode::MISDIRECTED_REQUEST, m.clone()),
             DashError::Internal(m) => {
                 tracing::error!(error = %m, "dashboard: internal error");
                 (

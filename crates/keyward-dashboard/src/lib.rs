@@ -15,8 +15,11 @@ mod forms;
 mod numbers;
 mod pages;
 mod render;
+mod site;
 mod throttle;
 mod visitor;
+
+pub use site::Site;
 
 use std::sync::Arc;
 
@@ -26,12 +29,22 @@ use axum::{middleware, Router};
 use keyward_service::Services;
 use tower_http::set_header::SetResponseHeaderLayer;
 
+/// Sends email for the dashboard (invitation links), in the background;
+/// the server's SMTP notifier when `[smtp]` is set.
+pub trait Mailer: Send + Sync {
+    fn send(&self, to: &str, subject: &str, body: String);
+}
+
 /// Dashboard settings the server passes in.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Settings {
-    /// Mark cookies `Secure` (only sent over HTTPS). Turn on when Keyward is
-    /// served over TLS, directly or behind a proxy.
-    pub secure_cookies: bool,
+    /// The hosts and origin the dashboard answers to (`public_url`).
+    pub site: Site,
+    /// Mark cookies `Secure` with the `__Host-` prefix (only sent over
+    /// HTTPS) whatever `public_url` says; `None`: when it is https.
+    pub secure_cookies: Option<bool>,
+    /// Mails invitation links when set.
+    pub mailer: Option<Arc<dyn Mailer>>,
 }
 
 /// What every dashboard handler can reach.
@@ -39,16 +52,20 @@ pub struct Settings {
 pub(crate) struct Dash {
     pub services: Services,
     pub settings: Arc<Settings>,
+    pub cookies: cookies::Cookies,
     pub throttle: Arc<throttle::LoginThrottle>,
 }
 
 /// The dashboard's routes, to merge into the server's router.
 pub fn router(services: Services, settings: Settings) -> Router {
+    let secure = settings.secure_cookies.unwrap_or(settings.site.https());
     let state = Dash {
         services,
+        cookies: cookies::Cookies::new(secure),
         settings: Arc::new(settings),
         throttle: Arc::new(throttle::LoginThrottle::default()),
     };
+    let site = state.settings.clone();
     let pages = Router::new()
         .route("/", get(pages::auth::landing))
         .route(
@@ -60,6 +77,11 @@ pub fn router(services: Services, settings: Settings) -> Router {
             get(pages::auth::login_page).post(pages::auth::login),
         )
         .route("/logout", post(pages::auth::logout))
+        .route(
+            "/invite",
+            get(pages::invitations::page).post(pages::invitations::sign_up),
+        )
+        .route("/invite/accept", post(pages::invitations::accept))
         .route("/api-keys", get(pages::keys::page))
         .route("/api-keys/create", post(pages::keys::create))
         .route("/api-keys/{key_id}/revoke", post(pages::keys::revoke))
@@ -76,8 +98,16 @@ pub fn router(services: Services, settings: Settings) -> Router {
             get(pages::projects::page).post(pages::projects::create),
         )
         .route(
-            "/projects/{project_id}/members",
-            post(pages::projects::set_member),
+            "/projects/{project_id}/invitations",
+            post(pages::projects::invite),
+        )
+        .route(
+            "/projects/{project_id}/invitations/{invitation_id}/cancel",
+            post(pages::projects::cancel_invitation),
+        )
+        .route(
+            "/projects/{project_id}/members/{user_id}/role",
+            post(pages::projects::set_role),
         )
         .route(
             "/projects/{project_id}/members/{user_id}/remove",
@@ -98,6 +128,10 @@ pub fn router(services: Services, settings: Settings) -> Router {
         .merge(pages)
         .route("/static/{file}", get(assets::serve))
         .route("/favicon.ico", get(assets::favicon))
+        // A request for another host (DNS rebinding) reaches no page.
+        .layer(middleware::from_fn(move |req, next| {
+            visitor::require_site(site.clone(), req, next)
+        }))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(

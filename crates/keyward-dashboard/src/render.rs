@@ -19,6 +19,7 @@ macro_rules! templates {
 const TEMPLATES: &[(&str, &str)] = templates!(
     "base.html",
     "auth.html",
+    "invite.html",
     "error.html",
     "icons.html",
     "keys.html",
@@ -130,7 +131,9 @@ mod tests {
         render(
             "projects.html",
             base(
-                serde_json::json!({ "list": projects, "members": [{ "id": "user_x", "email": "a@b.co", "role": "owner", "is_you": true }], "roles": ["owner"] }),
+                serde_json::json!({ "list": projects, "members": [{ "id": "user_x", "email": "a@b.co", "role": "owner", "is_you": true }], "roles": ["owner"],
+                    "invitations": [{ "id": "inv_x", "email": "c@d.co", "role": "reader", "expires": "Nov 29, 2026" }],
+                    "invited": { "email": "c@d.co", "role": "reader", "link": "http://h/invite?token=t", "mailed": true, "expires": "Nov 29, 2026" } }),
             ),
         );
         render(
@@ -143,6 +146,18 @@ mod tests {
             "auth.html",
             serde_json::json!({ "mode": "login", "csrf": "t", "email": "", "error": "e" }),
         );
+        let closed = render(
+            "auth.html",
+            serde_json::json!({ "mode": "signup", "csrf": "t", "email": "", "closed": true }),
+        );
+        assert!(closed.contains("Sign-up is closed") && !closed.contains("type=\"password\""));
+        let invite = render(
+            "invite.html",
+            serde_json::json!({ "csrf": "t", "token": "abc", "project": "<P>", "role": "member",
+                "email": "a@b.co", "invited_by": "o@b.co", "expires": "Nov 29, 2026",
+                "login": "/login?next=%2Finvite%3Ftoken%3Dabc", "signed_in_as": null }),
+        );
+        assert!(invite.contains("&lt;P&gt;") && invite.contains("Create account and join"));
         render(
             "error.html",
             serde_json::json!({ "title": "Not Found", "message": "m" }),

@@ -239,6 +239,13 @@ impl From<ServiceError> for ApiError {
                 param: None,
                 code: Some("conflict"),
             },
+            ServiceError::Refused(_) => ApiError {
+                status: StatusCode::FORBIDDEN,
+                kind: "invalid_request_error",
+                message,
+                param: None,
+                code: Some("refused_by_policy"),
+            },
             ServiceError::KeyCapReached(_) => ApiError {
                 status: StatusCode::CONFLICT,
                 kind: "invalid_request_error",

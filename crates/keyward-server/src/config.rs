@@ -18,6 +18,13 @@ pub struct Config {
     pub workers: usize,
     /// Where the SQLite database and the local model's weights live.
     pub data_dir: PathBuf,
+    /// The dashboard's address as its users reach it, e.g.
+    /// `https://keys.example.com` (behind a TLS proxy). The dashboard then
+    /// answers only for that host, accepts forms only from that origin,
+    /// and, over https, marks its cookies `Secure` with the `__Host-`
+    /// prefix. Unset: it answers only at localhost, 127.0.0.1, [::1] and
+    /// the listen address.
+    pub public_url: Option<String>,
     /// `postgres://…` to use PostgreSQL instead of SQLite in `data_dir`.
     /// Never logged: it may carry a password.
     pub database_url: Option<String>,
@@ -121,9 +128,23 @@ impl Default for Notices {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Dashboard {
-    /// Mark session cookies `Secure` (sent over HTTPS only). Turn on when
-    /// Keyward is reached over TLS, directly or behind a proxy.
-    pub secure_cookies: bool,
+    /// Force session cookies `Secure` with the `__Host-` prefix (sent over
+    /// HTTPS only), or force them off. Unset: on when `public_url` is https.
+    pub secure_cookies: Option<bool>,
+    /// Who may sign up through the dashboard's form.
+    pub signup: Signup,
+}
+
+/// `dashboard.signup`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Signup {
+    /// The first account (the operator) only; after that people join
+    /// through an owner's invitation or `keyward admin create`.
+    #[default]
+    Closed,
+    /// Anyone who can reach the dashboard.
+    Open,
 }
 
 /// The in-process model (`[local_model]`): SmolLM2-135M-Instruct by
@@ -287,6 +308,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             workers: 0,
             data_dir: PathBuf::from("./keyward-data"),
+            public_url: None,
             database_url: None,
             limits: Limits::default(),
             log: Log::default(),
@@ -314,6 +336,7 @@ const ENV_KEYS: &[&str] = &[
     "listen",
     "workers",
     "data_dir",
+    "public_url",
     "database_url",
     "limits",
     "log",
@@ -437,6 +460,27 @@ mod tests {
             };
             let c = Config::load(None, &flags).map_err(|e| e.to_string())?;
             assert_eq!(c.data_dir, PathBuf::from("/tmp/flag"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment::Error is large; this is a test.
+    fn public_url_and_sign_up_from_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            let c = Config::load(None, &Overrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(c.dashboard.signup, Signup::Closed);
+            assert_eq!(c.dashboard.secure_cookies, None);
+            assert_eq!(c.public_url, None);
+            jail.set_env("KEYWARD_PUBLIC_URL", "https://keys.example.com");
+            jail.set_env("KEYWARD_DASHBOARD__SIGNUP", "open");
+            jail.set_env("KEYWARD_DASHBOARD__SECURE_COOKIES", "false");
+            let c = Config::load(None, &Overrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(c.public_url.as_deref(), Some("https://keys.example.com"));
+            assert_eq!(c.dashboard.signup, Signup::Open);
+            assert_eq!(c.dashboard.secure_cookies, Some(false));
+            jail.set_env("KEYWARD_DASHBOARD__SIGNUP", "sometimes");
+            assert!(Config::load(None, &Overrides::default()).is_err());
             Ok(())
         });
     }

@@ -109,6 +109,12 @@ impl Notifier {
         })
     }
 
+    /// The dashboard's mailer (invitation links), when SMTP is set up.
+    pub fn mailer(&self) -> Option<std::sync::Arc<dyn keyward_dashboard::Mailer>> {
+        let (transport, from) = self.mail.clone()?;
+        Some(std::sync::Arc::new(SmtpMailer { transport, from }))
+    }
+
     /// Where notices go, for the log: the webhook by scheme and host only.
     pub fn describe(&self) -> Vec<String> {
         let mut out = Vec::new();
@@ -202,6 +208,48 @@ fn webhook_body(notice: &Notice) -> String {
         "details": notice.details,
     })
     .to_string()
+}
+
+/// Sends the dashboard's emails (invitation links) by SMTP.
+struct SmtpMailer {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+}
+
+impl keyward_dashboard::Mailer for SmtpMailer {
+    /// Sends one email in the background, trying three times; the link is
+    /// also shown to the owner who invited, so a lost email loses nothing.
+    fn send(&self, to: &str, subject: &str, body: String) {
+        let email = to
+            .parse::<Mailbox>()
+            .map_err(|e| e.to_string())
+            .and_then(|to| {
+                Message::builder()
+                    .from(self.from.clone())
+                    .to(to)
+                    .subject(subject)
+                    .body(body)
+                    .map_err(|e| e.to_string())
+            });
+        let email = match email {
+            Ok(email) => email,
+            Err(e) => return tracing::warn!(error = %e, "cannot build the invitation email"),
+        };
+        let transport = self.transport.clone();
+        tokio::spawn(async move {
+            let mut delay = Duration::from_millis(500);
+            for attempt in 1..=3 {
+                match transport.send(email.clone()).await {
+                    Ok(_) => return,
+                    Err(e) => {
+                        tracing::warn!(error = %with_causes(&e), attempt, "cannot send the invitation email");
+                        tokio::time::sleep(delay).await;
+                        delay *= 4;
+                    }
+                }
+            }
+        });
+    }
 }
 
 /// The email: what happened, to which key, where, and what to do.

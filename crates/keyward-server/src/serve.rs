@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use keyward_service::{Policy, Services};
+use keyward_service::{Policy, Services, SignupPolicy};
 use keyward_store::{SqlStore, Store};
 
 use keyward_gateway::budget::LocalBudgets;
@@ -16,7 +16,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use crate::api::exposure::Exposure;
 use crate::api::throttle::PerAddress;
 use crate::api::{self, AppState};
-use crate::config::{Config, Database};
+use crate::config::{Config, Database, Signup};
 use crate::github_keys::GithubKeys;
 use crate::notify::Notifier;
 use crate::{outbox, workers};
@@ -40,6 +40,10 @@ pub async fn open_services(config: &Config) -> anyhow::Result<Services> {
     let policy = Policy {
         max_active_keys_per_project: (cap > 0).then_some(cap),
         notice_channels: config.notice_channels(),
+        signup: match config.dashboard.signup {
+            Signup::Closed => SignupPolicy::Closed,
+            Signup::Open => SignupPolicy::Open,
+        },
     };
     Ok(Services::new(Arc::new(store), policy))
 }
@@ -98,6 +102,24 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     for channel in notifier.describe() {
         tracing::info!("notices of exposed keys also go out by {channel}");
     }
+    let addr = workers::claim(config.listen).with_context(|| {
+        format!(
+            "cannot listen on {}; is another process using it?",
+            config.listen
+        )
+    })?;
+    let site = keyward_dashboard::Site::new(config.public_url.as_deref(), addr)
+        .map_err(|e| anyhow::anyhow!("{e} (KEYWARD_PUBLIC_URL)"))?;
+    if site.public_url().is_none() && addr.ip().is_unspecified() {
+        tracing::warn!(
+            "listening on every interface without public_url: the dashboard answers only at localhost; set public_url (KEYWARD_PUBLIC_URL) to the address people use"
+        );
+    }
+    let dashboard = keyward_dashboard::Settings {
+        site,
+        secure_cookies: config.dashboard.secure_cookies,
+        mailer: notifier.mailer(),
+    };
     let (outbox, deliverer) = outbox::start(store.clone(), notifier, config.notices.clone());
     let exposure = Exposure {
         outbox,
@@ -114,16 +136,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         services,
         max_body_bytes: config.limits.max_body_bytes,
         exposure: Arc::new(exposure),
-        dashboard: keyward_dashboard::Settings {
-            secure_cookies: config.dashboard.secure_cookies,
-        },
+        dashboard,
     };
-    let addr = workers::claim(config.listen).with_context(|| {
-        format!(
-            "cannot listen on {}; is another process using it?",
-            config.listen
-        )
-    })?;
     let count = match config.workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,

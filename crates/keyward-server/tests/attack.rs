@@ -1365,19 +1365,9 @@ fn removing_a_member_revokes_their_keys_in_that_project_at_once() {
     let mut owner_browser = Browser::new(&s);
     let page = owner_browser.log_in("owner@example.com", PASSWORD);
     assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    let link = owner_browser.invite(&project, "member@example.com", "member");
     let mut member = Browser::new(&s);
-    member.sign_up("member@example.com");
-
-    let csrf = owner_browser.get("/projects").csrf();
-    let page = owner_browser.post(
-        &format!("/projects/{project}/members"),
-        &[
-            ("csrf_token", &csrf),
-            ("email", "member@example.com"),
-            ("role", "member"),
-        ],
-    );
-    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    member.join(&link);
 
     let page = member.create_key(&project, "member's key");
     assert_eq!(page.status, 200, "{}", page.body);
@@ -1425,15 +1415,8 @@ fn removing_a_member_revokes_their_keys_in_that_project_at_once() {
     );
 
     // Coming back does not bring the key back.
-    let csrf = owner_browser.get("/projects").csrf();
-    let page = owner_browser.post(
-        &format!("/projects/{project}/members"),
-        &[
-            ("csrf_token", &csrf),
-            ("email", "member@example.com"),
-            ("role", "member"),
-        ],
-    );
+    let link = owner_browser.invite(&project, "member@example.com", "member");
+    let page = member.accept(&link);
     assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
     assert_invalid_key(
         &s.get("/v1/models", &member_key),

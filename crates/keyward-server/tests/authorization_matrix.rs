@@ -641,17 +641,29 @@ fn own_admin_key(s: &Server, admin: &str) -> (String, String) {
     )
 }
 
-fn add_member(b: &mut Browser, csrf: &str, project: &str, email: &str, role: &str) {
-    let page = b.post(
-        &format!("/projects/{project}/members"),
-        &[("csrf_token", csrf), ("email", email), ("role", role)],
-    );
+/// Invites `invited`'s account to `project` as `role`; it accepts.
+fn add_member(owner: &mut Browser, invited: &mut Browser, project: &str, email: &str, role: &str) {
+    let link = owner.invite(project, email, role);
+    let page = invited.accept(&link);
     assert_eq!(
         page.status,
         StatusCode::SEE_OTHER,
         "setup: adding {email} to {project} as {role}: {}",
         page.body
     );
+}
+
+/// A browser logged in as `email` (an account made with the CLI).
+fn logged_in<'s>(s: &'s Server, email: &str) -> Browser<'s> {
+    let mut b = Browser::new(s);
+    let page = b.log_in(email, PASSWORD);
+    assert_eq!(
+        page.status,
+        StatusCode::SEE_OTHER,
+        "setup: log in {email}: {}",
+        page.body
+    );
+    b
 }
 
 fn restricted(group: &str, level: &str) -> Value {
@@ -700,7 +712,10 @@ fn build(s: &Server, github: SigningKey) -> (World<'_>, Vec<Caller>) {
     let mut browser = Browser::new(s);
     let page = browser.log_in("creator@example.com", PASSWORD);
     assert_eq!(page.status, StatusCode::SEE_OTHER, "log in: {}", page.body);
-    let csrf = browser.get("/projects").csrf();
+    let mut sessions: HashMap<&str, Browser> = users
+        .iter()
+        .map(|(_, email, _)| (*email, logged_in(s, email)))
+        .collect();
     for (_, email, role) in &users {
         let role = match role {
             Some(Role::Owner) => "owner",
@@ -708,7 +723,8 @@ fn build(s: &Server, github: SigningKey) -> (World<'_>, Vec<Caller>) {
             // The former member is a member until removed below.
             Some(Role::Member) | None => "member",
         };
-        add_member(&mut browser, &csrf, &p, email, role);
+        let invited = sessions.get_mut(email).unwrap();
+        add_member(&mut browser, invited, &p, email, role);
     }
     // The former member makes a key, then is removed: the key dies with
     // the membership.
@@ -720,6 +736,7 @@ fn build(s: &Server, github: SigningKey) -> (World<'_>, Vec<Caller>) {
         json!({"name": "former member's"}),
     );
     let (_, former_id) = own_admin_key(s, former);
+    let csrf = browser.get("/projects").csrf();
     let page = browser.post(
         &format!("/projects/{p}/members/{former_id}/remove"),
         &[("csrf_token", &csrf)],
@@ -888,7 +905,8 @@ fn build(s: &Server, github: SigningKey) -> (World<'_>, Vec<Caller>) {
                 Some(Role::Member) => "member",
                 _ => "reader",
             };
-            add_member(&mut browser, &csrf, &project, email, role);
+            let invited = sessions.get_mut(email).unwrap();
+            add_member(&mut browser, invited, &project, email, role);
         }
         archivable.insert(who.label.clone(), project);
     }

@@ -1,12 +1,16 @@
 //! The dashboard's security, over HTTP against the real binary: session
-//! cookie flags, CSRF rejection, log-in throttling, log-out ending the
-//! session on the server, no secret at rest or in a URL, and one account
-//! never reaching another's projects or keys.
+//! cookie flags, the host check, CSRF rejection, log-in throttling (also
+//! under concurrency), log-out ending the session on the server, no secret
+//! at rest or in a URL, and one account never reaching another's projects
+//! or keys.
 
 mod common;
 
 use common::browser::{shown_secret, Browser};
 use common::{Server, PASSWORD};
+
+/// For tests about something else that need several independent accounts.
+const OPEN: (&str, &str) = ("KEYWARD_DASHBOARD__SIGNUP", "open");
 use reqwest::header::CACHE_CONTROL;
 use reqwest::StatusCode;
 
@@ -59,14 +63,107 @@ fn secure_cookies_when_configured() {
     let session = b
         .set_cookies
         .iter()
-        .find(|c| c.starts_with("kw_session="))
-        .unwrap();
+        .find(|c| c.starts_with("__Host-kw_session="))
+        .unwrap_or_else(|| panic!("{:?}", b.set_cookies));
     assert!(session.contains("; Secure"), "{session}");
+    assert_eq!(b.get("/api-keys").status, 200);
+}
+
+#[test]
+fn an_https_public_url_makes_cookies_secure_with_the_host_prefix() {
+    let s = Server::start_with(&[("KEYWARD_PUBLIC_URL", "https://keys.example.com")]);
+    let mut b = Browser::with_host(&s, "keys.example.com");
+    b.sign_up("tls@example.com");
+    for name in ["__Host-kw_session=", "__Host-kw_csrf="] {
+        let cookie = b
+            .set_cookies
+            .iter()
+            .find(|c| c.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name}: {:?}", b.set_cookies));
+        assert!(
+            cookie.contains("; Secure") && cookie.contains("Path=/"),
+            "{cookie}"
+        );
+        assert!(!cookie.contains("Domain"), "{cookie}");
+    }
+    assert!(b.get("/api-keys").body.contains("tls@example.com"));
+    // The explicit setting still wins.
+    let s = Server::start_with(&[
+        ("KEYWARD_PUBLIC_URL", "https://keys.example.com"),
+        ("KEYWARD_DASHBOARD__SECURE_COOKIES", "false"),
+    ]);
+    let mut b = Browser::with_host(&s, "keys.example.com");
+    b.sign_up("plain@example.com");
+    assert!(b
+        .set_cookies
+        .iter()
+        .any(|c| c.starts_with("kw_session=") && !c.contains("Secure")));
+}
+
+#[test]
+fn the_dashboard_refuses_a_foreign_host() {
+    let s = Server::start();
+    // A page that rebinds its own name to 127.0.0.1 sends that name.
+    let mut rebound = Browser::with_host(&s, "evil.example");
+    for path in ["/login", "/signup", "/api-keys", "/static/style.css"] {
+        let page = rebound.get(path);
+        assert_eq!(
+            page.status,
+            StatusCode::MISDIRECTED_REQUEST,
+            "{path}: {}",
+            page.body
+        );
+        assert!(page.body.contains("public_url"), "{}", page.body);
+    }
+    let page = rebound.post_with(
+        "/signup",
+        &[("email", "x@example.com"), ("password", PASSWORD)],
+        &[("origin", "http://evil.example")],
+    );
+    assert_eq!(page.status, StatusCode::MISDIRECTED_REQUEST);
+    assert!(!Browser::new(&s)
+        .get("/signup")
+        .body
+        .contains("Sign-up is closed"));
+    // The loopback names work on any port; the API answers any host.
+    for host in ["localhost:1234", "127.0.0.1", "[::1]:8080"] {
+        assert_eq!(
+            Browser::with_host(&s, host).get("/login").status,
+            200,
+            "{host}"
+        );
+    }
+    let api = s
+        .client
+        .get(format!("{}/v1/models", s.base))
+        .header("host", "api.behind-a-proxy.example")
+        .send()
+        .unwrap();
+    assert_eq!(api.status(), StatusCode::UNAUTHORIZED);
+
+    // With public_url, only its host; the CSRF check compares with it,
+    // not with the request's own Host.
+    let s = Server::start_with(&[("KEYWARD_PUBLIC_URL", "https://keys.example.com")]);
+    assert_eq!(
+        Browser::new(&s).get("/login").status,
+        StatusCode::MISDIRECTED_REQUEST
+    );
+    let mut b = Browser::with_host(&s, "keys.example.com");
+    let csrf = b.get("/signup").csrf();
+    let form = [
+        ("csrf_token", csrf.as_str()),
+        ("email", "ops@example.com"),
+        ("password", PASSWORD),
+    ];
+    let page = b.post_with("/signup", &form, &[("origin", "http://keys.example.com")]);
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.body);
+    let page = b.post_with("/signup", &form, &[("origin", "https://keys.example.com")]);
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
 }
 
 #[test]
 fn forms_without_the_csrf_token_are_rejected() {
-    let s = Server::start();
+    let s = Server::start_with(&[OPEN]);
     let mut b = Browser::new(&s);
     // No cookie at all: even the log-in form is refused.
     let page = b.post(
@@ -185,7 +282,7 @@ fn log_out_ends_the_session_on_the_server() {
 
 #[test]
 fn wrong_passwords_are_throttled_per_email() {
-    let s = Server::start();
+    let s = Server::start_with(&[OPEN]);
     let mut b = Browser::new(&s);
     b.sign_up("victim@example.com");
     b.cookies.remove("kw_session");
@@ -215,7 +312,7 @@ fn wrong_passwords_are_throttled_per_email() {
 
 #[test]
 fn one_account_never_reaches_another_accounts_keys() {
-    let s = Server::start();
+    let s = Server::start_with(&[OPEN]);
     let mut alice = Browser::new(&s);
     alice.sign_up("alice@example.com");
     let alice_project = alice.project();
@@ -259,7 +356,7 @@ fn one_account_never_reaches_another_accounts_keys() {
     );
     assert_eq!(page.status, StatusCode::NOT_FOUND);
     let page = bob.post(
-        &format!("/projects/{alice_project}/members"),
+        &format!("/projects/{alice_project}/invitations"),
         &[
             ("csrf_token", &csrf),
             ("email", "bob@example.com"),
@@ -277,18 +374,9 @@ fn owners_add_members_with_roles_and_readers_cannot_create_keys() {
     let mut owner = Browser::new(&s);
     owner.sign_up("owner@example.com");
     let project = owner.project();
+    let link = owner.invite(&project, "reader@example.com", "reader");
     let mut reader = Browser::new(&s);
-    reader.sign_up("reader@example.com");
-    let csrf = owner.get("/projects").csrf();
-    let page = owner.post(
-        &format!("/projects/{project}/members"),
-        &[
-            ("csrf_token", &csrf),
-            ("email", "reader@example.com"),
-            ("role", "reader"),
-        ],
-    );
-    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    reader.join(&link);
     let page = reader.get(&format!("/api-keys?project={project}"));
     assert_eq!(page.status, 200);
     assert!(page.body.contains("You are a reader"));
@@ -309,14 +397,14 @@ fn owners_add_members_with_roles_and_readers_cannot_create_keys() {
     );
     assert!(!page.body.contains("id=\"new-secret\""));
     // The only owner cannot demote themself.
-    let csrf = owner.get("/projects").csrf();
+    let page = owner.get("/projects");
+    let csrf = page.csrf();
+    let marker = format!("/projects/{project}/members/");
+    let start = page.body.find(&marker).unwrap() + marker.len();
+    let owner_id = &page.body[start..start + page.body[start..].find('/').unwrap()];
     let page = owner.post(
-        &format!("/projects/{project}/members"),
-        &[
-            ("csrf_token", &csrf),
-            ("email", "owner@example.com"),
-            ("role", "member"),
-        ],
+        &format!("/projects/{project}/members/{owner_id}/role"),
+        &[("csrf_token", &csrf), ("role", "member")],
     );
     assert!(page.body.contains("at least one owner"), "{}", page.body);
 }
@@ -358,4 +446,74 @@ fn restricted_permissions_from_the_form_reach_the_key() {
     let list = b.get(&format!("/api-keys?project={project}"));
     assert!(list.body.contains("Restricted"));
     assert!(list.body.contains("Models: read"));
+}
+
+#[test]
+fn parallel_wrong_passwords_are_counted_before_they_are_checked() {
+    let s = Server::start();
+    let mut b = Browser::new(&s);
+    b.sign_up("target@example.com");
+    b.cookies.remove("kw_session");
+    let csrf = b.get("/login").csrf();
+    let cookie = format!("kw_csrf={}", b.cookies["kw_csrf"]);
+    let barrier = std::sync::Barrier::new(30);
+    let statuses: Vec<StatusCode> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..30)
+            .map(|n| {
+                let (csrf, cookie, barrier, s) = (&csrf, &cookie, &barrier, &s);
+                scope.spawn(move || {
+                    let client = reqwest::blocking::Client::builder()
+                        .redirect(reqwest::redirect::Policy::none())
+                        .build()
+                        .unwrap();
+                    let password = format!("wrong password number {n}");
+                    let req = client
+                        .post(format!("{}/login", s.base))
+                        .header("cookie", cookie.as_str())
+                        .form(&[
+                            ("csrf_token", csrf.as_str()),
+                            ("email", "target@example.com"),
+                            ("password", password.as_str()),
+                        ]);
+                    barrier.wait();
+                    req.send().unwrap().status()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let checked = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert!(
+        checked <= 5,
+        "{checked} passwords were checked: {statuses:?}"
+    );
+    assert_eq!(checked + refused, 30, "{statuses:?}");
+}
+
+#[test]
+fn sign_ups_and_successful_log_ins_do_not_lock_anyone_out() {
+    let s = Server::start_with(&[OPEN]);
+    Browser::new(&s).sign_up("regular@example.com");
+    // Thirty sign-ups in all from one address (an office behind one proxy),
+    // as many as the address may make in 15 minutes.
+    for n in 0..29 {
+        Browser::new(&s).sign_up(&format!("colleague{n}@example.com"));
+    }
+    // And thirty-odd successful log-ins.
+    for n in 0..31 {
+        let page = Browser::new(&s).log_in(&format!("colleague{}@example.com", n % 29), PASSWORD);
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    }
+    let page = Browser::new(&s).log_in("regular@example.com", PASSWORD);
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    // A wrong password is still checked, not refused for the address.
+    let page = Browser::new(&s).log_in("regular@example.com", "not the password");
+    assert_eq!(page.status, StatusCode::UNAUTHORIZED, "{}", page.body);
 }

@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::audit::{entry, Target};
 use crate::caller::Caller;
 use crate::error::{Result, ServiceError};
-use crate::{validate, Services};
+use crate::{validate, Services, SignupPolicy};
 
 /// What sign-up needs. The password is dropped once hashed.
 pub struct NewAccount<'a> {
@@ -27,6 +27,46 @@ impl Services {
         Ok(self.store.count_users().await? > 0)
     }
 
+    /// Whether the sign-up form is open now: always with `signup = open`;
+    /// with `closed`, only until the first account (the operator) exists.
+    pub async fn signup_open(&self) -> Result<bool> {
+        Ok(match self.policy.signup {
+            SignupPolicy::Open => true,
+            SignupPolicy::Closed => !self.has_accounts().await?,
+        })
+    }
+
+    /// Sign-up through the form, under the installation's sign-up policy.
+    /// An email that has an account gets the same refusal as any other
+    /// that cannot sign up, after the same work, so the form does not say
+    /// which emails have accounts.
+    pub async fn sign_up(
+        &self,
+        caller: &Caller,
+        email: &str,
+        password: &str,
+    ) -> Result<(User, Project)> {
+        if !self.signup_open().await? {
+            return Err(signup_closed());
+        }
+        self.create_account(
+            caller,
+            NewAccount {
+                email,
+                password,
+                role: None,
+            },
+        )
+        .await
+        .map_err(|e| match e {
+            ServiceError::Conflict(_) => ServiceError::invalid(
+                "email",
+                "This email cannot be used to sign up. If you have an account, log in; if you were invited, open the link in your invitation.",
+            ),
+            other => other,
+        })
+    }
+
     /// Creates an account and its Default project. The first account of an
     /// installation is its operator.
     pub async fn create_account(
@@ -37,6 +77,9 @@ impl Services {
         let email = validate::email(new.email)?;
         validate::password(new.password)?;
         if self.store.user_by_email(&email).await?.is_some() {
+            // The same work as a new account, so timing does not tell
+            // which emails have one.
+            let _ = off_thread(new.password, hash_password).await;
             return Err(ServiceError::Conflict(format!(
                 "An account with the email {email} already exists; log in instead."
             )));
@@ -124,6 +167,14 @@ impl Services {
             .user_by_email(&email.trim().to_lowercase())
             .await?)
     }
+}
+
+/// The refusal when sign-up is closed.
+pub(crate) fn signup_closed() -> ServiceError {
+    ServiceError::Refused(
+        "Sign-up is closed on this Keyward. Ask a project owner to invite you (the invitation link lets you sign up), or the operator to create your account."
+            .into(),
+    )
 }
 
 /// argon2id with the crate's default (OWASP-recommended) parameters.

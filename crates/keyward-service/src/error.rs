@@ -37,6 +37,9 @@ pub enum ServiceError {
     PermissionDenied { scope: String, hint: &'static str },
     #[error("{0}")]
     Conflict(String),
+    /// The installation's policy does not allow it (e.g. sign-up is closed).
+    #[error("{0}")]
+    Refused(String),
     #[error(
         "This project already has {0} active keys, the most this installation allows. Revoke keys you no longer use, or ask the operator to raise limits.max_active_keys_per_project."
     )]

@@ -9,10 +9,12 @@ mod changes;
 mod delegation;
 mod error;
 mod exposure;
+mod invitations;
 mod keys;
 mod members;
 mod projects;
 mod sessions;
+mod token;
 mod usage;
 mod validate;
 
@@ -24,10 +26,12 @@ pub use changes::{Change, ChangeCursor};
 pub use delegation::MAX_DELEGATION_DEPTH;
 pub use error::{AuthError, ServiceError};
 pub use exposure::{Label, Notice, Reported, Sighting, Verdict};
+pub use invitations::{CreatedInvitation, OpenInvitation, INVITATION_SECONDS};
 pub use keys::{ActiveKey, CreatedKey, KeyPatch, KeyRef, KeySpec, MAX_ROTATION_GRACE_SECONDS};
 use keyward_store::{NoticeChannel, Store};
 pub use projects::ProjectPatch;
 pub use sessions::{session_hash, SessionToken, SESSION_SECONDS};
+pub use token::SecretToken;
 pub use usage::{BucketWidth, UsageBucket, UsagePage, UsageQuery, LATEST_TIME};
 pub use validate::MAX_NAME_CHARS;
 
@@ -39,6 +43,19 @@ pub struct Policy {
     /// Where notices go beyond the dashboard (the configured email and
     /// webhook): each gets an outbox row with the notice.
     pub notice_channels: Vec<NoticeChannel>,
+    /// Who may sign up through the dashboard's form.
+    pub signup: SignupPolicy,
+}
+
+/// Who may create an account through the sign-up form (`dashboard.signup`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SignupPolicy {
+    /// The first account (the operator) only; after that people join
+    /// through an owner's invitation, or the operator's CLI.
+    #[default]
+    Closed,
+    /// Anyone who can reach the dashboard.
+    Open,
 }
 
 impl Default for Policy {
@@ -46,6 +63,7 @@ impl Default for Policy {
         Policy {
             max_active_keys_per_project: Some(1000),
             notice_channels: Vec::new(),
+            signup: SignupPolicy::Closed,
         }
     }
 }

@@ -51,25 +51,21 @@ impl Services {
         Ok(out)
     }
 
-    /// Adds the account with `email` to `project` as `role`, or changes
-    /// their role; owners only.
-    pub async fn set_member(
+    /// Changes the role of one of `project`'s members; owners only.
+    /// People join through invitations ([`Services::invite`]), so no form
+    /// tells whether an email has an account.
+    pub async fn set_member_role(
         &self,
         caller: &Caller,
         project: &ProjectId,
-        email: &str,
+        user: &UserId,
         role: MemberRole,
     ) -> Result<User> {
         self.require_owner(caller, project).await?;
-        let user = self.user_by_email(email).await?.ok_or_else(|| {
-            ServiceError::invalid(
-                "email",
-                format!(
-                    "No account uses the email {}; ask them to sign up first, then add them.",
-                    email.trim().chars().take(254).collect::<String>()
-                ),
-            )
-        })?;
+        if self.store.membership(project, user).await?.is_none() {
+            return Err(ServiceError::not_found("project member", user));
+        }
+        let user = self.user(user).await?;
         if role != MemberRole::Owner {
             self.keep_an_owner(project, &user.id).await?;
         }
@@ -122,7 +118,7 @@ impl Services {
         Ok(())
     }
 
-    async fn require_owner(&self, caller: &Caller, project: &ProjectId) -> Result<()> {
+    pub(crate) async fn require_owner(&self, caller: &Caller, project: &ProjectId) -> Result<()> {
         if self.project_role(caller, project).await? == MemberRole::Owner {
             Ok(())
         } else {

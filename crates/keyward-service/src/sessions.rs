@@ -2,44 +2,23 @@
 //! SHA-256 in the store. Logging out deletes the row, so a copied cookie
 //! stops working at once.
 
-use keyward_core::{base62, time::now_unix, KeyHash};
+use keyward_core::time::now_unix;
 use keyward_store::{Actor, Session, User};
 
 use crate::caller::{Caller, Principal};
 use crate::error::Result;
+use crate::token::{token_hash, SecretToken};
 use crate::Services;
 
 /// How long a session lasts after logging in: 14 days.
 pub const SESSION_SECONDS: i64 = 14 * 86_400;
 
-const TOKEN_CHARS: usize = 43; // 43 base62 characters: over 256 bits
+/// A session token as the browser holds it (in its cookie only).
+pub type SessionToken = SecretToken;
 
-/// A session token as the browser holds it. It has no `Display` and its
-/// `Debug` hides it, so it cannot end up in a log by accident.
-pub struct SessionToken(String);
-
-impl SessionToken {
-    fn generate() -> Self {
-        let mut random = [0u8; TOKEN_CHARS];
-        base62::fill_random(&mut random);
-        SessionToken(random.iter().map(|&b| char::from(b)).collect())
-    }
-
-    /// The token, for the `Set-Cookie` header and nothing else.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for SessionToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SessionToken(…)")
-    }
-}
-
-/// The stored form of a token: hex SHA-256.
+/// The stored form of a session token: hex SHA-256.
 pub fn session_hash(token: &str) -> String {
-    KeyHash::of(token).to_hex()
+    token_hash(token)
 }
 
 impl Services {
@@ -56,7 +35,7 @@ impl Services {
         let token = SessionToken::generate();
         self.store
             .insert_session(&Session {
-                token_hash: session_hash(token.expose()),
+                token_hash: token.hash(),
                 user_id: user.id.clone(),
                 created_at: now,
                 expires_at: now + SESSION_SECONDS,

@@ -419,3 +419,21 @@ pub struct Session {
     pub expires_at: i64,
     pub source_ip: Option<String>,
 }
+
+/// An invitation to join a project with a role. The link's token is never
+/// stored: `token_hash` is the hex SHA-256 of the token in the link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invitation {
+    pub id: keyward_core::InvitationId,
+    pub token_hash: String,
+    pub project_id: ProjectId,
+    /// Lower-case; only the account with this email may use the link.
+    pub email: String,
+    pub role: MemberRole,
+    pub invited_by: UserId,
+    pub created_at: i64,
+    pub expires_at: i64,
+    /// When the link was used (it works once).
+    pub accepted_at: Option<i64>,
+    pub accepted_by: Option<UserId>,
+}

@@ -170,6 +170,32 @@ pub trait Store: Send + Sync + 'static {
     /// Drops sessions that expired before `now`; returns how many.
     async fn delete_expired_sessions(&self, now: i64) -> Result<u64>;
 
+    // Invitations
+    async fn insert_invitation(&self, invitation: &Invitation, audit: &AuditEntry) -> Result<()>;
+    /// The invitation whose token hashes to `token_hash`, used or not.
+    async fn invitation(&self, token_hash: &str) -> Result<Option<Invitation>>;
+    /// A project's invitations not used yet and unexpired at `now`, newest first.
+    async fn pending_invitations(&self, project: &ProjectId, now: i64) -> Result<Vec<Invitation>>;
+    /// Uses the invitation: marks it accepted by `user` and makes `user` a
+    /// member of its project with its role (one already a member keeps
+    /// their role), in one transaction with `audit`. `None` when it was
+    /// used already or expired by `at`: a link works once, also when
+    /// several requests race for it.
+    async fn accept_invitation(
+        &self,
+        token_hash: &str,
+        user: &UserId,
+        at: i64,
+        audit: &AuditEntry,
+    ) -> Result<Option<Invitation>>;
+    /// Withdraws an unused invitation; `false` if there was none.
+    async fn delete_invitation(
+        &self,
+        project: &ProjectId,
+        id: &keyward_core::InvitationId,
+        audit: &AuditEntry,
+    ) -> Result<bool>;
+
     // Audit log
     /// The newest audit entry's sequence number (0 when empty).
     async fn audit_seq_now(&self) -> Result<i64>;

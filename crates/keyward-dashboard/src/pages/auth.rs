@@ -1,16 +1,15 @@
 //! Sign up, log in, log out.
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
-use keyward_service::{Caller, NewAccount, Principal, ServiceError, SessionToken, SESSION_SECONDS};
+use keyward_service::{Caller, Principal, ServiceError, SessionToken, SESSION_SECONDS};
 use keyward_store::User;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::cookies::{self, SESSION};
-use crate::error::{user_message, DashError};
+use crate::error::{status_of, user_message, DashError};
 use crate::render;
 use crate::visitor::{source_ip, Visitor};
 use crate::Dash;
@@ -21,6 +20,15 @@ pub struct Credentials {
     email: String,
     #[serde(default)]
     password: String,
+    /// Where to go after logging in (an invitation to accept).
+    #[serde(default)]
+    next: String,
+}
+
+#[derive(Deserialize, Default)]
+pub struct LoginQuery {
+    #[serde(default)]
+    next: String,
 }
 
 /// `/`: the dashboard for the signed-in, the log-in page for everyone else.
@@ -32,62 +40,110 @@ pub async fn landing(visitor: Visitor) -> Redirect {
     }
 }
 
-fn auth_page(
-    mode: &str,
-    visitor: &Visitor,
-    email: &str,
+/// Only an invitation page may be where a log-in leads, so the log-in
+/// form cannot be made to send people to another site.
+fn safe_next(next: &str) -> Option<&str> {
+    next.strip_prefix("/invite?token=")
+        .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric()))
+        .map(|_| next)
+}
+
+/// The sign-up or log-in page.
+struct AuthPage<'a> {
+    mode: &'a str,
+    email: &'a str,
     error: Option<String>,
     status: StatusCode,
-) -> Response {
-    let title = if mode == "signup" {
-        "Create your account"
-    } else {
-        "Log in"
-    };
-    (
+    /// Sign-up is closed: say so instead of showing the form.
+    closed: bool,
+    next: Option<&'a str>,
+}
+
+impl AuthPage<'_> {
+    fn render(self, visitor: &Visitor) -> Response {
+        let title = if self.mode == "signup" {
+            "Create your account"
+        } else {
+            "Log in"
+        };
+        (
+            self.status,
+            render::html(
+                "auth.html",
+                json!({
+                    "mode": self.mode,
+                    "title": title,
+                    "csrf": visitor.csrf,
+                    "email": self.email,
+                    "error": self.error,
+                    "closed": self.closed,
+                    "next": self.next,
+                }),
+            ),
+        )
+            .into_response()
+    }
+}
+
+fn login_page_with<'a>(
+    email: &'a str,
+    next: Option<&'a str>,
+    error: String,
+    status: StatusCode,
+) -> AuthPage<'a> {
+    AuthPage {
+        mode: "login",
+        email,
+        error: Some(error),
         status,
-        render::html(
-            "auth.html",
-            json!({
-                "mode": mode,
-                "title": title,
-                "csrf": visitor.csrf,
-                "email": email,
-                "error": error,
-            }),
-        ),
-    )
-        .into_response()
+        closed: false,
+        next,
+    }
 }
 
-pub async fn signup_page(visitor: Visitor) -> Response {
+pub async fn signup_page(State(dash): State<Dash>, visitor: Visitor) -> Response {
     if visitor.caller.is_some() {
         return Redirect::to("/api-keys").into_response();
     }
-    auth_page("signup", &visitor, "", None, StatusCode::OK)
-}
-
-pub async fn login_page(visitor: Visitor) -> Response {
-    if visitor.caller.is_some() {
-        return Redirect::to("/api-keys").into_response();
+    let open = match dash.services.signup_open().await {
+        Ok(open) => open,
+        Err(e) => return DashError::from(e).into_response(),
+    };
+    AuthPage {
+        mode: "signup",
+        email: "",
+        error: None,
+        status: StatusCode::OK,
+        closed: !open,
+        next: None,
     }
-    auth_page("login", &visitor, "", None, StatusCode::OK)
+    .render(&visitor)
 }
 
-/// Answers a successful sign-up or log-in: the session cookie, then the
-/// API keys page.
-fn signed_in(dash: &Dash, token: SessionToken) -> Response {
-    let cookie = cookies::set(
-        SESSION,
-        token.expose(),
-        Some(SESSION_SECONDS),
-        dash.settings.secure_cookies,
-    );
+pub async fn login_page(visitor: Visitor, Query(q): Query<LoginQuery>) -> Response {
+    if visitor.caller.is_some() {
+        return Redirect::to(safe_next(&q.next).unwrap_or("/api-keys")).into_response();
+    }
+    AuthPage {
+        mode: "login",
+        email: "",
+        error: None,
+        status: StatusCode::OK,
+        closed: false,
+        next: safe_next(&q.next),
+    }
+    .render(&visitor)
+}
+
+/// Answers a successful sign-up or log-in: the session cookie, then `to`.
+fn signed_in(dash: &Dash, token: SessionToken, to: &str) -> Response {
+    let jar = dash.cookies;
+    let cookie = jar.set(jar.session(), token.expose(), Some(SESSION_SECONDS));
     let mut headers = HeaderMap::new();
     if let Ok(v) = cookie.parse() {
         headers.insert(header::SET_COOKIE, v);
     }
-    (headers, Redirect::to("/api-keys")).into_response()
+    (headers, Redirect::to(to)).into_response()
 }
 
 pub async fn signup(
@@ -97,41 +153,35 @@ pub async fn signup(
     Form(form): Form<Credentials>,
 ) -> Response {
     let ip = req_ip.0;
-    if let Err(message) = dash.throttle.check(&form.email, ip.as_deref()) {
-        return auth_page(
-            "signup",
-            &visitor,
-            &form.email,
-            Some(message),
-            StatusCode::TOO_MANY_REQUESTS,
-        );
+    let page = |error: String, status: StatusCode, closed: bool| AuthPage {
+        mode: "signup",
+        email: &form.email,
+        error: Some(error),
+        status,
+        closed,
+        next: None,
+    };
+    // Every sign-up costs a password hash: counted per network, apart
+    // from log-ins, so sign-ups never lock anyone out of logging in.
+    if let Err(message) = dash.throttle.begin_signup(ip.as_deref()) {
+        return page(message, StatusCode::TOO_MANY_REQUESTS, false).render(&visitor);
     }
-    // Every sign-up costs a password hash: count it against the address.
-    dash.throttle.failed(None, ip.as_deref());
     let system = Caller {
         principal: Principal::System,
         source_ip: ip.clone(),
     };
-    let created = dash
+    match dash
         .services
-        .create_account(
-            &system,
-            NewAccount {
-                email: &form.email,
-                password: &form.password,
-                role: None,
-            },
+        .sign_up(&system, &form.email, &form.password)
+        .await
+    {
+        Ok((user, _)) => start(&dash, &user, ip, "/api-keys").await,
+        Err(e) => page(
+            user_message(&e),
+            status_of(&e),
+            matches!(e, ServiceError::Refused(_)),
         )
-        .await;
-    match created {
-        Ok((user, _)) => start(&dash, &user, ip).await,
-        Err(e) => auth_page(
-            "signup",
-            &visitor,
-            &form.email,
-            Some(user_message(&e)),
-            StatusCode::BAD_REQUEST,
-        ),
+        .render(&visitor),
     }
 }
 
@@ -142,23 +192,25 @@ pub async fn login(
     Form(form): Form<Credentials>,
 ) -> Response {
     let ip = req_ip.0;
-    if let Err(message) = dash.throttle.check(&form.email, ip.as_deref()) {
-        return auth_page(
-            "login",
-            &visitor,
-            &form.email,
-            Some(message),
-            StatusCode::TOO_MANY_REQUESTS,
-        );
-    }
+    let next = safe_next(&form.next);
+    // Counted before the password is checked, so parallel guesses cannot
+    // get past the limit.
+    let attempt = match dash.throttle.begin_login(&form.email, ip.as_deref()) {
+        Ok(attempt) => attempt,
+        Err(message) => {
+            return login_page_with(&form.email, next, message, StatusCode::TOO_MANY_REQUESTS)
+                .render(&visitor)
+        }
+    };
     if form.email.trim().is_empty() || form.password.is_empty() {
-        return auth_page(
-            "login",
-            &visitor,
+        attempt.not_checked();
+        return login_page_with(
             &form.email,
-            Some("Enter your email and password.".into()),
+            next,
+            "Enter your email and password.".into(),
             StatusCode::BAD_REQUEST,
-        );
+        )
+        .render(&visitor);
     }
     match dash
         .services
@@ -166,32 +218,30 @@ pub async fn login(
         .await
     {
         Ok(user) => {
-            dash.throttle.succeeded(&form.email);
-            start(&dash, &user, ip).await
+            attempt.succeeded();
+            start(&dash, &user, ip, next.unwrap_or("/api-keys")).await
         }
+        // The attempt stays counted.
         Err(ServiceError::Invalid { message, .. }) => {
-            dash.throttle.failed(Some(&form.email), ip.as_deref());
-            auth_page(
-                "login",
-                &visitor,
-                &form.email,
-                Some(message),
-                StatusCode::UNAUTHORIZED,
-            )
+            login_page_with(&form.email, next, message, StatusCode::UNAUTHORIZED).render(&visitor)
         }
-        Err(e) => auth_page(
-            "login",
-            &visitor,
-            &form.email,
-            Some(user_message(&e)),
-            StatusCode::INTERNAL_SERVER_ERROR,
-        ),
+        Err(e) => {
+            attempt.not_checked();
+            login_page_with(
+                &form.email,
+                next,
+                user_message(&e),
+                StatusCode::INTERNAL_SERVER_ERROR,
+            )
+            .render(&visitor)
+        }
     }
 }
 
-async fn start(dash: &Dash, user: &User, ip: Option<String>) -> Response {
+/// Starts a session for `user` and sends them to `to`.
+pub(crate) async fn start(dash: &Dash, user: &User, ip: Option<String>, to: &str) -> Response {
     match dash.services.start_session(user, ip).await {
-        Ok(token) => signed_in(dash, token),
+        Ok(token) => signed_in(dash, token, to),
         Err(e) => DashError::from(e).into_response(),
     }
 }
@@ -203,7 +253,8 @@ pub async fn logout(State(dash): State<Dash>, visitor: Visitor) -> Response {
             return DashError::from(e).into_response();
         }
     }
-    let cookie = cookies::set(SESSION, "", Some(0), dash.settings.secure_cookies);
+    let jar = dash.cookies;
+    let cookie = jar.set(jar.session(), "", Some(0));
     let mut headers = HeaderMap::new();
     if let Ok(v) = cookie.parse() {
         headers.insert(header::SET_COOKIE, v);
@@ -222,5 +273,28 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestIp {
         _: &S,
     ) -> Result<Self, Self::Rejection> {
         Ok(RequestIp(source_ip(&parts.extensions)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_in_leads_only_to_an_invitation() {
+        assert_eq!(
+            safe_next("/invite?token=abc123"),
+            Some("/invite?token=abc123")
+        );
+        for bad in [
+            "",
+            "/api-keys",
+            "//evil.example",
+            "https://evil.example",
+            "/invite?token=a/b",
+            "/invite?token=",
+        ] {
+            assert_eq!(safe_next(bad), None, "{bad}");
+        }
     }
 }

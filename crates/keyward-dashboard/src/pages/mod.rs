@@ -1,6 +1,7 @@
 //! One module per page; each handler reads input, calls services, renders.
 
 pub mod auth;
+pub mod invitations;
 pub mod keys;
 pub mod limits;
 pub mod notifications;

@@ -1,10 +1,11 @@
 //! A browser without JavaScript for the dashboard's tests: keeps cookies,
-//! reads CSRF tokens from forms, signs up, logs in and creates keys.
+//! reads CSRF tokens from forms, signs up, logs in, invites, joins through
+//! an invitation and creates keys.
 
 use std::collections::BTreeMap;
 
 use reqwest::blocking::Client;
-use reqwest::header::{HeaderMap, COOKIE, LOCATION, SET_COOKIE};
+use reqwest::header::{HeaderMap, COOKIE, HOST, LOCATION, SET_COOKIE};
 use reqwest::redirect::Policy;
 use reqwest::StatusCode;
 
@@ -17,6 +18,8 @@ pub struct Browser<'a> {
     pub cookies: BTreeMap<String, String>,
     /// Every Set-Cookie header received, as sent.
     pub set_cookies: Vec<String>,
+    /// A `Host` header to send instead of the server's address.
+    pub host: Option<String>,
 }
 
 pub struct Page {
@@ -53,6 +56,16 @@ impl<'a> Browser<'a> {
             client: Client::builder().redirect(Policy::none()).build().unwrap(),
             cookies: BTreeMap::new(),
             set_cookies: Vec::new(),
+            host: None,
+        }
+    }
+
+    /// A browser that names `host` in every request's `Host` header (as
+    /// through a proxy, or a rebound DNS name).
+    pub fn with_host(server: &'a Server, host: &str) -> Self {
+        Browser {
+            host: Some(host.to_owned()),
+            ..Browser::new(server)
         }
     }
 
@@ -63,7 +76,11 @@ impl<'a> Browser<'a> {
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join("; ");
-        let resp = req.header(COOKIE, cookie).send().expect("request");
+        let mut req = req.header(COOKIE, cookie);
+        if let Some(host) = &self.host {
+            req = req.header(HOST, host.as_str());
+        }
+        let resp = req.send().expect("request");
         for v in resp.headers().get_all(SET_COOKIE) {
             let v = v.to_str().unwrap().to_owned();
             let (pair, attrs) = v.split_once(';').unwrap_or((&v, ""));
@@ -134,6 +151,65 @@ impl<'a> Browser<'a> {
         )
     }
 
+    /// Invites `email` to `project` as `role` from the Projects page;
+    /// returns the invitation link's path (`/invite?token=…`), shown once.
+    pub fn invite(&mut self, project: &str, email: &str, role: &str) -> String {
+        let page = self.try_invite(project, email, role);
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        invitation_link(&page)
+    }
+
+    /// Posts the invitation form and returns the page it answers.
+    pub fn try_invite(&mut self, project: &str, email: &str, role: &str) -> Page {
+        let csrf = self.get(&format!("/projects?project={project}")).csrf();
+        self.post(
+            &format!("/projects/{project}/invitations"),
+            &[("csrf_token", &csrf), ("email", email), ("role", role)],
+        )
+    }
+
+    /// Opens an invitation link and creates the invited account with
+    /// `password`; returns the answer (303 to the project's keys when it
+    /// worked).
+    pub fn join_with(&mut self, link: &str, password: &str) -> Page {
+        let page = self.get(link);
+        if page.status != StatusCode::OK {
+            return page;
+        }
+        let csrf = page.csrf();
+        let token = link.split("token=").nth(1).unwrap_or_default().to_owned();
+        self.post(
+            "/invite",
+            &[
+                ("csrf_token", &csrf),
+                ("token", &token),
+                ("password", password),
+            ],
+        )
+    }
+
+    /// Creates the invited account through `link`, or panics.
+    pub fn join(&mut self, link: &str) -> Page {
+        let page = self.join_with(link, PASSWORD);
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+        assert!(page.location().starts_with("/api-keys?project=proj_"));
+        page
+    }
+
+    /// Accepts `link` as the signed-in account; returns the answer.
+    pub fn accept(&mut self, link: &str) -> Page {
+        let page = self.get(link);
+        if page.status != StatusCode::OK {
+            return page;
+        }
+        let csrf = page.csrf();
+        let token = link.split("token=").nth(1).unwrap_or_default().to_owned();
+        self.post(
+            "/invite/accept",
+            &[("csrf_token", &csrf), ("token", &token)],
+        )
+    }
+
     /// The id of the project the API keys page shows first.
     pub fn project(&mut self) -> String {
         let page = self.get("/api-keys");
@@ -159,4 +235,27 @@ pub fn shown_secret(page: &Page) -> String {
     let start = page.body.find(marker).expect("the secret is shown") + marker.len();
     let end = start + page.body[start..].find('"').unwrap();
     page.body[start..end].to_owned()
+}
+
+/// The invitation link shown once on the Projects page, as a path.
+pub fn invitation_link(page: &Page) -> String {
+    let marker = "id=\"invitation-link\" class=\"mono\" type=\"text\" readonly value=\"";
+    let start = page
+        .body
+        .find(marker)
+        .expect("the invitation link is shown")
+        + marker.len();
+    let end = start + page.body[start..].find('"').unwrap();
+    let link = unescape(&page.body[start..end]);
+    let path = link.find("/invite?token=").expect("a link to /invite");
+    link[path..].to_owned()
+}
+
+/// An attribute's text as the browser reads it (the templates escape `/`
+/// and quotes).
+pub fn unescape(html: &str) -> String {
+    html.replace("&#x2f;", "/")
+        .replace("&#x27;", "'")
+        .replace("&quot;", "\"")
+        .replace("&amp;", "&")
 }

@@ -283,6 +283,29 @@ impl Server {
         r.body["data"][0]["id"].as_str().unwrap().to_owned()
     }
 
+    /// Runs one SQL statement on the server's database (for tests that
+    /// age rows, such as an invitation past its expiry).
+    pub fn execute_sql(&self, sql: &str) {
+        match self.db.url() {
+            Some(url) => run_pg(url, sql),
+            None => {
+                let file = self.data_dir.path().join("keyward.db");
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    use sqlx::Connection;
+                    let mut conn =
+                        sqlx::SqliteConnection::connect(&format!("sqlite://{}", file.display()))
+                            .await
+                            .unwrap();
+                    sqlx::Executor::execute(&mut conn, sql).await.expect(sql);
+                });
+            }
+        }
+    }
+
     /// Stops the server gracefully (SIGTERM) and waits for it.
     pub fn stop(&mut self) {
         #[cfg(unix)]
