@@ -69,7 +69,8 @@ impl MetricsAccess {
         })
     }
 
-    fn allows(&self, client: IpAddr, headers: &HeaderMap) -> Result<(), Response> {
+    /// The answer refusing `client`, if it may not read the metrics.
+    fn refusal(&self, client: IpAddr, headers: &HeaderMap) -> Option<Response> {
         if let Some(token) = &self.token {
             let sent = headers
                 .get(header::AUTHORIZATION)
@@ -77,7 +78,7 @@ impl MetricsAccess {
                 .and_then(|v| v.strip_prefix("Bearer "))
                 .unwrap_or("");
             if bool::from(sent.as_bytes().ct_eq(token.as_bytes())) {
-                return Ok(());
+                return None;
             }
             let mut refused = ApiError {
                 status: StatusCode::UNAUTHORIZED,
@@ -90,10 +91,10 @@ impl MetricsAccess {
             refused
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, "Bearer".parse().unwrap());
-            return Err(refused);
+            return Some(refused);
         }
         if self.loopback_only && !client.is_loopback() {
-            return Err(ApiError {
+            return Some(ApiError {
                 status: StatusCode::FORBIDDEN,
                 kind: "invalid_request_error",
                 message: "/metrics is served only to this machine. To scrape it from elsewhere, set metrics.bearer_token_env (a token) or metrics.listen (a private address).".into(),
@@ -102,7 +103,7 @@ impl MetricsAccess {
             }
             .into_response());
         }
-        Ok(())
+        None
     }
 }
 
@@ -111,9 +112,9 @@ async fn render(
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    match access.allows(client.ip(), &headers) {
-        Ok(()) => access.handle.render().into_response(),
-        Err(refused) => refused,
+    match access.refusal(client.ip(), &headers) {
+        None => access.handle.render().into_response(),
+        Some(refused) => refused,
     }
 }
 
