@@ -41,12 +41,17 @@ fn closed_within(conn: &mut TcpStream, wait: Duration) -> bool {
 
 /// A plain GET on a fresh connection: the status line, and how long it took.
 fn get(addr: SocketAddr, path: &str) -> (String, Duration) {
+    get_with(addr, path, "")
+}
+
+/// [`get`] with extra header lines (each ending in `\r\n`).
+fn get_with(addr: SocketAddr, path: &str, headers: &str) -> (String, Duration) {
     let started = Instant::now();
     let mut c = TcpStream::connect(addr).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     write!(
         c,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}Connection: close\r\n\r\n"
     )
     .unwrap();
     let mut text = String::new();
@@ -367,18 +372,10 @@ fn a_stream_still_open_at_the_end_of_shutdown_grace_is_cut_and_billed() {
     assert_eq!(requests, 1, "the cut stream was not billed: {}", usage.body);
 }
 
-/// A GET with extra headers on a fresh connection: the status code.
+/// The status code of a GET with extra headers on a fresh connection.
 fn status_of(addr: SocketAddr, path: &str, headers: &str) -> String {
-    let mut c = TcpStream::connect(addr).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        c,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}Connection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    let _ = c.read_to_string(&mut text);
-    text.split(' ').nth(1).unwrap_or_default().to_owned()
+    let (line, _) = get_with(addr, path, headers);
+    line.split(' ').nth(1).unwrap_or_default().to_owned()
 }
 
 #[test]

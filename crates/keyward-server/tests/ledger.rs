@@ -117,6 +117,8 @@ fn chat(client: &Client, base: &str, key: &str) -> Answer {
 /// Client threads calling the gateway in a loop until stopped.
 struct Load {
     stop: Arc<AtomicBool>,
+    /// Calls answered 200 so far.
+    answered: Arc<std::sync::atomic::AtomicUsize>,
     threads: Vec<JoinHandle<Vec<Answer>>>,
     started: Instant,
 }
@@ -124,14 +126,19 @@ struct Load {
 impl Load {
     fn start(base: &str, key: &str, threads: usize) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
+        let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let threads = (0..threads)
             .map(|_| {
                 let (stop, base, key) = (stop.clone(), base.to_owned(), key.to_owned());
+                let answered = answered.clone();
                 std::thread::spawn(move || {
                     let client = client();
                     let mut answers = Vec::new();
                     while !stop.load(Ordering::SeqCst) {
                         let a = chat(&client, &base, &key);
+                        if a.ok() {
+                            answered.fetch_add(1, Ordering::SeqCst);
+                        }
                         let failed = a.status == 0;
                         answers.push(a);
                         if failed {
@@ -144,8 +151,17 @@ impl Load {
             .collect();
         Load {
             stop,
+            answered,
             threads,
             started: Instant::now(),
+        }
+    }
+
+    /// Waits until `n` calls have been answered (at most 30 s).
+    fn wait_for_answers(&self, n: usize) {
+        let until = Instant::now() + Duration::from_secs(30);
+        while self.answered.load(Ordering::SeqCst) < n && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
@@ -684,7 +700,8 @@ fn a_budget_after_kill_9_counts_the_spend_before_it() {
     let key = common::secret(&k);
 
     let load = Load::start(&s.base, &key, 8);
-    std::thread::sleep(Duration::from_millis(1500));
+    // Part of the budget spent, whatever the machine's pace.
+    load.wait_for_answers(CALLS / 5);
     let pid = s.pid();
     // SAFETY: kill(2) on the server this test started.
     assert_eq!(unsafe { send_signal(pid, 9) }, 0, "kill -9 {pid} failed");
