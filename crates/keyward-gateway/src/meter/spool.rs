@@ -25,7 +25,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,8 +39,15 @@ const SEGMENT_BYTES: u64 = 8 << 20;
 /// Written data is flushed to the disk at least this often while events
 /// arrive (`fdatasync`): what a power cut can lose.
 pub const SYNC_EVERY: Duration = Duration::from_millis(100);
-/// How often an idle spool looks for committed segments to delete.
-const IDLE_TICK: Duration = Duration::from_secs(1);
+/// How long the spool's thread sleeps between rounds while events arrive.
+/// It is not woken per event: a wake-up per call (a futex syscall on the
+/// request path, and a context switch) cost the gateway about 15% of its
+/// throughput on two CPUs; a round every 2 ms costs nothing measurable and
+/// bounds what a crash loses to a few milliseconds.
+const BUSY_TICK: Duration = Duration::from_millis(2);
+/// The longest sleep once idle (doubling from [`BUSY_TICK`]): the most a
+/// crash loses after a quiet spell, and the latest a flush is answered.
+const IDLE_TICK: Duration = Duration::from_millis(50);
 const LOCK_FILE: &str = "lock";
 const SEGMENT_SUFFIX: &str = ".jsonl";
 
@@ -175,24 +182,35 @@ pub(super) fn run(
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut lines = Vec::with_capacity(1 << 20);
     let mut failing = false;
+    let mut nap = BUSY_TICK;
     loop {
-        match inbox.recv_timeout(IDLE_TICK) {
-            Ok(m) => batch.push(m),
-            Err(RecvTimeoutError::Timeout) => {
+        let mut disconnected = false;
+        while batch.len() < MAX_BATCH {
+            match inbox.try_recv() {
+                Ok(m) => batch.push(m),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    disconnected = true;
+                    break;
+                }
+            }
+        }
+        if batch.is_empty() {
+            if disconnected {
+                break;
+            }
+            if nap >= IDLE_TICK {
                 if let Err(e) = spool.sync() {
                     tracing::error!(error = %e, "cannot flush the ledger spool to disk");
                 }
                 spool.drop_committed(committed.load(Ordering::Acquire));
-                continue;
             }
-            Err(RecvTimeoutError::Disconnected) => break,
+            std::thread::sleep(nap);
+            nap = (nap * 2).min(IDLE_TICK);
+            continue;
         }
-        while batch.len() < MAX_BATCH {
-            match inbox.try_recv() {
-                Ok(m) => batch.push(m),
-                Err(_) => break,
-            }
-        }
+        nap = BUSY_TICK;
+        let taken = batch.len();
         lines.clear();
         let mut count = 0;
         for m in &batch {
@@ -236,6 +254,10 @@ pub(super) fn run(
         spool.drop_committed(committed.load(Ordering::Acquire));
         if close {
             break;
+        }
+        // A full round means more is waiting: no sleep then.
+        if taken < MAX_BATCH {
+            std::thread::sleep(BUSY_TICK);
         }
     }
     spool
