@@ -19,6 +19,7 @@ mod site;
 mod throttle;
 mod visitor;
 
+pub use error::status_of;
 pub use site::Site;
 
 use std::sync::Arc;

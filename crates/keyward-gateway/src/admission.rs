@@ -3,7 +3,7 @@
 //! and tokens per minute, the monthly budget. Each grant is settled when
 //! the request ends; a refusal gives back what was already taken.
 
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use keyward_core::gcra::{Decision, Quota};
 use keyward_core::Micros;
@@ -13,7 +13,7 @@ use smallvec::SmallVec;
 
 use crate::budget::Reservation;
 use crate::catalog::Route;
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiErrorKind};
 use crate::header_text::HeaderText;
 use crate::limits::{format_reset, write_reset, Dimension, InFlight, Subject};
 use crate::request::Head;
@@ -214,7 +214,13 @@ impl Admission {
                 "Rate limit reached for {} on concurrent requests: Limit {max}. Wait for a request to finish, then try again.",
                 ask.limited(scope)
             );
-            return Err(too_many(message, "requests", 1, &Tightest::default()).into());
+            return Err(too_many(
+                message,
+                ApiErrorKind::RequestRateLimit,
+                1,
+                &Tightest::default(),
+            )
+            .into());
         };
         self.in_flight.push(slot);
         Ok(())
@@ -234,8 +240,8 @@ impl Admission {
         self.tightest.note(dim, Met { quota, decision: d });
         if !d.allowed {
             let (per, kind) = match dim {
-                Dimension::Requests => ("requests per min (RPM)", "requests"),
-                Dimension::Tokens => ("tokens per min (TPM)", "tokens"),
+                Dimension::Requests => ("requests per min (RPM)", ApiErrorKind::RequestRateLimit),
+                Dimension::Tokens => ("tokens per min (TPM)", ApiErrorKind::TokenRateLimit),
             };
             let message = format!(
                 "Rate limit reached for {} on {per}: Limit {}, Used {}, Requested {n}. Please try again in {}.",
@@ -268,20 +274,17 @@ impl Admission {
                 Ok(())
             }
             Ok(Err(over)) => {
-                crate::telemetry::request_refused("budget");
-                let mut response = ApiError {
-                    status: StatusCode::TOO_MANY_REQUESTS,
-                    kind: "insufficient_quota",
-                    message: format!(
+                let refusal = ApiError::new(
+                    ApiErrorKind::InsufficientQuota,
+                    format!(
                         "You exceeded your current quota: {} has spent {} of its {} monthly budget. Ask the owner to raise the budget on the Limits page, or wait for next month.",
                         scope.noun,
                         over.spent.format_usd(),
                         over.budget.format_usd()
                     ),
-                    param: None,
-                    code: Some("insufficient_quota"),
-                }
-                .into_response();
+                );
+                crate::telemetry::request_refused(refusal.kind().refusal_reason());
+                let mut response = refusal.into_response();
                 rate_headers(&self.tightest, response.headers_mut());
                 Err(response.into())
             }
@@ -370,19 +373,12 @@ fn rate_headers(tightest: &Tightest, headers: &mut HeaderMap) {
 
 fn too_many(
     message: String,
-    kind: &'static str,
+    kind: ApiErrorKind,
     retry_after_secs: u64,
     tightest: &Tightest,
 ) -> Response {
-    crate::telemetry::request_refused("rate_limit");
-    let mut response = ApiError {
-        status: StatusCode::TOO_MANY_REQUESTS,
-        kind,
-        message,
-        param: None,
-        code: Some("rate_limit_exceeded"),
-    }
-    .into_response();
+    crate::telemetry::request_refused(kind.refusal_reason());
+    let mut response = ApiError::new(kind, message).into_response();
     let h = response.headers_mut();
     rate_headers(tightest, h);
     h.insert("retry-after", HeaderValue::from(retry_after_secs));
