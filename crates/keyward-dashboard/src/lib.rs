@@ -7,6 +7,8 @@
 //! Every page calls the same [`Services`] functions as the management API
 //! and the CLI, as a [`keyward_service::Caller`] built from the session.
 
+#![forbid(unsafe_code)]
+
 mod assets;
 mod cookies;
 mod dates;

@@ -2,6 +2,8 @@
 //! and the dashboard call these functions, never the store directly, so each
 //! rule (who may do what, what is valid, what gets audited) lives once.
 
+#![forbid(unsafe_code)]
+
 mod accounts;
 mod audit;
 mod caller;
