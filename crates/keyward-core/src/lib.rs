@@ -2,6 +2,8 @@
 //! benchmarked on its own: the secret-key format, typed ids, permissions,
 //! money in micro-dollars and human durations.
 
+#![forbid(unsafe_code)]
+
 pub mod base62;
 pub mod duration;
 pub mod endpoint;

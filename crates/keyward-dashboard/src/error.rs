@@ -36,12 +36,28 @@ pub fn user_message(e: &ServiceError) -> String {
 }
 
 /// The HTTP status for a service error, also when a page shows it inline.
+///
+/// The API's mapping (`keyward_gateway::error`, `From<ServiceError> for
+/// ApiError`) is the reference; a page differs from it only where marked
+/// below, on purpose. `keyward-server` tests that these are the only
+/// differences.
 pub fn status_of(e: &ServiceError) -> StatusCode {
     match e {
         ServiceError::NotFound { .. } => StatusCode::NOT_FOUND,
-        ServiceError::PermissionDenied { .. } | ServiceError::Refused(_) => StatusCode::FORBIDDEN,
+        ServiceError::Invalid { .. } => StatusCode::BAD_REQUEST,
+        ServiceError::Refused(_) => StatusCode::FORBIDDEN,
         ServiceError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        _ => StatusCode::BAD_REQUEST,
+        // API: 401, as OpenAI answers a key without a scope. A page's
+        // visitor is signed in already and signing in again changes
+        // nothing, so it is 403 here.
+        ServiceError::PermissionDenied { .. } => StatusCode::FORBIDDEN,
+        // API: 409. A page shows the form again with the message beside
+        // what to change, as for any other rejected value: 400.
+        ServiceError::Conflict(_) | ServiceError::KeyCapReached(_) => StatusCode::BAD_REQUEST,
+        // API: 401 with `WWW-Authenticate: Bearer`. Pages check their
+        // session themselves (sign-in failures are the login page's own
+        // 401); one reaching here is a rejected form: 400.
+        ServiceError::Unauthenticated(_) => StatusCode::BAD_REQUEST,
     }
 }
 

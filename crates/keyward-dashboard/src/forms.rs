@@ -2,7 +2,8 @@
 
 use keyward_core::permissions::Restricted;
 use keyward_core::{Access, Micros, Permissions};
-use keyward_service::ServiceError;
+use keyward_service::{LimitsPatch, ServiceError};
+use keyward_store::RateLimits;
 
 fn invalid(param: &'static str, message: String) -> ServiceError {
     ServiceError::Invalid {
@@ -23,6 +24,16 @@ pub fn opt_count(param: &'static str, label: &str, raw: &str) -> Result<Option<i
             format!("{label} must be a whole number, or empty for no limit."),
         )
     })
+}
+
+/// The three rate-limit fields of a limits form, all set (an empty one
+/// clears its limit).
+pub fn limits(rpm: &str, tpm: &str, concurrent: &str) -> Result<LimitsPatch, ServiceError> {
+    Ok(LimitsPatch::set(RateLimits {
+        requests_per_minute: opt_count("rpm", "Requests per minute", rpm)?,
+        tokens_per_minute: opt_count("tpm", "Tokens per minute", tpm)?,
+        max_concurrent_requests: opt_count("concurrent", "Concurrent requests", concurrent)?,
+    }))
 }
 
 /// An optional amount of US dollars (`12.50`, `$12.50`): empty means none.

@@ -7,6 +7,8 @@
 //! Every page calls the same [`Services`] functions as the management API
 //! and the CLI, as a [`keyward_service::Caller`] built from the session.
 
+#![forbid(unsafe_code)]
+
 mod assets;
 mod cookies;
 mod dates;
@@ -19,6 +21,7 @@ mod site;
 mod throttle;
 mod visitor;
 
+pub use error::status_of;
 pub use site::Site;
 
 use std::sync::Arc;

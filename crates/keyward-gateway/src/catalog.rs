@@ -90,8 +90,8 @@ impl std::fmt::Debug for Transport {
 #[derive(Debug)]
 pub struct HttpUpstream {
     pub origin: Origin,
-    /// The path of each endpoint, parsed once (indexed like [`Endpoint::ALL`]).
-    paths: [Uri; 3],
+    /// The path of each endpoint, parsed once.
+    paths: EndpointPaths,
     pub authorization: Option<HeaderValue>,
     pub timeout: Duration,
 }
@@ -99,8 +99,22 @@ pub struct HttpUpstream {
 impl HttpUpstream {
     /// The endpoint's path (origin-form, as sent on a connection to [`Self::origin`]).
     pub fn path(&self, endpoint: Endpoint) -> Uri {
-        self.paths[endpoint as usize].clone()
+        let p = &self.paths;
+        match endpoint {
+            Endpoint::ChatCompletions => &p.chat_completions,
+            Endpoint::Completions => &p.completions,
+            Endpoint::Embeddings => &p.embeddings,
+        }
+        .clone()
     }
+}
+
+/// An upstream's path for each model endpoint.
+#[derive(Debug)]
+struct EndpointPaths {
+    chat_completions: Uri,
+    completions: Uri,
+    embeddings: Uri,
 }
 
 /// A model served inside this process: it takes the request body as the
@@ -267,11 +281,11 @@ fn http_upstream(u: &UpstreamConfig) -> Result<HttpUpstream, String> {
     };
     Ok(HttpUpstream {
         origin,
-        paths: [
-            path(Endpoint::ALL[0])?,
-            path(Endpoint::ALL[1])?,
-            path(Endpoint::ALL[2])?,
-        ],
+        paths: EndpointPaths {
+            chat_completions: path(Endpoint::ChatCompletions)?,
+            completions: path(Endpoint::Completions)?,
+            embeddings: path(Endpoint::Embeddings)?,
+        },
         authorization,
         timeout: u.timeout.unwrap_or(Duration::from_secs(600)),
     })

@@ -6,6 +6,8 @@
 //!                                   └──▶ meter (usage event) ─▶ ledger writer (batched)
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod admission;
 pub mod auth;
 pub mod body_deadline;

@@ -23,7 +23,7 @@ use serde_json::json;
 
 use crate::admission::{admit, needs_prompt_tokens, put_rate_headers, Admission};
 use crate::catalog::{Route, Transport};
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiErrorKind};
 use crate::header_text::HeaderText;
 use crate::meter::LedgerSlot;
 use crate::request::{self, Endpoint};
@@ -61,16 +61,8 @@ where
 
 /// Counts a refusal by its kind, then answers it.
 fn refused(e: ApiError) -> Response {
-    let reason = match e.status.as_u16() {
-        401 => "unauthorized",
-        403 => "forbidden",
-        404 => "model_not_found",
-        413 => "too_large",
-        400 => "invalid_request",
-        _ => "other",
-    };
-    telemetry::request_refused(reason);
-    let unread_body = matches!(e.status.as_u16(), 401 | 403 | 413);
+    telemetry::request_refused(e.kind().refusal_reason());
+    let unread_body = matches!(e.status().as_u16(), 401 | 403 | 413);
     let mut response = e.into_response();
     if unread_body {
         // Refused before its body was read: the connection cannot be
@@ -261,8 +253,9 @@ where
     // A place in the ledger's queue before anything is spent: a call that
     // could not be billed is not made.
     let Ok(slot) = gw.meter.reserve().await else {
-        telemetry::request_refused("ledger_unavailable");
-        let mut response = ApiError::ledger_unavailable().into_response();
+        let refusal = ApiError::ledger_unavailable();
+        telemetry::request_refused(refusal.kind().refusal_reason());
+        let mut response = refusal.into_response();
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -300,7 +293,7 @@ where
     } = match call_upstream(&route, endpoint, upstream_body).await {
         Ok(a) => a,
         Err(err) => {
-            pending.record(err.status, Usage::default());
+            pending.record(err.status(), Usage::default());
             return Err(err);
         }
     };
@@ -317,7 +310,7 @@ where
         let bytes = match body.read(&route).await {
             Ok(b) => b,
             Err(err) => {
-                pending.record(err.status, Usage::default());
+                pending.record(err.status(), Usage::default());
                 return Err(err);
             }
         };
@@ -455,16 +448,16 @@ fn upstream_error(route: &Route, fault: Fault<'_>) -> ApiError {
     match fault {
         Fault::Timeout => {
             telemetry::upstream_error(name, "timeout");
-            ApiError::upstream(
-                StatusCode::GATEWAY_TIMEOUT,
+            ApiError::new(
+                ApiErrorKind::UpstreamTimeout,
                 format!("The upstream `{name}` did not answer in time. Try again; if it persists, tell the operator."),
             )
         }
         Fault::Unreachable(e) => {
             telemetry::upstream_error(name, "unreachable");
             tracing::warn!(upstream = %name, error = %ErrorChain(e), "upstream call failed");
-            ApiError::upstream(
-                StatusCode::BAD_GATEWAY,
+            ApiError::new(
+                ApiErrorKind::UpstreamUnreachable,
                 format!("The upstream `{name}` could not be reached. Try again; if it persists, tell the operator."),
             )
         }

@@ -410,28 +410,28 @@ mod tests {
     #[test]
     fn names_the_bad_field() {
         let e = parse(Endpoint::ChatCompletions, br#"{"messages":[]}"#, false).unwrap_err();
-        assert_eq!(e.param.as_deref(), Some("model"));
+        assert_eq!(e.param(), Some("model"));
         let e = parse(Endpoint::ChatCompletions, br#"{"model":"m"}"#, false).unwrap_err();
-        assert_eq!(e.param.as_deref(), Some("messages"));
+        assert_eq!(e.param(), Some("messages"));
         let e = parse(
             Endpoint::ChatCompletions,
             br#"{"model":1,"messages":[1]}"#,
             false,
         )
         .unwrap_err();
-        assert_eq!(e.param.as_deref(), Some("model"));
+        assert_eq!(e.param(), Some("model"));
         let e = parse(
             Endpoint::ChatCompletions,
             br#"{"model":"m","messages":"hi"}"#,
             true,
         )
         .unwrap_err();
-        assert_eq!(e.param.as_deref(), Some("messages"));
+        assert_eq!(e.param(), Some("messages"));
         let e = parse(Endpoint::Embeddings, br#"{"model":"m"}"#, false).unwrap_err();
-        assert_eq!(e.param.as_deref(), Some("input"));
+        assert_eq!(e.param(), Some("input"));
         assert!(parse(Endpoint::ChatCompletions, b"not json", false)
             .unwrap_err()
-            .param
+            .param()
             .is_none());
         assert!(parse(Endpoint::ChatCompletions, b"[1]", false).is_err());
         let e = parse(
@@ -440,14 +440,14 @@ mod tests {
             false,
         )
         .unwrap_err();
-        assert_eq!(e.param.as_deref(), Some("model"));
+        assert_eq!(e.param(), Some("model"));
         let e = parse(
             Endpoint::ChatCompletions,
             br#"{"model":"m","messages":[{"content":[{"text":5}]}],"stream":"yes"}"#,
             true,
         )
         .unwrap_err();
-        assert_eq!(e.param.as_deref(), Some("stream"));
+        assert_eq!(e.param(), Some("stream"));
         assert!(parse(
             Endpoint::ChatCompletions,
             br#"{"model":"m","messages":[1]} x"#,
@@ -475,7 +475,7 @@ mod tests {
             (r#","n":3,"best_of":2"#, "best_of"),
         ] {
             let e = chat(extra).unwrap_err();
-            assert_eq!(e.param.as_deref(), Some(param), "{extra}: {}", e.message);
+            assert_eq!(e.param(), Some(param), "{extra}: {}", e.message());
         }
         let h = chat(r#","max_tokens":9223372036854775807,"n":64"#).unwrap();
         assert_eq!(h.output_allowance(10), u64::MAX, "saturates, not wraps");

@@ -157,15 +157,15 @@ proptest! {
         let result = parse(endpoint, body.as_bytes(), count);
         let valid_json = serde_json::from_str::<serde_json::Value>(&body).is_ok();
         if let Err(e) = result {
-            prop_assert_eq!(e.status.as_u16(), 400, "{}: {}", body, e.message);
-            prop_assert_eq!(e.kind, "invalid_request_error");
-            prop_assert!(!e.message.trim().is_empty());
+            prop_assert_eq!(e.status().as_u16(), 400, "{}: {}", body, e.message());
+            prop_assert_eq!(e.kind().error_type(), "invalid_request_error");
+            prop_assert!(!e.message().trim().is_empty());
             if valid_json {
-                let param = e.param.as_deref().unwrap_or_default();
+                let param = e.param().unwrap_or_default();
                 prop_assert!(
                     !param.is_empty() && keys.iter().any(|k| k == root(param)),
                     "error on {} names `{}`, not one of its fields: {}",
-                    body, param, e.message
+                    body, param, e.message()
                 );
             }
         }
@@ -217,7 +217,7 @@ proptest! {
         }
         body.push('}');
         let head = parse(endpoint, body.as_bytes(), count)
-            .map_err(|e| TestCaseError::fail(format!("{body}: {:?} {}", e.param, e.message)))?;
+            .map_err(|e| TestCaseError::fail(format!("{body}: {:?} {}", e.param(), e.message())))?;
         prop_assert_eq!(head.model, "m");
         prop_assert_eq!(head.max_tokens, max_completion_tokens.or(max_tokens));
     }
@@ -251,8 +251,8 @@ proptest! {
         match parse(endpoint, body.as_bytes(), count) {
             Ok(head) => prop_assert!(false, "{} accepted: max_tokens {:?}", body, head.max_tokens),
             Err(e) => {
-                prop_assert_eq!(e.status.as_u16(), 400);
-                prop_assert_eq!(e.param.as_deref(), Some(field), "{}: {}", body, e.message);
+                prop_assert_eq!(e.status().as_u16(), 400);
+                prop_assert_eq!(e.param(), Some(field), "{}: {}", body, e.message());
             }
         }
     }

@@ -5,6 +5,8 @@
 //! text completion formats, so the gateway treats the model like any other
 //! upstream.
 
+#![forbid(unsafe_code)]
+
 mod engine;
 mod model;
 pub mod openai;

@@ -9,6 +9,8 @@
 //! only escaped ([`escape`]), so a hostile file name cannot drive the
 //! terminal.
 
+#![forbid(unsafe_code)]
+
 pub mod escape;
 mod git;
 pub mod matcher;

@@ -1,5 +1,7 @@
 //! `keyward`: the server and its command line.
 
+#![forbid(unsafe_code)]
+
 mod api;
 mod cli;
 mod client_addr;

@@ -94,6 +94,9 @@ impl Watchdog {
                 p.fetch_max(now, Ordering::Relaxed);
                 if now > RSS_KILL {
                     #[cfg(unix)]
+                    // SAFETY: kill(2) takes no pointers; `pid` is the
+                    // server this test started.
+                    #[allow(unsafe_code)]
                     unsafe {
                         libc_kill(pid as i32, 9);
                     }

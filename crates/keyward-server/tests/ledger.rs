@@ -575,7 +575,9 @@ fn kill_9_under_load_loses_at_most_a_moment_of_traffic() {
 
     let load = Load::start(&s.base, &key, 8);
     std::thread::sleep(Duration::from_secs(3));
-    // SAFETY: kill(2) with a pid found above, the server this test started.
+    // SAFETY: kill(2) takes no pointers; the pid found above is the
+    // server this test started.
+    #[allow(unsafe_code)]
     let killed = unsafe { send_signal(pid, 9) };
     let killed_at = Instant::now();
     load.stop();
@@ -703,8 +705,11 @@ fn a_budget_after_kill_9_counts_the_spend_before_it() {
     // Part of the budget spent, whatever the machine's pace.
     load.wait_for_answers(CALLS / 5);
     let pid = s.pid();
-    // SAFETY: kill(2) on the server this test started.
-    assert_eq!(unsafe { send_signal(pid, 9) }, 0, "kill -9 {pid} failed");
+    // SAFETY: kill(2) takes no pointers; the pid is the server this test
+    // started.
+    #[allow(unsafe_code)]
+    let killed = unsafe { send_signal(pid, 9) };
+    assert_eq!(killed, 0, "kill -9 {pid} failed");
     let killed_at = Instant::now();
     let before: Vec<Answer> = load.finish();
     let ran = killed_at - before.iter().map(|a| a.sent).min().unwrap();

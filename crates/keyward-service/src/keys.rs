@@ -41,10 +41,35 @@ pub struct KeyPatch {
     pub expires_at: Option<Option<i64>>,
     pub allowed_models: Option<Option<Vec<String>>>,
     pub allowed_ips: Option<Option<Vec<String>>>,
+    pub rate_limits: LimitsPatch,
+    pub monthly_budget: Option<Option<Micros>>,
+}
+
+/// Changes to a key's or a project's rate limits: `None` leaves a limit as
+/// it is; `Some(None)` clears it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LimitsPatch {
     pub requests_per_minute: Option<Option<i64>>,
     pub tokens_per_minute: Option<Option<i64>>,
     pub max_concurrent_requests: Option<Option<i64>>,
-    pub monthly_budget: Option<Option<Micros>>,
+}
+
+impl LimitsPatch {
+    /// Clears all three limits.
+    pub const CLEAR: LimitsPatch = LimitsPatch {
+        requests_per_minute: Some(None),
+        tokens_per_minute: Some(None),
+        max_concurrent_requests: Some(None),
+    };
+
+    /// Sets all three limits (`None`: no limit).
+    pub fn set(limits: RateLimits) -> LimitsPatch {
+        LimitsPatch {
+            requests_per_minute: Some(limits.requests_per_minute),
+            tokens_per_minute: Some(limits.tokens_per_minute),
+            max_concurrent_requests: Some(limits.max_concurrent_requests),
+        }
+    }
 }
 
 /// A key just created or rotated: the only time its secret exists outside
@@ -89,20 +114,15 @@ fn validate_spec(spec: KeySpec, now: i64) -> Result<KeySpec> {
     })
 }
 
-/// Applies `[requests, tokens, concurrent]` changes (`None` keeps a limit,
-/// `Some(None)` clears it) and checks the result.
-pub(crate) fn patch_limits(
-    mut limits: RateLimits,
-    patch: [Option<Option<i64>>; 3],
-) -> Result<RateLimits> {
-    let [rpm, tpm, concurrent] = patch;
-    if let Some(v) = rpm {
+/// Applies `patch` to `limits` and checks the result.
+pub(crate) fn patch_limits(mut limits: RateLimits, patch: LimitsPatch) -> Result<RateLimits> {
+    if let Some(v) = patch.requests_per_minute {
         limits.requests_per_minute = v;
     }
-    if let Some(v) = tpm {
+    if let Some(v) = patch.tokens_per_minute {
         limits.tokens_per_minute = v;
     }
-    if let Some(v) = concurrent {
+    if let Some(v) = patch.max_concurrent_requests {
         limits.max_concurrent_requests = v;
     }
     validate_limits(limits)
@@ -340,14 +360,7 @@ impl Services {
         if let Some(i) = patch.allowed_ips {
             record.allowed_ips = i.map(validate::ips).transpose()?;
         }
-        record.rate_limits = patch_limits(
-            record.rate_limits,
-            [
-                patch.requests_per_minute,
-                patch.tokens_per_minute,
-                patch.max_concurrent_requests,
-            ],
-        )?;
+        record.rate_limits = patch_limits(record.rate_limits, patch.rate_limits)?;
         if let Some(b) = patch.monthly_budget {
             record.monthly_budget = b;
         }

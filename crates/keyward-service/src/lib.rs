@@ -2,6 +2,8 @@
 //! and the dashboard call these functions, never the store directly, so each
 //! rule (who may do what, what is valid, what gets audited) lives once.
 
+#![forbid(unsafe_code)]
+
 mod accounts;
 mod audit;
 mod caller;
@@ -27,7 +29,9 @@ pub use delegation::MAX_DELEGATION_DEPTH;
 pub use error::{AuthError, ServiceError};
 pub use exposure::{Label, Notice, Reported, Sighting, Verdict};
 pub use invitations::{CreatedInvitation, OpenInvitation, INVITATION_SECONDS};
-pub use keys::{ActiveKey, CreatedKey, KeyPatch, KeyRef, KeySpec, MAX_ROTATION_GRACE_SECONDS};
+pub use keys::{
+    ActiveKey, CreatedKey, KeyPatch, KeyRef, KeySpec, LimitsPatch, MAX_ROTATION_GRACE_SECONDS,
+};
 use keyward_store::{NoticeChannel, Store};
 pub use projects::ProjectPatch;
 pub use sessions::{session_hash, SessionToken, SESSION_SECONDS};

@@ -8,15 +8,14 @@ use serde_json::json;
 use crate::audit::{cursor_error, entry, Target};
 use crate::caller::Caller;
 use crate::error::{Result, ServiceError};
+use crate::keys::LimitsPatch;
 use crate::{validate, Services};
 
 /// Changes to a project: `None` leaves a field as it is; `Some(None)` clears it.
 #[derive(Debug, Clone, Default)]
 pub struct ProjectPatch {
     pub name: Option<String>,
-    pub requests_per_minute: Option<Option<i64>>,
-    pub tokens_per_minute: Option<Option<i64>>,
-    pub max_concurrent_requests: Option<Option<i64>>,
+    pub rate_limits: LimitsPatch,
     pub monthly_budget: Option<Option<Micros>>,
 }
 
@@ -97,14 +96,7 @@ impl Services {
         if let Some(name) = &patch.name {
             project.name = validate::required_name("name", name)?;
         }
-        project.rate_limits = crate::keys::patch_limits(
-            project.rate_limits,
-            [
-                patch.requests_per_minute,
-                patch.tokens_per_minute,
-                patch.max_concurrent_requests,
-            ],
-        )?;
+        project.rate_limits = crate::keys::patch_limits(project.rate_limits, patch.rate_limits)?;
         if let Some(b) = patch.monthly_budget {
             project.monthly_budget = b;
         }

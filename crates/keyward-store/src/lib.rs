@@ -3,6 +3,8 @@
 //! PostgreSQL with one set of portable queries and a migrations folder per
 //! backend.
 
+#![forbid(unsafe_code)]
+
 mod error;
 mod outbox;
 mod pg_ledger;

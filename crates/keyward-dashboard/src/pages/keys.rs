@@ -444,13 +444,7 @@ pub async fn edit(
         let patch = KeyPatch {
             name: Some(f.name.clone()),
             expires_at: Some(expires_at),
-            requests_per_minute: Some(forms::opt_count("rpm", "Requests per minute", &f.rpm)?),
-            tokens_per_minute: Some(forms::opt_count("tpm", "Tokens per minute", &f.tpm)?),
-            max_concurrent_requests: Some(forms::opt_count(
-                "concurrent",
-                "Concurrent requests",
-                &f.concurrent,
-            )?),
+            rate_limits: forms::limits(&f.rpm, &f.tpm, &f.concurrent)?,
             monthly_budget: Some(forms::opt_usd("budget", "Monthly budget", &f.budget)?),
             ..KeyPatch::default()
         };

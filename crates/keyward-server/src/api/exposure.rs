@@ -5,7 +5,6 @@ use std::net::IpAddr;
 
 use axum::body::{to_bytes, Body};
 use axum::extract::{FromRequest, Request, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use keyward_service::Sighting;
@@ -13,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiErrorKind, ApiResult};
 use super::extract::ApiJson;
 use super::throttle::{client_ip, PerAddress};
 use super::AppState;
@@ -189,7 +188,7 @@ pub async fn github(State(state): State<AppState>, req: Request<Body>) -> Respon
 
 /// The answer to a partner request whose signature cannot be accepted.
 fn refused(refusal: Refusal, keys_url: Option<&str>) -> Response {
-    let (status, message) = match refusal {
+    let (kind, message) = match refusal {
         Refusal::NoKeys => {
             return ApiError::unavailable(format!(
                 "GitHub's secret-scanning keys are not known yet: they could not be fetched from {}. Set secret_scanning.github_public_keys_file to a copy of them.",
@@ -197,17 +196,10 @@ fn refused(refusal: Refusal, keys_url: Option<&str>) -> Response {
             ))
             .into_response()
         }
-        Refusal::MissingHeaders => (StatusCode::BAD_REQUEST, "Github-Public-Key-Identifier and Github-Public-Key-Signature headers are required."),
-        Refusal::UnknownKey => (StatusCode::UNAUTHORIZED, "The Github-Public-Key-Identifier names no key this installation knows, even after fetching GitHub's published keys (done at most once a minute)."),
-        Refusal::NotCurrent => (StatusCode::UNAUTHORIZED, "The Github-Public-Key-Identifier names a key that is no longer current."),
-        Refusal::BadSignature => (StatusCode::UNAUTHORIZED, "The signature does not match the body."),
+        Refusal::MissingHeaders => (ApiErrorKind::SignatureMissing, "Github-Public-Key-Identifier and Github-Public-Key-Signature headers are required."),
+        Refusal::UnknownKey => (ApiErrorKind::InvalidSignature, "The Github-Public-Key-Identifier names no key this installation knows, even after fetching GitHub's published keys (done at most once a minute)."),
+        Refusal::NotCurrent => (ApiErrorKind::InvalidSignature, "The Github-Public-Key-Identifier names a key that is no longer current."),
+        Refusal::BadSignature => (ApiErrorKind::InvalidSignature, "The signature does not match the body."),
     };
-    ApiError {
-        status,
-        kind: "invalid_request_error",
-        message: message.into(),
-        param: None,
-        code: Some("invalid_signature"),
-    }
-    .into_response()
+    ApiError::new(kind, message).into_response()
 }

@@ -12,7 +12,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -20,7 +20,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
-use super::error::ApiError;
+use super::error::{ApiError, ApiErrorKind};
 
 /// `[metrics]`: where `/metrics` is served and who may read it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -80,27 +80,18 @@ impl MetricsAccess {
             if bool::from(sent.as_bytes().ct_eq(token.as_bytes())) {
                 return None;
             }
-            let mut refused = ApiError {
-                status: StatusCode::UNAUTHORIZED,
-                kind: "invalid_request_error",
-                message: "Reading /metrics takes the token named by metrics.bearer_token_env, as `Authorization: Bearer <token>`.".into(),
-                param: None,
-                code: Some("invalid_metrics_token"),
-            }
-            .into_response();
-            refused
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, "Bearer".parse().unwrap());
-            return Some(refused);
+            // A 401: the answer carries `WWW-Authenticate: Bearer`.
+            return Some(ApiError::new(
+                ApiErrorKind::InvalidMetricsToken,
+                "Reading /metrics takes the token named by metrics.bearer_token_env, as `Authorization: Bearer <token>`.",
+            )
+            .into_response());
         }
         if self.loopback_only && !client.is_loopback() {
-            return Some(ApiError {
-                status: StatusCode::FORBIDDEN,
-                kind: "invalid_request_error",
-                message: "/metrics is served only to this machine. To scrape it from elsewhere, set metrics.bearer_token_env (a token) or metrics.listen (a private address).".into(),
-                param: None,
-                code: Some("metrics_forbidden"),
-            }
+            return Some(ApiError::new(
+                ApiErrorKind::MetricsForbidden,
+                "/metrics is served only to this machine. To scrape it from elsewhere, set metrics.bearer_token_env (a token) or metrics.listen (a private address).",
+            )
             .into_response());
         }
         None

@@ -4,6 +4,8 @@
 mod admin_keys;
 mod audit_logs;
 mod auth;
+#[cfg(test)]
+mod error_statuses;
 pub mod exposure;
 mod extract;
 mod health;
@@ -36,7 +38,7 @@ pub use keyward_gateway::error;
 use keyward_gateway::request_id::{AssignId, RequestIdLayer};
 use keyward_gateway::{Gateway, ModelEndpoints};
 
-use error::ApiError;
+use error::{ApiError, ApiErrorKind};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -144,15 +146,10 @@ pub fn app(state: AppState, gateway: Gateway, metrics: Option<metrics::MetricsAc
             )
         })
         .method_not_allowed_fallback(|| async {
-            ApiError {
-                status: StatusCode::METHOD_NOT_ALLOWED,
-                kind: "invalid_request_error",
-                message: "This endpoint does not accept that HTTP method. See /openapi.json."
-                    .into(),
-                param: None,
-                code: Some("method_not_allowed"),
-            }
-            .into_response()
+            ApiError::new(
+                ApiErrorKind::MethodNotAllowed,
+                "This endpoint does not accept that HTTP method. See /openapi.json.",
+            )
         });
     ServiceBuilder::new()
         .layer(RequestIdLayer)

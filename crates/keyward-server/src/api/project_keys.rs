@@ -4,7 +4,7 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::{Extension, Json};
 use keyward_core::{KeyId, Micros, Permissions, ProjectId};
-use keyward_service::{Caller, KeyPatch, KeyRef, KeySpec};
+use keyward_service::{Caller, KeyPatch, KeyRef, KeySpec, LimitsPatch};
 use keyward_store::{RateLimits, RevokeReason};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
@@ -85,15 +85,15 @@ pub struct UpdateLimits {
 
 impl UpdateLimits {
     /// `rate_limits` of an update body: absent leaves all three, `null` clears all three.
-    pub fn split(patch: Option<Option<UpdateLimits>>) -> [Option<Option<i64>>; 3] {
-        match patch {
-            None => [None, None, None],
-            Some(None) => [Some(None), Some(None), Some(None)],
-            Some(Some(l)) => [
-                l.requests_per_minute,
-                l.tokens_per_minute,
-                l.max_concurrent_requests,
-            ],
+    pub fn patch(body: Option<Option<UpdateLimits>>) -> LimitsPatch {
+        match body {
+            None => LimitsPatch::default(),
+            Some(None) => LimitsPatch::CLEAR,
+            Some(Some(l)) => LimitsPatch {
+                requests_per_minute: l.requests_per_minute,
+                tokens_per_minute: l.tokens_per_minute,
+                max_concurrent_requests: l.max_concurrent_requests,
+            },
         }
     }
 }
@@ -136,24 +136,13 @@ impl CreateBody {
 
 impl UpdateBody {
     fn into_patch(self) -> Result<KeyPatch, ApiError> {
-        let (rpm, tpm, conc) = match self.rate_limits {
-            None => (None, None, None),
-            Some(None) => (Some(None), Some(None), Some(None)),
-            Some(Some(l)) => (
-                l.requests_per_minute,
-                l.tokens_per_minute,
-                l.max_concurrent_requests,
-            ),
-        };
         Ok(KeyPatch {
             name: self.name,
             permissions: self.permissions,
             expires_at: self.expires_at,
             allowed_models: self.allowed_models,
             allowed_ips: self.allowed_ips,
-            requests_per_minute: rpm,
-            tokens_per_minute: tpm,
-            max_concurrent_requests: conc,
+            rate_limits: UpdateLimits::patch(self.rate_limits),
             monthly_budget: self
                 .monthly_budget_usd
                 .map(|b| b.map(budget).transpose())

@@ -108,12 +108,9 @@ pub async fn modify(
     ApiJson(body): ApiJson<ModifyBody>,
 ) -> ApiResult<Json<ProjectObject>> {
     let id = path_id("project_id", &project_id, ProjectId::parse)?;
-    let [rpm, tpm, conc] = UpdateLimits::split(body.rate_limits);
     let patch = ProjectPatch {
         name: body.name,
-        requests_per_minute: rpm,
-        tokens_per_minute: tpm,
-        max_concurrent_requests: conc,
+        rate_limits: UpdateLimits::patch(body.rate_limits),
         monthly_budget: body
             .monthly_budget_usd
             .map(|b| b.map(budget).transpose())

@@ -6,13 +6,13 @@
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::ConnectInfo;
-use axum::http::{Extensions, StatusCode};
+use axum::http::Extensions;
 use axum::response::{IntoResponse, Response};
 use keyward_core::gcra::Quota;
 use keyward_core::net::throttle_block;
 use keyward_gateway::limits::{format_reset, Dimension, Limiter, LocalLimiter, Subject};
 
-use super::error::ApiError;
+use super::error::{ApiError, ApiErrorKind};
 
 /// One endpoint's budget per client address.
 pub struct PerAddress {
@@ -42,17 +42,14 @@ impl PerAddress {
         if d.allowed {
             return None;
         }
-        let mut response = ApiError {
-            status: StatusCode::TOO_MANY_REQUESTS,
-            kind: "requests",
-            message: format!(
+        let mut response = ApiError::new(
+            ApiErrorKind::RequestRateLimit,
+            format!(
                 "Too many {} from your address. Please try again in {}.",
                 self.what,
                 format_reset(d.retry_after_nanos)
             ),
-            param: None,
-            code: Some("rate_limit_exceeded"),
-        }
+        )
         .into_response();
         let secs = (d.retry_after_nanos as f64 / 1e9).ceil().max(1.0) as u64;
         response.headers_mut().insert("retry-after", secs.into());

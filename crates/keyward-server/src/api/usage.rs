@@ -70,6 +70,14 @@ fn parse_ids<T, E: std::fmt::Display>(
         .collect()
 }
 
+/// What a `group_by` value splits results by.
+#[derive(Clone, Copy)]
+enum Grouping {
+    Project,
+    Key,
+    Model,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn query(
     start: i64,
@@ -77,7 +85,7 @@ fn query(
     width: Option<&str>,
     allowed_widths: &[&str],
     group_by: &[String],
-    groups: &[(&str, usize)],
+    groups: &[(&str, Grouping)],
     project_ids: &[String],
     limit: Option<i64>,
     page: Option<&str>,
@@ -96,9 +104,9 @@ fn query(
                 ),
             )
         })?;
-    let mut by = [false; 3];
+    let (mut by_project, mut by_key, mut by_model) = (false, false, false);
     for g in group_by {
-        let slot = groups
+        let grouping = groups
             .iter()
             .find(|(name, _)| name == g)
             .ok_or_else(|| {
@@ -109,7 +117,11 @@ fn query(
                 )
             })?
             .1;
-        by[slot] = true;
+        match grouping {
+            Grouping::Project => by_project = true,
+            Grouping::Key => by_key = true,
+            Grouping::Model => by_model = true,
+        }
     }
     let (default_limit, max_limit) = width.page_limits();
     let limit = limit.unwrap_or(i64::from(default_limit));
@@ -141,9 +153,9 @@ fn query(
         start,
         end,
         width,
-        by_project: by[0],
-        by_key: by[1],
-        by_model: by[2],
+        by_project,
+        by_key,
+        by_model,
         project_ids: parse_ids("project_ids", project_ids, ProjectId::parse)?,
         key_ids: Vec::new(),
         models: Vec::new(),
@@ -187,7 +199,11 @@ pub async fn completions(
         p.bucket_width.as_deref(),
         &["1m", "1h", "1d"],
         &p.group_by,
-        &[("project_id", 0), ("api_key_id", 1), ("model", 2)],
+        &[
+            ("project_id", Grouping::Project),
+            ("api_key_id", Grouping::Key),
+            ("model", Grouping::Model),
+        ],
         &p.project_ids,
         p.limit,
         p.page.as_deref(),
@@ -227,7 +243,10 @@ pub async fn costs(
         p.bucket_width.as_deref(),
         &["1d"],
         &p.group_by,
-        &[("project_id", 0), ("line_item", 2)],
+        &[
+            ("project_id", Grouping::Project),
+            ("line_item", Grouping::Model),
+        ],
         &p.project_ids,
         p.limit,
         p.page.as_deref(),

@@ -309,6 +309,8 @@ impl Server {
     /// Stops the server gracefully (SIGTERM) and waits for it.
     pub fn stop(&mut self) {
         #[cfg(unix)]
+        // SAFETY: kill(2) takes no pointers; the pid is this server's child.
+        #[allow(unsafe_code)]
         unsafe {
             libc_kill(self.child.id() as i32, 15);
         }
