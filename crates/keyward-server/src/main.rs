@@ -9,6 +9,7 @@ mod config;
 mod connection;
 mod github_keys;
 mod local_model;
+mod logging;
 mod notify;
 mod outbox;
 mod serve;
@@ -36,11 +37,11 @@ fn main() -> ExitCode {
     let code = match runtime.block_on(cli::run(args)) {
         Ok(code) => code,
         Err(e) => {
-            cli::log_writer::flush();
+            logging::flush();
             eprintln!("error: {e:#}");
             ExitCode::from(e.exit_code())
         }
     };
-    cli::log_writer::flush();
+    logging::flush();
     code
 }

@@ -3,22 +3,19 @@
 mod admin;
 mod byte_size;
 mod keys;
-mod log_format;
-pub mod log_writer;
 #[cfg(feature = "local-model")]
 mod model;
 mod scan;
 mod sighting;
 mod usage;
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use keyward_service::ServiceError;
 
-use crate::config::{Config, LogFormat, Overrides};
+use crate::config::{Config, Overrides};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -132,34 +129,18 @@ impl From<ServiceError> for CliError {
     }
 }
 
-fn init_logging(format: LogFormat, default_level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let terminal = std::io::stderr().is_terminal();
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(log_writer::BatchedStderr::new())
-        .with_ansi(terminal);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        // At a terminal, tracing's own formatter, in colour; into a file or
-        // a pipe (a server's log), the same layout written for less CPU.
-        LogFormat::Text if terminal => builder.init(),
-        LogFormat::Text => builder.event_format(log_format::Line).init(),
-    }
-}
 
 pub async fn run(args: Args) -> Result<ExitCode, CliError> {
     match args.command {
         Command::Serve { store, listen } => {
             let config = store.config(listen)?;
             // llama.cpp reports every tensor it loads at info level.
-            init_logging(config.log.format, "info,llama-cpp-2=warn");
+            crate::logging::init(config.log.format, "info,llama-cpp-2=warn");
             crate::serve::run(config).await?;
         }
         Command::Migrate { store } => {
             let config = store.config(None)?;
-            init_logging(config.log.format, "warn");
+            crate::logging::init(config.log.format, "warn");
             crate::serve::open_services(&config).await?;
             eprintln!("The database schema is up to date.");
         }
@@ -176,6 +157,6 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
 /// Opens the services for a one-shot command.
 async fn services(store: &StoreArgs) -> Result<keyward_service::Services, CliError> {
     let config = store.config(None)?;
-    init_logging(config.log.format, "warn");
+    crate::logging::init(config.log.format, "warn");
     Ok(crate::serve::open_services(&config).await?)
 }
