@@ -9,7 +9,8 @@ use keyward_core::{time, Micros};
 use crate::limits::Subject;
 use crate::meter::Meter;
 use async_trait::async_trait;
-use keyward_store::{SpendOwner, Store, StoreError};
+use keyward_core::SpendOwner;
+use keyward_store::{Store, StoreError};
 
 use crate::table::Table;
 

@@ -30,7 +30,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keyward_core::KeyId;
-use keyward_store::{Store, UsageEvent};
+use keyward_core::UsageEvent;
+use keyward_store::Store;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;

@@ -13,8 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keyward_core::time::now_unix;
+use keyward_core::{OutboxItem, OutboxOutcome};
 use keyward_service::Notice;
-use keyward_store::{OutboxItem, OutboxOutcome, Store, StoreError};
+use keyward_store::{Store, StoreError};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
@@ -214,7 +215,7 @@ fn log(item: &OutboxItem, outcome: &OutboxOutcome) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use keyward_store::NoticeChannel;
+    use keyward_core::NoticeChannel;
 
     fn settings() -> Notices {
         Notices {

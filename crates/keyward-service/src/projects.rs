@@ -1,8 +1,9 @@
 //! Projects: create, list, retrieve, rename, archive.
 
+use keyward_core::AuditAction;
 use keyward_core::Micros;
 use keyward_core::{time::now_unix, ProjectId, UserId};
-use keyward_store::{Listed, MemberRole, Page, Project, RateLimits};
+use keyward_core::{Listed, MemberRole, Page, Project, RateLimits};
 use serde_json::json;
 
 use crate::audit::{cursor_error, entry, Target};
@@ -45,9 +46,8 @@ impl Services {
         };
         let audit = entry(
             caller,
-            "project.created",
+            AuditAction::ProjectCreated,
             Target {
-                kind: "project",
                 id: project.id.as_str(),
                 project: Some(&project.id),
                 owner: Some(owner),
@@ -110,9 +110,8 @@ impl Services {
         }
         let audit = entry(
             caller,
-            "project.updated",
+            AuditAction::ProjectUpdated,
             Target {
-                kind: "project",
                 id: id.as_str(),
                 project: Some(id),
                 owner: None,
@@ -136,9 +135,8 @@ impl Services {
             let now = now_unix();
             let audit = entry(
                 caller,
-                "project.archived",
+                AuditAction::ProjectArchived,
                 Target {
-                    kind: "project",
                     id: id.as_str(),
                     project: Some(id),
                     owner: None,

@@ -6,13 +6,11 @@
 mod error;
 mod outbox;
 mod pg_ledger;
-mod records;
 mod rollup;
 mod sql;
 mod sqlite_ledger;
 mod store;
 
 pub use error::StoreError;
-pub use records::*;
 pub use sql::{Backend, SqlStore};
 pub use store::Store;

@@ -5,7 +5,7 @@
 use sqlx::{Any, AnyPool, Row, Transaction};
 
 use crate::error::{Result, StoreError};
-use crate::records::{NoticeChannel, OutboxItem, OutboxMessage, OutboxOutcome};
+use keyward_core::records::{NoticeChannel, OutboxItem, OutboxMessage, OutboxOutcome};
 
 /// Queues `messages`, due at once, inside the caller's transaction.
 pub(crate) async fn enqueue_in(

@@ -17,10 +17,14 @@ use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 use crate::error::{Result, StoreError};
 use crate::outbox;
 use crate::pg_ledger::PgLedger;
-use crate::records::*;
 use crate::rollup;
 use crate::sqlite_ledger::SqliteLedger;
 use crate::store::Store;
+use keyward_core::records::*;
+use keyward_core::{
+    Actor, AuditAction, AuditChange, AuditEntry, AuditFilter, AuditTarget, Listed, Page,
+    UnknownCursor,
+};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
@@ -427,19 +431,17 @@ fn key_from_row(row: &AnyRow) -> Result<KeyRecord> {
 
 fn audit_from_row(row: &AnyRow) -> Result<AuditEntry> {
     let actor_type: String = row.try_get("actor_type")?;
-    let actor = match actor_type.as_str() {
-        "user" => Actor::User(parse_id(row, "actor_id", UserId::parse)?),
-        "api_key" => Actor::Key(parse_id(row, "actor_id", KeyId::parse)?),
-        "cli" => Actor::Cli,
-        "system" => Actor::System,
-        other => return Err(corrupt(format!("actor type {other}"))),
-    };
+    let actor_id: Option<String> = row.try_get("actor_id")?;
+    let actor = Actor::parse(&actor_type, actor_id.as_deref()).map_err(corrupt)?;
+    let action: String = row.try_get("action")?;
+    let action =
+        AuditAction::parse(&action).ok_or_else(|| corrupt(format!("audit action {action}")))?;
     let details: String = row.try_get("details")?;
     Ok(AuditEntry {
         id: parse_id(row, "id", AuditId::parse)?,
         actor,
-        action: row.try_get("action")?,
-        target_type: row.try_get("target_type")?,
+        action,
+        target_type: action.target(),
         target_id: row.try_get("target_id")?,
         project_id: parse_opt_id(row, "project_id", ProjectId::parse)?,
         owner_id: parse_opt_id(row, "owner_id", UserId::parse)?,
@@ -447,6 +449,16 @@ fn audit_from_row(row: &AnyRow) -> Result<AuditEntry> {
             .map_err(|e| corrupt(format!("audit details: {e}")))?,
         source_ip: row.try_get("source_ip")?,
         created_at: row.try_get("created_at")?,
+    })
+}
+
+/// A row of `SELECT seq, target_type, target_id`.
+fn audit_change_from_row(row: &AnyRow) -> Result<AuditChange> {
+    let target_type: String = row.try_get(1)?;
+    Ok(AuditChange {
+        seq: row.try_get(0)?,
+        target_type: AuditTarget::parse(&target_type),
+        target_id: row.try_get(2)?,
     })
 }
 
@@ -1016,11 +1028,7 @@ impl Store for SqlStore {
         )
     }
 
-    async fn audit_targets_since(
-        &self,
-        after: i64,
-        limit: u32,
-    ) -> Result<Vec<(i64, String, String)>> {
+    async fn audit_targets_since(&self, after: i64, limit: u32) -> Result<Vec<AuditChange>> {
         let rows = sqlx::query(
             "SELECT seq, target_type, target_id FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2",
         )
@@ -1028,12 +1036,10 @@ impl Store for SqlStore {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
-            .collect()
+        rows.iter().map(audit_change_from_row).collect()
     }
 
-    async fn audit_targets_at(&self, seqs: &[i64]) -> Result<Vec<(i64, String, String)>> {
+    async fn audit_targets_at(&self, seqs: &[i64]) -> Result<Vec<AuditChange>> {
         if seqs.is_empty() {
             return Ok(Vec::new());
         }
@@ -1050,7 +1056,7 @@ impl Store for SqlStore {
             .fetch_all(&self.pool)
             .await?
             .iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .map(audit_change_from_row)
             .collect()
     }
 

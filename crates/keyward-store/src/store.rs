@@ -2,7 +2,8 @@ use async_trait::async_trait;
 use keyward_core::{KeyHash, KeyId, Micros, ProjectId, UserId};
 
 use crate::error::Result;
-use crate::records::*;
+use keyward_core::records::*;
+use keyward_core::{AuditChange, AuditEntry, AuditFilter, Listed, Page, UnknownCursor};
 
 /// Everything Keyward persists. Every mutation takes the audit entry that
 /// describes it and writes both in one transaction, so the log cannot miss a
@@ -199,17 +200,13 @@ pub trait Store: Send + Sync + 'static {
     // Audit log
     /// The newest audit entry's sequence number (0 when empty).
     async fn audit_seq_now(&self) -> Result<i64>;
-    /// `(seq, target_type, target_id)` of entries after `after`, oldest
-    /// first: the change feed other processes watch to drop cached keys.
-    async fn audit_targets_since(
-        &self,
-        after: i64,
-        limit: u32,
-    ) -> Result<Vec<(i64, String, String)>>;
+    /// What the entries after `after` are about, oldest first: the change
+    /// feed other processes watch to drop cached keys.
+    async fn audit_targets_since(&self, after: i64, limit: u32) -> Result<Vec<AuditChange>>;
     /// The entries among `seqs` that exist now (a reader of the change
     /// feed asks again for sequence numbers it skipped: PostgreSQL commits
     /// them out of order).
-    async fn audit_targets_at(&self, seqs: &[i64]) -> Result<Vec<(i64, String, String)>>;
+    async fn audit_targets_at(&self, seqs: &[i64]) -> Result<Vec<AuditChange>>;
     async fn list_audit(
         &self,
         filter: &AuditFilter,

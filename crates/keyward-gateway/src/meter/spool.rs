@@ -29,7 +29,8 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use keyward_store::{Store, UsageEvent};
+use keyward_core::UsageEvent;
+use keyward_store::Store;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::{Message, MAX_BATCH};

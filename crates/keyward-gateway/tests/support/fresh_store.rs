@@ -5,8 +5,9 @@
 
 use std::sync::Arc;
 
+use keyward_core::UsageEvent;
 use keyward_core::{KeyId, Micros, ProjectId, UserId};
-use keyward_store::{SqlStore, Store, UsageEvent};
+use keyward_store::{SqlStore, Store};
 use sqlx::Connection;
 
 pub struct FreshStore {
