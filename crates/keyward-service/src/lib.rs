@@ -1,6 +1,9 @@
 //! The services behind every way into Keyward: the management API, the CLI
 //! and the dashboard call these functions, never the store directly, so each
 //! rule (who may do what, what is valid, what gets audited) lives once.
+//! Work beside those rules (the gateway's ledger writer and budget book,
+//! the notice outbox, readiness) gets a narrow handle on the database
+//! (`handles`); nothing above this crate holds the store.
 
 mod accounts;
 mod audit;
@@ -9,6 +12,7 @@ mod changes;
 mod delegation;
 mod error;
 mod exposure;
+mod handles;
 mod invitations;
 mod keys;
 mod members;
@@ -26,6 +30,7 @@ pub use changes::{Change, ChangeCursor};
 pub use delegation::MAX_DELEGATION_DEPTH;
 pub use error::{AuthError, ServiceError};
 pub use exposure::{Label, Notice, Reported, Sighting, Verdict};
+pub use handles::{Database, Ledger, NoticeOutbox, OpenError, SpendReader, UsageSink};
 pub use invitations::{CreatedInvitation, OpenInvitation, INVITATION_SECONDS};
 pub use keys::{ActiveKey, CreatedKey, KeyPatch, KeyRef, KeySpec, MAX_ROTATION_GRACE_SECONDS};
 use keyward_core::NoticeChannel;
@@ -84,10 +89,6 @@ impl Services {
             policy,
             hooks: Arc::default(),
         }
-    }
-
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
     }
 }
 
