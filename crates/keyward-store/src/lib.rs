@@ -4,7 +4,6 @@
 //! backend.
 
 mod error;
-mod outbox;
 mod pg_ledger;
 mod rollup;
 mod sql;
@@ -13,4 +12,7 @@ mod store;
 
 pub use error::StoreError;
 pub use sql::{Backend, SqlStore};
-pub use store::Store;
+pub use store::{
+    AccountStore, AuditStore, InvitationStore, KeyStore, NotificationStore, OutboxStore,
+    ProjectStore, SessionStore, Store, UsageStore,
+};
