@@ -25,7 +25,7 @@ pub use endpoint::Endpoint;
 pub use id::{AuditId, InvitationId, KeyId, ProjectId, UserId};
 pub use key::{KeyFormatError, KeyHash, KeyKind, PlainKey};
 pub use money::{Micros, Price};
-pub use page::{Listed, Page, UnknownCursor};
+pub use page::{Listed, Page};
 pub use permissions::{Access, EndpointGroup, Permissions};
 pub use records::*;
 pub use upstream::UpstreamKind;

@@ -13,7 +13,3 @@ pub struct Listed<T> {
     pub items: Vec<T>,
     pub has_more: bool,
 }
-
-/// The store's answer when `after` names nothing in the listed collection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UnknownCursor;

@@ -3,6 +3,8 @@
 use keyward_core::{time::now_unix, AuditId, ProjectId, UserId};
 use keyward_core::{AuditAction, AuditEntry, AuditFilter, Listed, Page};
 
+use keyward_store::StoreError;
+
 use crate::caller::Caller;
 use crate::error::{Result, ServiceError};
 use crate::Services;
@@ -64,13 +66,22 @@ impl Services {
         };
         self.store
             .list_audit(&filter, page)
-            .await?
-            .map_err(|_| cursor_error(page))
+            .await
+            .map_err(list_error(page))
+    }
+}
+
+/// A list's failure: `after` naming nothing in the list is the caller's
+/// mistake (400 naming `after`); anything else is the store's.
+pub(crate) fn list_error(page: &Page) -> impl FnOnce(StoreError) -> ServiceError + '_ {
+    move |e| match e {
+        StoreError::UnknownCursor => cursor_error(page),
+        other => other.into(),
     }
 }
 
 /// `after` named nothing in the listed collection.
-pub(crate) fn cursor_error(page: &Page) -> ServiceError {
+fn cursor_error(page: &Page) -> ServiceError {
     ServiceError::invalid(
         "after",
         format!(

@@ -190,8 +190,8 @@ impl Services {
         let user = caller.require_user("organization.notifications.read")?;
         self.store
             .notifications(&user.id, page)
-            .await?
-            .map_err(|_| crate::audit::cursor_error(page))
+            .await
+            .map_err(crate::audit::list_error(page))
     }
 }
 

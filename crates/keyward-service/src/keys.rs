@@ -10,7 +10,7 @@ use keyward_core::{
 };
 use serde_json::json;
 
-use crate::audit::{cursor_error, entry, Target};
+use crate::audit::{entry, list_error, Target};
 use crate::caller::{Caller, Principal};
 use crate::changes::Change;
 use crate::error::{AuthError, Result, ServiceError};
@@ -294,8 +294,8 @@ impl Services {
     ) -> Result<Listed<KeyRecord>> {
         self.store
             .list_keys(scope, include_revoked, page)
-            .await?
-            .map_err(|_| cursor_error(page))
+            .await
+            .map_err(list_error(page))
     }
 
     /// One key the caller may see.

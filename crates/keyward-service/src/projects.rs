@@ -6,7 +6,7 @@ use keyward_core::{time::now_unix, ProjectId, UserId};
 use keyward_core::{Listed, MemberRole, Page, Project, RateLimits};
 use serde_json::json;
 
-use crate::audit::{cursor_error, entry, Target};
+use crate::audit::{entry, list_error, Target};
 use crate::caller::Caller;
 use crate::error::{Result, ServiceError};
 use crate::{validate, Services};
@@ -69,8 +69,8 @@ impl Services {
         let listed = self
             .store
             .projects_of(&user.id, include_archived, page)
-            .await?
-            .map_err(|_| cursor_error(page))?;
+            .await
+            .map_err(list_error(page))?;
         Ok(Listed {
             items: listed.items.into_iter().map(|(p, _)| p).collect(),
             has_more: listed.has_more,
@@ -172,8 +172,8 @@ impl Services {
             let Listed { items, has_more } = self
                 .store
                 .projects_of(user, include_archived, &page)
-                .await?
-                .map_err(|_| crate::audit::cursor_error(&page))?;
+                .await
+                .map_err(list_error(&page))?;
             page.after = items.last().map(|(p, _)| p.id.to_string());
             all.extend(items);
             if !has_more {

@@ -3,7 +3,7 @@ use keyward_core::{KeyHash, KeyId, Micros, ProjectId, UserId};
 
 use crate::error::Result;
 use keyward_core::records::*;
-use keyward_core::{AuditChange, AuditEntry, AuditFilter, Listed, Page, UnknownCursor};
+use keyward_core::{AuditChange, AuditEntry, AuditFilter, Listed, Page};
 
 /// Everything Keyward persists. Every mutation takes the audit entry that
 /// describes it and writes both in one transaction, so the log cannot miss a
@@ -61,7 +61,7 @@ pub trait ProjectStore: Send + Sync {
         user: &UserId,
         include_archived: bool,
         page: &Page,
-    ) -> Result<Result<Listed<(Project, MemberRole)>, UnknownCursor>>;
+    ) -> Result<Listed<(Project, MemberRole)>>;
     /// Every project, oldest first (for the operator's CLI).
     async fn all_projects(&self) -> Result<Vec<Project>>;
     async fn membership(&self, project: &ProjectId, user: &UserId) -> Result<Option<MemberRole>>;
@@ -114,7 +114,7 @@ pub trait KeyStore: Send + Sync {
         scope: &KeyScope,
         include_revoked: bool,
         page: &Page,
-    ) -> Result<Result<Listed<KeyRecord>, UnknownCursor>>;
+    ) -> Result<Listed<KeyRecord>>;
     /// Writes the key's mutable settings: name, permissions, allow-lists, limits, budget, expiry.
     async fn update_key(&self, key: &KeyRecord, audit: &AuditEntry) -> Result<()>;
     /// Revokes the key; `false` if it was revoked already. `notice`, when
@@ -175,11 +175,7 @@ pub trait UsageStore: Send + Sync {
 pub trait NotificationStore: Send + Sync {
     async fn insert_notification(&self, n: &Notification) -> Result<()>;
     /// A user's notifications, newest first.
-    async fn notifications(
-        &self,
-        user: &UserId,
-        page: &Page,
-    ) -> Result<Result<Listed<Notification>, UnknownCursor>>;
+    async fn notifications(&self, user: &UserId, page: &Page) -> Result<Listed<Notification>>;
 }
 
 /// Notices to deliver by email and webhook.
@@ -249,9 +245,5 @@ pub trait AuditStore: Send + Sync {
     /// feed asks again for sequence numbers it skipped: PostgreSQL commits
     /// them out of order).
     async fn audit_targets_at(&self, seqs: &[i64]) -> Result<Vec<AuditChange>>;
-    async fn list_audit(
-        &self,
-        filter: &AuditFilter,
-        page: &Page,
-    ) -> Result<Result<Listed<AuditEntry>, UnknownCursor>>;
+    async fn list_audit(&self, filter: &AuditFilter, page: &Page) -> Result<Listed<AuditEntry>>;
 }

@@ -103,11 +103,7 @@ impl AuditStore for SqlStore {
             .collect()
     }
 
-    async fn list_audit(
-        &self,
-        filter: &AuditFilter,
-        page: &Page,
-    ) -> Result<Result<Listed<AuditEntry>, UnknownCursor>> {
+    async fn list_audit(&self, filter: &AuditFilter, page: &Page) -> Result<Listed<AuditEntry>> {
         // Placeholders are numbered as the binds are collected.
         let mut binds: Vec<String> = Vec::new();
         let mut placeholder = |v: &str| {
@@ -130,10 +126,10 @@ impl AuditStore for SqlStore {
             ));
         }
         if scope.is_empty() {
-            return Ok(Ok(Listed {
+            return Ok(Listed {
                 items: vec![],
                 has_more: false,
-            }));
+            });
         }
         let mut conditions = vec![format!("({})", scope.join(" OR "))];
         if !filter.actions.is_empty() {
@@ -146,9 +142,7 @@ impl AuditStore for SqlStore {
             binds.len() + 1
         );
         let refs: Vec<&str> = binds.iter().map(String::as_str).collect();
-        let Ok(before) = self.page_start(page.after.as_deref(), &sql, &refs).await? else {
-            return Ok(Err(UnknownCursor));
-        };
+        let before = self.page_start(page.after.as_deref(), &sql, &refs).await?;
         let n = binds.len();
         let sql = format!(
             "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE {condition} AND seq < ${} ORDER BY seq DESC LIMIT ${}",
@@ -168,6 +162,6 @@ impl AuditStore for SqlStore {
             .iter()
             .map(audit_from_row)
             .collect::<Result<Vec<_>>>()?;
-        Ok(Ok(listed(items, page.limit)))
+        Ok(listed(items, page.limit))
     }
 }

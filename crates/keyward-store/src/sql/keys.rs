@@ -182,18 +182,15 @@ impl KeyStore for SqlStore {
         scope: &KeyScope,
         include_revoked: bool,
         page: &Page,
-    ) -> Result<Result<Listed<KeyRecord>, UnknownCursor>> {
+    ) -> Result<Listed<KeyRecord>> {
         let (filter, owner) = match scope {
             KeyScope::Project(p) => ("kind = 'project' AND project_id = $1", p.as_str()),
             KeyScope::AdminKeysOf(u) => ("kind = 'admin' AND owner_id = $1", u.as_str()),
         };
         let sql = format!("SELECT seq FROM api_keys WHERE {filter} AND id = $2");
-        let Ok(before) = self
+        let before = self
             .page_start(page.after.as_deref(), &sql, &[owner])
-            .await?
-        else {
-            return Ok(Err(UnknownCursor));
-        };
+            .await?;
         let rows = sqlx::query(&format!(
             "SELECT {KEY_COLUMNS} FROM api_keys WHERE {filter} AND seq < $2 AND {revoked} \
              ORDER BY seq DESC LIMIT $3",
@@ -209,7 +206,7 @@ impl KeyStore for SqlStore {
         .fetch_all(&self.pool)
         .await?;
         let items = rows.iter().map(key_from_row).collect::<Result<Vec<_>>>()?;
-        Ok(Ok(listed(items, page.limit)))
+        Ok(listed(items, page.limit))
     }
 
     async fn update_key(&self, key: &KeyRecord, audit: &AuditEntry) -> Result<()> {

@@ -22,7 +22,6 @@ use crate::store::*;
 use keyward_core::records::*;
 use keyward_core::{
     Actor, AuditAction, AuditChange, AuditEntry, AuditFilter, AuditTarget, Listed, Page,
-    UnknownCursor,
 };
 
 mod accounts;
@@ -171,23 +170,18 @@ impl SqlStore {
     /// Where a page starts: the `seq` of the row named `after` (found by
     /// `sql`, which binds `binds` and then `after` and must search only the
     /// listed collection), or past the end when there is no `after`.
-    async fn page_start(
-        &self,
-        after: Option<&str>,
-        sql: &str,
-        binds: &[&str],
-    ) -> Result<Result<i64, UnknownCursor>> {
+    async fn page_start(&self, after: Option<&str>, sql: &str, binds: &[&str]) -> Result<i64> {
         let Some(after) = after else {
-            return Ok(Ok(i64::MAX));
+            return Ok(i64::MAX);
         };
         let mut q = sqlx::query(sql);
         for b in binds {
             q = q.bind(*b);
         }
-        Ok(match q.bind(after).fetch_optional(&self.pool).await? {
+        match q.bind(after).fetch_optional(&self.pool).await? {
             Some(row) => Ok(row.try_get::<i64, _>(0)?),
-            None => Err(UnknownCursor),
-        })
+            None => Err(StoreError::UnknownCursor),
+        }
     }
 }
 

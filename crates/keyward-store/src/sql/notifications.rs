@@ -33,18 +33,11 @@ impl NotificationStore for SqlStore {
         Ok(())
     }
 
-    async fn notifications(
-        &self,
-        user: &UserId,
-        page: &Page,
-    ) -> Result<Result<Listed<Notification>, UnknownCursor>> {
+    async fn notifications(&self, user: &UserId, page: &Page) -> Result<Listed<Notification>> {
         let sql = "SELECT seq FROM notifications WHERE user_id = $1 AND id = $2";
-        let Ok(before) = self
+        let before = self
             .page_start(page.after.as_deref(), sql, &[user.as_str()])
-            .await?
-        else {
-            return Ok(Err(UnknownCursor));
-        };
+            .await?;
         let rows = sqlx::query(
             "SELECT * FROM notifications WHERE user_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
         )
@@ -71,6 +64,6 @@ impl NotificationStore for SqlStore {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Ok(listed(items, page.limit)))
+        Ok(listed(items, page.limit))
     }
 }

@@ -70,15 +70,12 @@ impl ProjectStore for SqlStore {
         user: &UserId,
         include_archived: bool,
         page: &Page,
-    ) -> Result<Result<Listed<(Project, MemberRole)>, UnknownCursor>> {
+    ) -> Result<Listed<(Project, MemberRole)>> {
         let sql = "SELECT p.seq FROM projects p JOIN project_members m ON m.project_id = p.id \
                    WHERE m.user_id = $1 AND p.id = $2";
-        let Ok(before) = self
+        let before = self
             .page_start(page.after.as_deref(), sql, &[user.as_str()])
-            .await?
-        else {
-            return Ok(Err(UnknownCursor));
-        };
+            .await?;
         let rows = sqlx::query(
             "SELECT p.*, m.role FROM projects p JOIN project_members m ON m.project_id = p.id \
              WHERE m.user_id = $1 AND p.seq < $2 AND ($3 = 1 OR p.archived_at IS NULL) \
@@ -94,7 +91,7 @@ impl ProjectStore for SqlStore {
             .iter()
             .map(|r| Ok((project_from_row(r)?, member_role(r)?)))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Ok(listed(items, page.limit)))
+        Ok(listed(items, page.limit))
     }
 
     async fn all_projects(&self) -> Result<Vec<Project>> {
