@@ -17,28 +17,13 @@ pub enum Endpoint {
     Embeddings,
 }
 
+crate::names::stored_names!(Endpoint {
+    (ChatCompletions) => "chat.completions",
+    (Completions) => "completions",
+    (Embeddings) => "embeddings",
+});
+
 impl Endpoint {
-    /// Every endpoint, in discriminant order.
-    pub const ALL: [Endpoint; 3] = [
-        Endpoint::ChatCompletions,
-        Endpoint::Completions,
-        Endpoint::Embeddings,
-    ];
-
-    /// The name the usage ledger stores.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Endpoint::ChatCompletions => "chat.completions",
-            Endpoint::Completions => "completions",
-            Endpoint::Embeddings => "embeddings",
-        }
-    }
-
-    /// The endpoint a stored name stands for.
-    pub fn parse(name: &str) -> Option<Endpoint> {
-        Endpoint::ALL.into_iter().find(|e| e.as_str() == name)
-    }
-
     /// The path after an OpenAI-style base URL (`…/v1`).
     pub fn path(self) -> &'static str {
         match self {
@@ -54,12 +39,6 @@ impl Endpoint {
             Endpoint::ChatCompletions | Endpoint::Completions => EndpointGroup::ChatCompletions,
             Endpoint::Embeddings => EndpointGroup::Embeddings,
         }
-    }
-}
-
-impl std::fmt::Display for Endpoint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

@@ -1,9 +1,9 @@
 //! Reading form fields into domain values, with messages naming the field.
 
 use keyward_core::permissions::Restricted;
+use keyward_core::RateLimits;
 use keyward_core::{Access, Micros, Permissions};
 use keyward_service::{LimitsPatch, ServiceError};
-use keyward_store::RateLimits;
 
 fn invalid(param: &'static str, message: String) -> ServiceError {
     ServiceError::Invalid {

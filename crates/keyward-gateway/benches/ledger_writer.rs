@@ -34,7 +34,7 @@ fn main() {
 async fn run(events: usize) {
     let fresh = FreshStore::open().await;
     let settings = QueueSettings::default();
-    let (meter, writer) = meter::start(fresh.store.clone(), settings);
+    let (meter, writer) = meter::start(fresh.sink.clone(), settings);
     let caller = Arc::new(Caller::new());
     let deepest = Arc::new(AtomicI64::new(0));
     let producers = 2;

@@ -7,8 +7,8 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use keyward_core::gcra::{Decision, Quota};
 use keyward_core::Micros;
+use keyward_core::RateLimits;
 use keyward_service::ActiveKey;
-use keyward_store::RateLimits;
 use smallvec::SmallVec;
 
 use crate::budget::Reservation;

@@ -9,7 +9,8 @@ use keyward_core::{time, Micros};
 use crate::limits::Subject;
 use crate::meter::Meter;
 use async_trait::async_trait;
-use keyward_store::{SpendOwner, Store, StoreError};
+use keyward_core::SpendOwner;
+use keyward_service::{ServiceError, SpendReader};
 
 use crate::table::Table;
 
@@ -33,7 +34,33 @@ pub trait BudgetBook: Send + Sync {
         who: &Subject,
         budget: Micros,
         worst: Micros,
-    ) -> Result<Result<Box<dyn Reservation>, OverBudget>, StoreError>;
+    ) -> Result<Result<Box<dyn Reservation>, OverBudget>, SpendUnread>;
+}
+
+/// This month's spend could not be read, so no budget can be checked.
+#[derive(Debug)]
+pub enum SpendUnread {
+    /// What is queued for the ledger was not stored in time.
+    LedgerBehind,
+    /// The database failed.
+    Database(ServiceError),
+}
+
+impl std::fmt::Display for SpendUnread {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SpendUnread::LedgerBehind => f.write_str(
+                "the usage ledger failed (the usage ledger is behind; this month's spend cannot be read yet)",
+            ),
+            SpendUnread::Database(e) => e.fmt(f),
+        }
+    }
+}
+
+impl From<ServiceError> for SpendUnread {
+    fn from(e: ServiceError) -> Self {
+        SpendUnread::Database(e)
+    }
 }
 
 /// An open reservation: settle it with the real cost; dropped unsettled,
@@ -49,7 +76,7 @@ pub trait Reservation: Send + Sync {
 /// calls finished before a budget was set count against it; calls still in
 /// flight at that moment were never reserved and are not counted.
 pub struct LocalBudgets {
-    store: Arc<dyn Store>,
+    spend: Arc<dyn SpendReader>,
     meter: Meter,
     /// This month's spend per subject, keyed by the month's first second.
     months: Table<(Subject, i64), Mutex<Month>>,
@@ -69,9 +96,9 @@ pub struct OverBudget {
 }
 
 impl LocalBudgets {
-    pub fn new(store: Arc<dyn Store>, meter: Meter) -> Self {
+    pub fn new(spend: Arc<dyn SpendReader>, meter: Meter) -> Self {
         LocalBudgets {
-            store,
+            spend,
             meter,
             // A past month's entry is never read again.
             months: Table::new(|&(_, from), _| from < time::month_start(time::now_unix())),
@@ -86,7 +113,7 @@ impl BudgetBook for LocalBudgets {
         who: &Subject,
         budget: Micros,
         worst: Micros,
-    ) -> Result<Result<Box<dyn Reservation>, OverBudget>, StoreError> {
+    ) -> Result<Result<Box<dyn Reservation>, OverBudget>, SpendUnread> {
         let from = time::month_start(time::now_unix());
         let key = (who.clone(), from);
         let month = match self.months.get(&key) {
@@ -100,14 +127,12 @@ impl BudgetBook for LocalBudgets {
                     .await
                     .is_err()
                 {
-                    return Err(StoreError::Ledger(
-                        "the usage ledger is behind; this month's spend cannot be read yet".into(),
-                    ));
+                    return Err(SpendUnread::LedgerBehind);
                 }
                 let spent = match who {
-                    Subject::Key(k) => self.store.spend_since(SpendOwner::Key(k), from).await?,
+                    Subject::Key(k) => self.spend.spend_since(SpendOwner::Key(k), from).await?,
                     Subject::Project(p) => {
-                        self.store.spend_since(SpendOwner::Project(p), from).await?
+                        self.spend.spend_since(SpendOwner::Project(p), from).await?
                     }
                     Subject::Ip(_) => Micros(0),
                 };

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use hyper::header::HeaderValue;
 use hyper::Uri;
-use keyward_core::{Micros, Price};
+use keyward_core::{Micros, Price, UpstreamKind};
 
 use crate::request::Endpoint;
 use crate::upstream::Origin;
@@ -41,7 +41,14 @@ pub struct UpstreamConfig {
 }
 
 fn default_kind() -> String {
-    "openai".into()
+    UpstreamKind::OpenAi.as_str().into()
+}
+
+impl UpstreamConfig {
+    /// The kind `kind` names; `None` for a name no kind has.
+    pub fn upstream_kind(&self) -> Option<UpstreamKind> {
+        UpstreamKind::parse(&self.kind)
+    }
 }
 
 /// A model id clients ask for, and where it goes.
@@ -165,18 +172,18 @@ impl Catalog {
     ) -> Result<Catalog, String> {
         let mut resolved: HashMap<&str, Arc<Upstream>> = HashMap::new();
         for u in upstreams {
-            let transport = match u.kind.as_str() {
-                "openai" => Transport::Http(Box::new(http_upstream(u)?)),
-                "local" => Transport::InProcess(in_process.get(&u.name).cloned().ok_or_else(|| {
+            let transport = match u.upstream_kind() {
+                Some(UpstreamKind::OpenAi) => Transport::Http(Box::new(http_upstream(u)?)),
+                Some(UpstreamKind::Local) => Transport::InProcess(in_process.get(&u.name).cloned().ok_or_else(|| {
                     format!(
                         "upstream `{}` has kind `local`, but the local model is not running (enable [local_model], or build with the `local-model` feature)",
                         u.name
                     )
                 })?),
-                other => {
+                None => {
                     return Err(format!(
-                        "upstream `{}` has kind `{other}`; the kinds are `openai` (any OpenAI-compatible HTTP API) and `local` (the model running in this process)",
-                        u.name
+                        "upstream `{}` has kind `{}`; the kinds are `openai` (any OpenAI-compatible HTTP API) and `local` (the model running in this process)",
+                        u.name, u.kind
                     ))
                 }
             };

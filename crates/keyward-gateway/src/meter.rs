@@ -30,7 +30,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keyward_core::KeyId;
-use keyward_store::{Store, UsageEvent};
+use keyward_core::UsageEvent;
+use keyward_service::UsageSink;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -203,11 +204,11 @@ impl LedgerWriter {
 }
 
 /// Starts the writer, without a spool: a crash loses what is queued.
-pub fn start(store: Arc<dyn Store>, settings: QueueSettings) -> (Meter, LedgerWriter) {
+pub fn start(sink: Arc<dyn UsageSink>, settings: QueueSettings) -> (Meter, LedgerWriter) {
     let (tx, rx) = mpsc::unbounded_channel();
     let meter = new_meter(Inbox::Writer(tx), settings);
     let (stop, stopped) = oneshot::channel();
-    let task = tokio::spawn(write_loop(store, rx, meter.clone(), stopped, None));
+    let task = tokio::spawn(write_loop(sink, rx, meter.clone(), stopped, None));
     let writer = LedgerWriter {
         stop,
         task,
@@ -219,11 +220,11 @@ pub fn start(store: Arc<dyn Store>, settings: QueueSettings) -> (Meter, LedgerWr
 /// Stores what dead processes left in the spools under `root`, then starts
 /// the writer with a spool of this process's own there.
 pub async fn start_spooled(
-    store: Arc<dyn Store>,
+    sink: Arc<dyn UsageSink>,
     settings: QueueSettings,
     root: &Path,
 ) -> std::io::Result<(Meter, LedgerWriter, spool::Recovered)> {
-    let recovered = spool::recover(&*store, root).await?;
+    let recovered = spool::recover(&*sink, root).await?;
     let files = spool::Spool::create(root)?;
     let (front, inbox) = std::sync::mpsc::channel();
     let (tx, rx) = mpsc::unbounded_channel();
@@ -237,7 +238,7 @@ pub async fn start_spooled(
     };
     let (stop, stopped) = oneshot::channel();
     let task = tokio::spawn(write_loop(
-        store,
+        sink,
         rx,
         meter.clone(),
         stopped,
@@ -269,7 +270,7 @@ fn new_meter(tx: Inbox, settings: QueueSettings) -> Meter {
 /// `committed`, when there is a spool, is told the spool sequence number
 /// of the last event stored.
 async fn write_loop(
-    store: Arc<dyn Store>,
+    sink: Arc<dyn UsageSink>,
     mut rx: mpsc::UnboundedReceiver<Message>,
     meter: Meter,
     mut stopped: oneshot::Receiver<Instant>,
@@ -301,7 +302,7 @@ async fn write_loop(
         }
         let spooled = sort(&mut inbox, &mut batch, &mut waiting);
         crate::telemetry::ledger_queue_depth(meter.queue_depth());
-        if !store_batch(&*store, &batch, &mut stopped, &mut deadline).await {
+        if !store_batch(&*sink, &batch, &mut stopped, &mut deadline).await {
             let left = meter.queue_depth();
             tracing::error!(
                 events = left,
@@ -312,7 +313,7 @@ async fn write_loop(
         if let (Some(committed), Some(seq)) = (&committed, spooled) {
             committed.store(seq, Ordering::Release);
         }
-        touch_keys(&*store, &batch, &mut touched).await;
+        touch_keys(&*sink, &batch, &mut touched).await;
         let n = batch.len();
         batch.clear();
         meter.depth.fetch_sub(n as i64, Ordering::Relaxed);
@@ -359,7 +360,7 @@ fn take_queued(rx: &mut mpsc::UnboundedReceiver<Message>, inbox: &mut Vec<Messag
 /// refused instead). Gives up only at a shutdown's deadline, which may
 /// arrive while it retries.
 async fn store_batch(
-    store: &dyn Store,
+    sink: &dyn UsageSink,
     batch: &[UsageEvent],
     stopped: &mut oneshot::Receiver<Instant>,
     deadline: &mut Option<Instant>,
@@ -375,7 +376,7 @@ async fn store_batch(
         // the attempt is abandoned (its transaction rolls back; a retry
         // cannot count a row twice) and made again.
         let limit = Instant::now() + ATTEMPT_TIMEOUT;
-        let write = store.record_usage(batch);
+        let write = sink.record_usage(batch);
         tokio::pin!(write);
         // A shutdown that arrives during the attempt shortens it to the grace.
         let outcome = loop {
@@ -410,7 +411,7 @@ async fn store_batch(
 }
 
 /// Records keys' last use, at most once a minute per key.
-async fn touch_keys(store: &dyn Store, batch: &[UsageEvent], touched: &mut HashMap<KeyId, i64>) {
+async fn touch_keys(sink: &dyn UsageSink, batch: &[UsageEvent], touched: &mut HashMap<KeyId, i64>) {
     let mut uses: HashMap<&KeyId, i64> = HashMap::new();
     for e in batch {
         let t = uses.entry(&e.key_id).or_insert(e.created_at);
@@ -426,7 +427,7 @@ async fn touch_keys(store: &dyn Store, batch: &[UsageEvent], touched: &mut HashM
         .map(|(k, t)| (k.clone(), t))
         .collect();
     if !due.is_empty() {
-        match store.touch_keys(&due).await {
+        match sink.touch_keys(&due).await {
             Ok(()) => touched.extend(due),
             Err(e) => tracing::warn!(error = %e, "cannot record keys' last use"),
         }

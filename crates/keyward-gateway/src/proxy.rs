@@ -16,9 +16,9 @@ use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
+use keyward_core::UsageEvent;
 use keyward_core::{time::now_unix, Access, EndpointGroup};
 use keyward_service::ActiveKey;
-use keyward_store::UsageEvent;
 use serde_json::json;
 
 use crate::admission::{admit, needs_prompt_tokens, put_rate_headers, Admission};

@@ -52,7 +52,7 @@ async fn a_producer_faster_than_any_gateway_keeps_the_queue_bounded_and_every_ev
     let fresh = FreshStore::open().await;
     let capacity = 2_000;
     let (meter, writer) = meter::start(
-        fresh.store.clone(),
+        fresh.sink.clone(),
         QueueSettings {
             capacity,
             wait: Duration::from_secs(30),
@@ -104,7 +104,7 @@ async fn a_producer_faster_than_any_gateway_keeps_the_queue_bounded_and_every_ev
 async fn a_full_queue_refuses_after_its_wait_and_what_it_held_is_stored_when_writes_resume() {
     let fresh = FreshStore::open().await;
     let (meter, writer) = meter::start(
-        fresh.store.clone(),
+        fresh.sink.clone(),
         QueueSettings {
             capacity: 50,
             wait: Duration::from_millis(150),
@@ -149,7 +149,7 @@ async fn a_full_queue_refuses_after_its_wait_and_what_it_held_is_stored_when_wri
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shutdown_with_writes_blocked_gives_up_at_its_deadline() {
     let fresh = FreshStore::open().await;
-    let (meter, writer) = meter::start(fresh.store.clone(), QueueSettings::default());
+    let (meter, writer) = meter::start(fresh.sink.clone(), QueueSettings::default());
     let caller = Caller::new();
     let block = fresh.block_writes().await;
     let slot = meter.reserve().await.unwrap();

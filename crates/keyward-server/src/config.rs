@@ -408,13 +408,13 @@ impl Config {
 
     /// Where notices go beyond the dashboard: email when `[smtp]` is set,
     /// a webhook when `[webhook]` is.
-    pub fn notice_channels(&self) -> Vec<keyward_store::NoticeChannel> {
+    pub fn notice_channels(&self) -> Vec<keyward_core::NoticeChannel> {
         let mut channels = Vec::new();
         if self.smtp.is_some() {
-            channels.push(keyward_store::NoticeChannel::Email);
+            channels.push(keyward_core::NoticeChannel::Email);
         }
         if self.webhook.is_some() {
-            channels.push(keyward_store::NoticeChannel::Webhook);
+            channels.push(keyward_core::NoticeChannel::Webhook);
         }
         channels
     }

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use keyward_core::UpstreamKind;
 use keyward_gateway::{InProcess, ModelConfig, UpstreamConfig};
 
 use crate::config::Config;
@@ -36,13 +37,13 @@ pub async fn routing(config: &Config) -> anyhow::Result<Routing> {
     let mut local_names: Vec<String> = routing
         .upstreams
         .iter()
-        .filter(|u| u.kind == "local")
+        .filter(|u| u.upstream_kind() == Some(UpstreamKind::Local))
         .map(|u| u.name.clone())
         .collect();
     if local_names.is_empty() {
         routing.upstreams.push(UpstreamConfig {
             name: UPSTREAM.into(),
-            kind: "local".into(),
+            kind: UpstreamKind::Local.as_str().into(),
             base_url: None,
             api_key_env: None,
             api_key: None,

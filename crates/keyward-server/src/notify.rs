@@ -8,8 +8,8 @@
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
+use keyward_core::NoticeChannel;
 use keyward_service::Notice;
-use keyward_store::NoticeChannel;
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};

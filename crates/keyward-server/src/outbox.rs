@@ -13,8 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keyward_core::time::now_unix;
+use keyward_core::{OutboxItem, OutboxOutcome};
 use keyward_service::Notice;
-use keyward_store::{OutboxItem, OutboxOutcome, Store, StoreError};
+use keyward_service::{NoticeOutbox, ServiceError};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
@@ -66,13 +67,17 @@ impl Deliverer {
 }
 
 /// Starts delivering the outbox in the background.
-pub fn start(store: Arc<dyn Store>, notifier: Notifier, settings: Notices) -> (Outbox, Deliverer) {
+pub fn start(
+    outbox_rows: NoticeOutbox,
+    notifier: Notifier,
+    settings: Notices,
+) -> (Outbox, Deliverer) {
     let outbox = Outbox::default();
     let (stop, stopped) = watch::channel(false);
     let wake = outbox.wake.clone();
     let task = tokio::spawn(async move {
         let worker = Worker {
-            store,
+            rows: outbox_rows,
             notifier,
             settings,
             stopped,
@@ -83,7 +88,7 @@ pub fn start(store: Arc<dyn Store>, notifier: Notifier, settings: Notices) -> (O
 }
 
 struct Worker {
-    store: Arc<dyn Store>,
+    rows: NoticeOutbox,
     notifier: Notifier,
     settings: Notices,
     stopped: watch::Receiver<bool>,
@@ -98,7 +103,7 @@ impl Worker {
             }
             if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
                 last_prune = Some(tokio::time::Instant::now());
-                if let Err(e) = self.store.prune_outbox(now_unix() - KEEP_SECONDS).await {
+                if let Err(e) = self.rows.prune(now_unix() - KEEP_SECONDS).await {
                     tracing::warn!(error = %e, "cannot delete old outbox rows; will retry");
                 }
             }
@@ -114,29 +119,23 @@ impl Worker {
     }
 
     /// Attempts every row that is due, a batch at a time.
-    async fn deliver_due(&self) -> Result<(), StoreError> {
+    async fn deliver_due(&self) -> Result<(), ServiceError> {
         loop {
-            let due = self.store.outbox_due(now_unix(), BATCH).await?;
+            let due = self.rows.due(now_unix(), BATCH).await?;
             let mut claimed = 0;
             for item in &due {
                 if *self.stopped.borrow() {
                     return Ok(());
                 }
                 let now = now_unix();
-                if !self
-                    .store
-                    .claim_outbox(item.id, now, now + LEASE_SECONDS)
-                    .await?
-                {
+                if !self.rows.claim(item.id, now, now + LEASE_SECONDS).await? {
                     continue; // another replica has it
                 }
                 claimed += 1;
                 let result = self.attempt(item).await;
                 let outcome = outcome(item, result, &self.settings, now_unix());
                 log(item, &outcome);
-                self.store
-                    .settle_outbox(item.id, now_unix(), &outcome)
-                    .await?;
+                self.rows.settle(item.id, now_unix(), &outcome).await?;
             }
             if claimed == 0 || due.len() < BATCH as usize {
                 return Ok(());
@@ -214,7 +213,7 @@ fn log(item: &OutboxItem, outcome: &OutboxOutcome) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use keyward_store::NoticeChannel;
+    use keyward_core::NoticeChannel;
 
     fn settings() -> Notices {
         Notices {

@@ -5,8 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use keyward_service::{Policy, Services, SignupPolicy};
-use keyward_store::{SqlStore, Store};
+use keyward_service::{Database as Place, OpenError, Policy, Services, SignupPolicy, UsageSink};
 
 use keyward_gateway::budget::LocalBudgets;
 use keyward_gateway::limits::LocalLimiter;
@@ -24,18 +23,6 @@ use crate::{outbox, workers};
 /// Opens the configured database, brings its schema up to date and wraps it
 /// in the services.
 pub async fn open_services(config: &Config) -> anyhow::Result<Services> {
-    let store = match config.database() {
-        Database::Url(url) => SqlStore::connect(url).await.context(
-            "cannot connect to the database named by database_url / KEYWARD_DATABASE_URL",
-        )?,
-        Database::SqliteDir(dir) => SqlStore::open_sqlite_dir(dir)
-            .await
-            .with_context(|| format!("cannot open the SQLite database in {}", dir.display()))?,
-    };
-    store
-        .migrate()
-        .await
-        .context("cannot bring the database schema up to date")?;
     let cap = config.limits.max_active_keys_per_project;
     let policy = Policy {
         max_active_keys_per_project: (cap > 0).then_some(cap),
@@ -45,7 +32,25 @@ pub async fn open_services(config: &Config) -> anyhow::Result<Services> {
             Signup::Open => SignupPolicy::Open,
         },
     };
-    Ok(Services::new(Arc::new(store), policy))
+    let database = config.database();
+    let place = match &database {
+        Database::Url(url) => Place::Url(url),
+        Database::SqliteDir(dir) => Place::SqliteDir(dir),
+    };
+    Services::open(place, policy).await.map_err(|e| match e {
+        OpenError::Connect(e) => anyhow::Error::new(e).context(match &database {
+            Database::Url(_) => {
+                "cannot connect to the database named by database_url / KEYWARD_DATABASE_URL"
+                    .to_owned()
+            }
+            Database::SqliteDir(dir) => {
+                format!("cannot open the SQLite database in {}", dir.display())
+            }
+        }),
+        OpenError::Migrate(e) => {
+            anyhow::Error::new(e).context("cannot bring the database schema up to date")
+        }
+    })
 }
 
 /// Installs the process-wide Prometheus recorder behind `/metrics`.
@@ -64,11 +69,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let catalog = Catalog::new(&routing.upstreams, &routing.models, &routing.in_process)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let services = open_services(&config).await?;
-    let store = services.store().clone();
     let keys = KeyCache::new(services.clone(), 1_000_000);
     let watcher = keys.watch(Duration::from_millis(250));
-    let (meter, ledger) = start_ledger(&config, services.store().clone()).await?;
-    let budgets = Arc::new(LocalBudgets::new(services.store().clone(), meter.clone()));
+    let (meter, ledger) = start_ledger(&config, Arc::new(services.ledger())).await?;
+    let budgets = Arc::new(LocalBudgets::new(
+        Arc::new(services.ledger()),
+        meter.clone(),
+    ));
     let gateway = Gateway {
         keys,
         catalog: Arc::new(catalog),
@@ -120,7 +127,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         secure_cookies: config.dashboard.secure_cookies,
         mailer: notifier.mailer(),
     };
-    let (outbox, deliverer) = outbox::start(store.clone(), notifier, config.notices.clone());
+    let (outbox, deliverer) =
+        outbox::start(services.notice_outbox(), notifier, config.notices.clone());
     let exposure = Exposure {
         outbox,
         github,
@@ -130,10 +138,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             "requests",
         ),
     };
-    let store_services = services.clone();
     let state = AppState {
         ledger: gateway.meter.clone(),
-        services,
+        services: services.clone(),
         max_body_bytes: config.limits.max_body_bytes,
         exposure: Arc::new(exposure),
         dashboard,
@@ -152,7 +159,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .context("cannot start the HTTP worker threads")?;
     tracing::info!(workers = count, "HTTP worker threads started");
     tracing::info!("keyward listening on http://{addr}");
-    first_run_guide(&store_services, addr).await;
+    first_run_guide(&services, addr).await;
     shutdown_signal().await;
     let deadline = tokio::time::Instant::now() + config.shutdown_grace;
     workers.drain(deadline).await;
@@ -169,7 +176,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // delivered wait in the outbox for the next start.
     deliverer.stop(deadline).await;
     ledger.shutdown(deadline).await;
-    store.close().await;
+    services.close().await;
     workers.finish();
     tracing::info!("keyward stopped");
     Ok(())
@@ -242,21 +249,21 @@ async fn serve_metrics(
 /// that budgets read from the ledger count it.
 async fn start_ledger(
     config: &Config,
-    store: Arc<dyn Store>,
+    sink: Arc<dyn UsageSink>,
 ) -> anyhow::Result<(meter::Meter, meter::LedgerWriter)> {
     let settings = meter::QueueSettings {
         capacity: config.ledger.queue_capacity,
         wait: config.ledger.queue_wait,
     };
     if !config.ledger.spool {
-        return Ok(meter::start(store, settings));
+        return Ok(meter::start(sink, settings));
     }
     let root = config
         .ledger
         .spool_dir
         .clone()
         .unwrap_or_else(|| config.data_dir.join("ledger-spool"));
-    let (meter, writer, recovered) = meter::start_spooled(store, settings, &root)
+    let (meter, writer, recovered) = meter::start_spooled(sink, settings, &root)
         .await
         .with_context(|| {
             format!(

@@ -3,8 +3,9 @@
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use keyward_core::AuditAction;
 use keyward_core::{time::now_unix, UserId};
-use keyward_store::{Project, User, UserRole};
+use keyward_core::{Project, User, UserRole};
 use serde_json::json;
 
 use crate::audit::{entry, Target};
@@ -100,9 +101,8 @@ impl Services {
         };
         let audit = entry(
             caller,
-            "user.created",
+            AuditAction::UserCreated,
             Target {
-                kind: "user",
                 id: user.id.as_str(),
                 project: None,
                 owner: Some(&user.id),

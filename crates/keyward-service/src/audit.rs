@@ -1,15 +1,16 @@
 //! Audit entries: every change records who made it, from where, and when.
 
 use keyward_core::{time::now_unix, AuditId, ProjectId, UserId};
-use keyward_store::{AuditEntry, AuditFilter, Listed, Page};
+use keyward_core::{AuditAction, AuditEntry, AuditFilter, Listed, Page};
+
+use keyward_store::StoreError;
 
 use crate::caller::Caller;
 use crate::error::{Result, ServiceError};
 use crate::Services;
 
-/// What an audit entry is about.
+/// What an audit entry is about (its kind follows from the action).
 pub(crate) struct Target<'a> {
-    pub kind: &'static str,
     pub id: &'a str,
     pub project: Option<&'a ProjectId>,
     pub owner: Option<&'a UserId>,
@@ -17,15 +18,15 @@ pub(crate) struct Target<'a> {
 
 pub(crate) fn entry(
     caller: &Caller,
-    action: &str,
+    action: AuditAction,
     target: Target<'_>,
     details: serde_json::Value,
 ) -> AuditEntry {
     AuditEntry {
         id: AuditId::generate(),
         actor: caller.actor(),
-        action: action.to_owned(),
-        target_type: target.kind.to_owned(),
+        action,
+        target_type: action.target(),
         target_id: target.id.to_owned(),
         project_id: target.project.cloned(),
         owner_id: target.owner.cloned(),
@@ -65,13 +66,22 @@ impl Services {
         };
         self.store
             .list_audit(&filter, page)
-            .await?
-            .map_err(|_| cursor_error(page))
+            .await
+            .map_err(list_error(page))
+    }
+}
+
+/// A list's failure: `after` naming nothing in the list is the caller's
+/// mistake (400 naming `after`); anything else is the store's.
+pub(crate) fn list_error(page: &Page) -> impl FnOnce(StoreError) -> ServiceError + '_ {
+    move |e| match e {
+        StoreError::UnknownCursor => cursor_error(page),
+        other => other.into(),
     }
 }
 
 /// `after` named nothing in the listed collection.
-pub(crate) fn cursor_error(page: &Page) -> ServiceError {
+fn cursor_error(page: &Page) -> ServiceError {
     ServiceError::invalid(
         "after",
         format!(

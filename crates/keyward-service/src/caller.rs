@@ -1,7 +1,7 @@
 //! Who is calling a service, and what they may reach.
 
 use keyward_core::{Access, EndpointGroup, ProjectId};
-use keyward_store::{Actor, MemberRole, User};
+use keyward_core::{Actor, MemberRole, User};
 
 use crate::error::{Result, ServiceError};
 use crate::keys::ActiveKey;

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use keyward_core::{KeyId, ProjectId};
+use keyward_core::{AuditTarget, KeyId, ProjectId};
 
 use crate::error::Result;
 use crate::Services;
@@ -111,18 +111,27 @@ impl Services {
         let awaited: Vec<i64> = cursor.gaps.keys().take(GAPS_PER_READ).copied().collect();
         let late = self.store.audit_targets_at(&awaited).await?;
         let new = self.store.audit_targets_since(cursor.high, 1000).await?;
-        let late_seqs: Vec<i64> = late.iter().map(|(seq, _, _)| *seq).collect();
-        let new_seqs: Vec<i64> = new.iter().map(|(seq, _, _)| *seq).collect();
+        let late_seqs: Vec<i64> = late.iter().map(|c| c.seq).collect();
+        let new_seqs: Vec<i64> = new.iter().map(|c| c.seq).collect();
         cursor.advance(&new_seqs, &late_seqs, Instant::now());
         Ok(late
             .into_iter()
             .chain(new)
-            .filter_map(|(_, kind, id)| match kind.as_str() {
-                "api_key" | "admin_api_key" => KeyId::parse(&id).ok().map(Change::Key),
-                "project" => ProjectId::parse(&id).ok().map(Change::Project),
-                _ => None,
-            })
+            .filter_map(|c| change_of(c.target_type?, &c.target_id))
             .collect())
+    }
+}
+
+/// What an audit entry about `id`, of kind `target`, means for caches of
+/// keys. Every kind is named: a new one is a compile error here until it is
+/// decided whether its changes must drop cached keys.
+fn change_of(target: AuditTarget, id: &str) -> Option<Change> {
+    match target {
+        AuditTarget::ApiKey | AuditTarget::AdminApiKey => KeyId::parse(id).ok().map(Change::Key),
+        AuditTarget::Project => ProjectId::parse(id).ok().map(Change::Project),
+        // A member removed revokes their keys, each audited on its own;
+        // accounts and invitations are not cached by the gateway.
+        AuditTarget::User | AuditTarget::ProjectMember | AuditTarget::ProjectInvitation => None,
     }
 }
 

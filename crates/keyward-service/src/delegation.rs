@@ -6,8 +6,8 @@
 
 use std::net::IpAddr;
 
+use keyward_core::KeyRecord;
 use keyward_core::{net, Access, EndpointGroup, KeyId};
-use keyward_store::KeyRecord;
 
 use crate::caller::{Caller, Principal};
 use crate::error::{AuthError, Result, ServiceError};

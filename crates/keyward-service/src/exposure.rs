@@ -4,7 +4,7 @@
 //! recorded, and its owner gets a notice.
 
 use keyward_core::{key, time::now_unix, KeyHash};
-use keyward_store::{Notification, OutboxMessage, RevokeReason};
+use keyward_core::{Notification, OutboxMessage, RevokeReason};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -185,13 +185,13 @@ impl Services {
     pub async fn notifications(
         &self,
         caller: &Caller,
-        page: &keyward_store::Page,
-    ) -> Result<keyward_store::Listed<Notification>> {
+        page: &keyward_core::Page,
+    ) -> Result<keyward_core::Listed<Notification>> {
         let user = caller.require_user("organization.notifications.read")?;
         self.store
             .notifications(&user.id, page)
-            .await?
-            .map_err(|_| crate::audit::cursor_error(page))
+            .await
+            .map_err(crate::audit::list_error(page))
     }
 }
 

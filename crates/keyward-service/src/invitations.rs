@@ -4,8 +4,9 @@
 //! up when sign-up is closed. Inviting answers the same whether or not the
 //! email has an account, so the form cannot be used to find out.
 
+use keyward_core::AuditAction;
 use keyward_core::{time::now_unix, InvitationId, ProjectId};
-use keyward_store::{Invitation, MemberRole, Project, User, UserRole};
+use keyward_core::{Invitation, MemberRole, Project, User, UserRole};
 use serde_json::json;
 
 use crate::accounts::NewAccount;
@@ -47,7 +48,6 @@ fn unusable() -> ServiceError {
 
 fn invitation_target<'a>(id: &'a str, project: &'a ProjectId) -> Target<'a> {
     Target {
-        kind: "project_invitation",
         id,
         project: Some(project),
         owner: None,
@@ -88,7 +88,7 @@ impl Services {
         };
         let audit = entry(
             caller,
-            "project_invitation.created",
+            AuditAction::InvitationCreated,
             invitation_target(invitation.id.as_str(), &project.id),
             json!({ "email": invitation.email, "role": role.as_str(), "expires_at": invitation.expires_at }),
         );
@@ -121,7 +121,7 @@ impl Services {
         self.require_owner(caller, project).await?;
         let audit = entry(
             caller,
-            "project_invitation.deleted",
+            AuditAction::InvitationDeleted,
             invitation_target(id.as_str(), project),
             json!({}),
         );
@@ -217,7 +217,7 @@ impl Services {
         let i = &open.invitation;
         let audit = entry(
             caller,
-            "project_invitation.accepted",
+            AuditAction::InvitationAccepted,
             invitation_target(i.id.as_str(), &i.project_id),
             json!({ "email": i.email, "role": i.role.as_str(), "user_id": user.id.as_str() }),
         );

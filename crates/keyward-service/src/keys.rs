@@ -4,13 +4,13 @@
 use keyward_core::{
     time::now_unix, Access, KeyId, KeyKind, Micros, Permissions, PlainKey, ProjectId, UserId,
 };
-use keyward_store::{
-    Actor, AuditEntry, KeyRecord, KeyScope, Listed, Notification, OutboxMessage, Page, Project,
-    RateLimits, Revocation, RevokeReason, SecretMatch, User,
+use keyward_core::{
+    Actor, AuditAction, AuditEntry, KeyEvent, KeyRecord, KeyScope, Listed, Notification,
+    OutboxMessage, Page, Project, RateLimits, Revocation, RevokeReason, SecretMatch, User,
 };
 use serde_json::json;
 
-use crate::audit::{cursor_error, entry, Target};
+use crate::audit::{entry, list_error, Target};
 use crate::caller::{Caller, Principal};
 use crate::changes::Change;
 use crate::error::{AuthError, Result, ServiceError};
@@ -147,22 +147,10 @@ fn validate_limits(l: RateLimits) -> Result<RateLimits> {
 
 fn key_target(key: &KeyRecord) -> Target<'_> {
     Target {
-        kind: match key.kind {
-            KeyKind::Project => "api_key",
-            KeyKind::Admin => "admin_api_key",
-        },
         id: key.id.as_str(),
         project: key.project_id.as_ref(),
         owner: Some(&key.owner_id),
     }
-}
-
-fn action(key: &KeyRecord, verb: &str) -> String {
-    let noun = match key.kind {
-        KeyKind::Project => "api_key",
-        KeyKind::Admin => "admin_api_key",
-    };
-    format!("{noun}.{verb}")
 }
 
 impl Services {
@@ -284,7 +272,7 @@ impl Services {
         }
         let audit = entry(
             caller,
-            &action(&key, "created"),
+            AuditAction::Key(key.kind, KeyEvent::Created),
             key_target(&key),
             json!({ "name": key.name, "redacted_value": key.redacted_value, "permissions": key.permissions, "expires_at": key.expires_at, "parent_key_id": key.parent_id }),
         );
@@ -326,8 +314,8 @@ impl Services {
     ) -> Result<Listed<KeyRecord>> {
         self.store
             .list_keys(scope, include_revoked, page)
-            .await?
-            .map_err(|_| cursor_error(page))
+            .await
+            .map_err(list_error(page))
     }
 
     /// One key the caller may see.
@@ -369,7 +357,7 @@ impl Services {
         }
         let audit = entry(
             caller,
-            &action(&record, "updated"),
+            AuditAction::Key(record.kind, KeyEvent::Updated),
             key_target(&record),
             json!({
                 "name": record.name,
@@ -470,7 +458,7 @@ impl Services {
         let secret = PlainKey::generate(record.kind);
         let audit = entry(
             caller,
-            &action(&record, "rotated"),
+            AuditAction::Key(record.kind, KeyEvent::Rotated),
             key_target(&record),
             json!({ "old_redacted_value": record.redacted_value, "redacted_value": secret.redacted(), "grace_period_seconds": grace_seconds }),
         );
@@ -631,7 +619,7 @@ pub(crate) fn revocation_audit(
 ) -> AuditEntry {
     entry(
         caller,
-        &action(record, "revoked"),
+        AuditAction::Key(record.kind, KeyEvent::Revoked),
         key_target(record),
         json!({ "reason": revocation.reason.as_str(), "note": revocation.note, "redacted_value": record.redacted_value }),
     )

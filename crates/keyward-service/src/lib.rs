@@ -1,6 +1,9 @@
 //! The services behind every way into Keyward: the management API, the CLI
 //! and the dashboard call these functions, never the store directly, so each
 //! rule (who may do what, what is valid, what gets audited) lives once.
+//! Work beside those rules (the gateway's ledger writer and budget book,
+//! the notice outbox, readiness) gets a narrow handle on the database
+//! (`handles`); nothing above this crate holds the store.
 
 #![forbid(unsafe_code)]
 
@@ -11,6 +14,7 @@ mod changes;
 mod delegation;
 mod error;
 mod exposure;
+mod handles;
 mod invitations;
 mod keys;
 mod members;
@@ -28,11 +32,15 @@ pub use changes::{Change, ChangeCursor};
 pub use delegation::MAX_DELEGATION_DEPTH;
 pub use error::{AuthError, ServiceError};
 pub use exposure::{Label, Notice, Reported, Sighting, Verdict};
+pub use handles::{Database, Ledger, NoticeOutbox, OpenError, SpendReader, UsageSink};
 pub use invitations::{CreatedInvitation, OpenInvitation, INVITATION_SECONDS};
 pub use keys::{
     ActiveKey, CreatedKey, KeyPatch, KeyRef, KeySpec, LimitsPatch, MAX_ROTATION_GRACE_SECONDS,
 };
-use keyward_store::{NoticeChannel, Store};
+use keyward_core::NoticeChannel;
+use keyward_store::Store;
+/// What [`ServiceError::Store`] carries.
+pub use keyward_store::StoreError;
 pub use projects::ProjectPatch;
 pub use sessions::{session_hash, SessionToken, SESSION_SECONDS};
 pub use token::SecretToken;
@@ -87,10 +95,6 @@ impl Services {
             policy,
             hooks: Arc::default(),
         }
-    }
-
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
     }
 }
 

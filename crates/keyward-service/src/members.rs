@@ -2,8 +2,9 @@
 //! member, reader). Anyone in a project may see its members; only owners
 //! change them, and a project always keeps at least one owner.
 
+use keyward_core::AuditAction;
 use keyward_core::{time::now_unix, ProjectId, UserId};
-use keyward_store::{KeyRecord, MemberRole, Project, Revocation, RevokeReason, User};
+use keyward_core::{KeyRecord, MemberRole, Project, Revocation, RevokeReason, User};
 use serde_json::json;
 
 use crate::audit::{entry, Target};
@@ -15,7 +16,6 @@ use crate::Services;
 
 fn member_target<'a>(project: &'a ProjectId, user: &'a UserId) -> Target<'a> {
     Target {
-        kind: "project_member",
         id: user.as_str(),
         project: Some(project),
         owner: None,
@@ -71,7 +71,7 @@ impl Services {
         }
         let audit = entry(
             caller,
-            "project_member.set",
+            AuditAction::MemberSet,
             member_target(project, &user.id),
             json!({ "email": user.email, "role": role.as_str() }),
         );
@@ -92,7 +92,7 @@ impl Services {
         self.keep_an_owner(project, user).await?;
         let audit = entry(
             caller,
-            "project_member.removed",
+            AuditAction::MemberRemoved,
             member_target(project, user),
             json!({}),
         );

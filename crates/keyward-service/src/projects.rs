@@ -1,11 +1,12 @@
 //! Projects: create, list, retrieve, rename, archive.
 
+use keyward_core::AuditAction;
 use keyward_core::Micros;
 use keyward_core::{time::now_unix, ProjectId, UserId};
-use keyward_store::{Listed, MemberRole, Page, Project, RateLimits};
+use keyward_core::{Listed, MemberRole, Page, Project, RateLimits};
 use serde_json::json;
 
-use crate::audit::{cursor_error, entry, Target};
+use crate::audit::{entry, list_error, Target};
 use crate::caller::Caller;
 use crate::error::{Result, ServiceError};
 use crate::keys::LimitsPatch;
@@ -44,9 +45,8 @@ impl Services {
         };
         let audit = entry(
             caller,
-            "project.created",
+            AuditAction::ProjectCreated,
             Target {
-                kind: "project",
                 id: project.id.as_str(),
                 project: Some(&project.id),
                 owner: Some(owner),
@@ -68,8 +68,8 @@ impl Services {
         let listed = self
             .store
             .projects_of(&user.id, include_archived, page)
-            .await?
-            .map_err(|_| cursor_error(page))?;
+            .await
+            .map_err(list_error(page))?;
         Ok(Listed {
             items: listed.items.into_iter().map(|(p, _)| p).collect(),
             has_more: listed.has_more,
@@ -102,9 +102,8 @@ impl Services {
         }
         let audit = entry(
             caller,
-            "project.updated",
+            AuditAction::ProjectUpdated,
             Target {
-                kind: "project",
                 id: id.as_str(),
                 project: Some(id),
                 owner: None,
@@ -128,9 +127,8 @@ impl Services {
             let now = now_unix();
             let audit = entry(
                 caller,
-                "project.archived",
+                AuditAction::ProjectArchived,
                 Target {
-                    kind: "project",
                     id: id.as_str(),
                     project: Some(id),
                     owner: None,
@@ -166,8 +164,8 @@ impl Services {
             let Listed { items, has_more } = self
                 .store
                 .projects_of(user, include_archived, &page)
-                .await?
-                .map_err(|_| crate::audit::cursor_error(&page))?;
+                .await
+                .map_err(list_error(&page))?;
             page.after = items.last().map(|(p, _)| p.id.to_string());
             all.extend(items);
             if !has_more {

@@ -3,7 +3,7 @@
 //! stops working at once.
 
 use keyward_core::time::now_unix;
-use keyward_store::{Actor, Session, User};
+use keyward_core::{Actor, Session, User};
 
 use crate::caller::{Caller, Principal};
 use crate::error::Result;

@@ -2,7 +2,7 @@
 //! dashboard report them: per time bucket, optionally grouped.
 
 use keyward_core::{time::now_unix, Access, EndpointGroup, KeyId, ProjectId};
-use keyward_store::{UsageFilter, UsageRow};
+use keyward_core::{UsageFilter, UsageRow};
 
 use crate::caller::{Caller, Principal};
 use crate::error::{Result, ServiceError};

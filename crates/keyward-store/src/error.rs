@@ -18,6 +18,9 @@ pub enum StoreError {
     KeyCapReached(i64),
     #[error("{0}")]
     Config(String),
+    /// A list's `after` names nothing in the listed collection.
+    #[error("the page's `after` names nothing in this list")]
+    UnknownCursor,
 }
 
 impl StoreError {

@@ -6,15 +6,15 @@
 #![forbid(unsafe_code)]
 
 mod error;
-mod outbox;
 mod pg_ledger;
-mod records;
 mod rollup;
 mod sql;
 mod sqlite_ledger;
 mod store;
 
 pub use error::StoreError;
-pub use records::*;
 pub use sql::{Backend, SqlStore};
-pub use store::Store;
+pub use store::{
+    AccountStore, AuditStore, InvitationStore, KeyStore, NotificationStore, OutboxStore,
+    ProjectStore, SessionStore, Store, UsageStore,
+};

@@ -14,8 +14,8 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::Row;
 
 use crate::error::Result;
-use crate::records::UsageEvent;
 use crate::rollup;
+use keyward_core::records::UsageEvent;
 
 pub(crate) struct PgLedger {
     pool: PgPool,

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use crate::records::UsageEvent;
+use keyward_core::records::UsageEvent;
 
 /// (day, project, key, model).
 pub(crate) type DayGroup<'e> = (i64, &'e str, &'e str, &'e str);

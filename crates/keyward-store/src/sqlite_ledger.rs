@@ -17,9 +17,9 @@ use std::sync::Mutex;
 use rusqlite::{params, CachedStatement, Connection, ToSql};
 
 use crate::error::{Result, StoreError};
-use crate::records::UsageEvent;
 use crate::rollup;
 use crate::sql::{statement_chunks, Backend, SQLITE_PRAGMAS, STATEMENT_ROWS};
+use keyward_core::records::UsageEvent;
 
 pub(crate) struct SqliteLedger {
     /// None once closed.

@@ -2,27 +2,51 @@ use async_trait::async_trait;
 use keyward_core::{KeyHash, KeyId, Micros, ProjectId, UserId};
 
 use crate::error::Result;
-use crate::records::*;
+use keyward_core::records::*;
+use keyward_core::{AuditChange, AuditEntry, AuditFilter, Listed, Page};
 
 /// Everything Keyward persists. Every mutation takes the audit entry that
 /// describes it and writes both in one transaction, so the log cannot miss a
 /// change that happened nor record one that did not.
+///
+/// Split by the kind of data: `Store` is every part, plus the database's
+/// own life (schema, readiness, closing). `SqlStore` implements each part
+/// in a file of its own under `sql/`.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store:
+    AccountStore
+    + ProjectStore
+    + KeyStore
+    + UsageStore
+    + NotificationStore
+    + OutboxStore
+    + SessionStore
+    + InvitationStore
+    + AuditStore
+    + Send
+    + Sync
+    + 'static
+{
     /// Brings the schema up to date.
     async fn migrate(&self) -> Result<()>;
     /// Whether the database answers.
     async fn ping(&self) -> Result<()>;
     /// Closes every connection (SQLite then folds its WAL into the database).
     async fn close(&self);
+}
 
-    // Accounts
+/// Accounts.
+#[async_trait]
+pub trait AccountStore: Send + Sync {
     async fn insert_user(&self, user: &User, audit: &AuditEntry) -> Result<()>;
     async fn user(&self, id: &UserId) -> Result<Option<User>>;
     async fn user_by_email(&self, email: &str) -> Result<Option<User>>;
     async fn count_users(&self) -> Result<i64>;
+}
 
-    // Projects
+/// Projects and their members.
+#[async_trait]
+pub trait ProjectStore: Send + Sync {
     /// Inserts a project with `owner` as its first member (role owner).
     async fn insert_project(
         &self,
@@ -37,7 +61,7 @@ pub trait Store: Send + Sync + 'static {
         user: &UserId,
         include_archived: bool,
         page: &Page,
-    ) -> Result<Result<Listed<(Project, MemberRole)>, UnknownCursor>>;
+    ) -> Result<Listed<(Project, MemberRole)>>;
     /// Every project, oldest first (for the operator's CLI).
     async fn all_projects(&self) -> Result<Vec<Project>>;
     async fn membership(&self, project: &ProjectId, user: &UserId) -> Result<Option<MemberRole>>;
@@ -46,8 +70,31 @@ pub trait Store: Send + Sync + 'static {
     /// Writes a project's name, rate limits and budget.
     async fn update_project(&self, project: &Project, audit: &AuditEntry) -> Result<()>;
     async fn archive_project(&self, id: &ProjectId, at: i64, audit: &AuditEntry) -> Result<()>;
+    /// Adds `user` to `project` with `role`, or changes their role.
+    async fn upsert_member(
+        &self,
+        project: &ProjectId,
+        user: &UserId,
+        role: MemberRole,
+        at: i64,
+        audit: &AuditEntry,
+    ) -> Result<()>;
+    /// Removes `user` from `project` and, in the same transaction, revokes
+    /// every active key they own there with `revocation`, auditing each with
+    /// `key_audit`. `None` if they were not a member; else the revoked keys.
+    async fn remove_member(
+        &self,
+        project: &ProjectId,
+        user: &UserId,
+        audit: &AuditEntry,
+        revocation: &Revocation,
+        key_audit: &(dyn for<'k> Fn(&'k KeyRecord) -> AuditEntry + Send + Sync),
+    ) -> Result<Option<Vec<KeyId>>>;
+}
 
-    // Keys
+/// Keys and their secrets' hashes.
+#[async_trait]
+pub trait KeyStore: Send + Sync {
     /// Inserts a key and its secret's hash. With `active_cap`, fails with
     /// [`crate::StoreError::KeyCapReached`] when the key's project already has
     /// that many active keys; the check and the insert are atomic.
@@ -67,7 +114,7 @@ pub trait Store: Send + Sync + 'static {
         scope: &KeyScope,
         include_revoked: bool,
         page: &Page,
-    ) -> Result<Result<Listed<KeyRecord>, UnknownCursor>>;
+    ) -> Result<Listed<KeyRecord>>;
     /// Writes the key's mutable settings: name, permissions, allow-lists, limits, budget, expiry.
     async fn update_key(&self, key: &KeyRecord, audit: &AuditEntry) -> Result<()>;
     /// Revokes the key; `false` if it was revoked already. `notice`, when
@@ -99,8 +146,11 @@ pub trait Store: Send + Sync + 'static {
     async fn keys_expired_by(&self, now: i64, limit: u32) -> Result<Vec<KeyRecord>>;
     /// Drops secrets whose grace period ended before `now`.
     async fn purge_expired_secrets(&self, now: i64) -> Result<u64>;
+}
 
-    // Usage
+/// The usage ledger and its daily roll-up.
+#[async_trait]
+pub trait UsageStore: Send + Sync {
     /// Appends ledger rows and adds them to the daily roll-up, in one
     /// transaction. A request id already recorded is skipped, so a retried
     /// batch does not count twice.
@@ -118,17 +168,19 @@ pub trait Store: Send + Sync + 'static {
         from: i64,
         to: i64,
     ) -> Result<Vec<UsageEvent>>;
+}
 
-    // Notifications
+/// Notifications to account owners.
+#[async_trait]
+pub trait NotificationStore: Send + Sync {
     async fn insert_notification(&self, n: &Notification) -> Result<()>;
     /// A user's notifications, newest first.
-    async fn notifications(
-        &self,
-        user: &UserId,
-        page: &Page,
-    ) -> Result<Result<Listed<Notification>, UnknownCursor>>;
+    async fn notifications(&self, user: &UserId, page: &Page) -> Result<Listed<Notification>>;
+}
 
-    // Outbox (notices to deliver by email and webhook)
+/// Notices to deliver by email and webhook.
+#[async_trait]
+pub trait OutboxStore: Send + Sync {
     /// Rows due at `now` that no process holds, oldest first.
     async fn outbox_due(&self, now: i64, limit: u32) -> Result<Vec<OutboxItem>>;
     /// Holds row `id` until `until` for one attempt; `false` when it is no
@@ -138,30 +190,11 @@ pub trait Store: Send + Sync + 'static {
     async fn settle_outbox(&self, id: i64, now: i64, outcome: &OutboxOutcome) -> Result<()>;
     /// Deletes rows delivered or given up before `before`; returns how many.
     async fn prune_outbox(&self, before: i64) -> Result<u64>;
+}
 
-    // Project members
-    /// Adds `user` to `project` with `role`, or changes their role.
-    async fn upsert_member(
-        &self,
-        project: &ProjectId,
-        user: &UserId,
-        role: MemberRole,
-        at: i64,
-        audit: &AuditEntry,
-    ) -> Result<()>;
-    /// Removes `user` from `project` and, in the same transaction, revokes
-    /// every active key they own there with `revocation`, auditing each with
-    /// `key_audit`. `None` if they were not a member; else the revoked keys.
-    async fn remove_member(
-        &self,
-        project: &ProjectId,
-        user: &UserId,
-        audit: &AuditEntry,
-        revocation: &Revocation,
-        key_audit: &(dyn for<'k> Fn(&'k KeyRecord) -> AuditEntry + Send + Sync),
-    ) -> Result<Option<Vec<KeyId>>>;
-
-    // Dashboard sessions (not audited: they are high-churn, like `touch_keys`)
+/// Dashboard sessions (not audited: they are high-churn, like `touch_keys`).
+#[async_trait]
+pub trait SessionStore: Send + Sync {
     async fn insert_session(&self, session: &Session) -> Result<()>;
     /// The session whose token hashes to `token_hash`, expired or not.
     async fn session(&self, token_hash: &str) -> Result<Option<Session>>;
@@ -169,8 +202,11 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_session(&self, token_hash: &str) -> Result<bool>;
     /// Drops sessions that expired before `now`; returns how many.
     async fn delete_expired_sessions(&self, now: i64) -> Result<u64>;
+}
 
-    // Invitations
+/// Invitations to projects.
+#[async_trait]
+pub trait InvitationStore: Send + Sync {
     async fn insert_invitation(&self, invitation: &Invitation, audit: &AuditEntry) -> Result<()>;
     /// The invitation whose token hashes to `token_hash`, used or not.
     async fn invitation(&self, token_hash: &str) -> Result<Option<Invitation>>;
@@ -195,24 +231,19 @@ pub trait Store: Send + Sync + 'static {
         id: &keyward_core::InvitationId,
         audit: &AuditEntry,
     ) -> Result<bool>;
+}
 
-    // Audit log
+/// The audit log and its change feed.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
     /// The newest audit entry's sequence number (0 when empty).
     async fn audit_seq_now(&self) -> Result<i64>;
-    /// `(seq, target_type, target_id)` of entries after `after`, oldest
-    /// first: the change feed other processes watch to drop cached keys.
-    async fn audit_targets_since(
-        &self,
-        after: i64,
-        limit: u32,
-    ) -> Result<Vec<(i64, String, String)>>;
+    /// What the entries after `after` are about, oldest first: the change
+    /// feed other processes watch to drop cached keys.
+    async fn audit_targets_since(&self, after: i64, limit: u32) -> Result<Vec<AuditChange>>;
     /// The entries among `seqs` that exist now (a reader of the change
     /// feed asks again for sequence numbers it skipped: PostgreSQL commits
     /// them out of order).
-    async fn audit_targets_at(&self, seqs: &[i64]) -> Result<Vec<(i64, String, String)>>;
-    async fn list_audit(
-        &self,
-        filter: &AuditFilter,
-        page: &Page,
-    ) -> Result<Result<Listed<AuditEntry>, UnknownCursor>>;
+    async fn audit_targets_at(&self, seqs: &[i64]) -> Result<Vec<AuditChange>>;
+    async fn list_audit(&self, filter: &AuditFilter, page: &Page) -> Result<Listed<AuditEntry>>;
 }

@@ -2,7 +2,8 @@
 //! and PostgreSQL too when `KEYWARD_TEST_DATABASE_URL` is set.
 
 use keyward_core::{KeyId, Micros, ProjectId, UserId};
-use keyward_store::{SpendOwner, SqlStore, Store, UsageEvent, UsageFilter};
+use keyward_core::{SpendOwner, UsageEvent, UsageFilter};
+use keyward_store::{SqlStore, Store};
 use sqlx::Executor;
 
 const DAY: i64 = 86_400;

@@ -4,8 +4,8 @@ use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
+use keyward_core::User;
 use keyward_service::{Caller, Principal, ServiceError, SessionToken, SESSION_SECONDS};
-use keyward_store::User;
 use serde::Deserialize;
 use serde_json::json;
 

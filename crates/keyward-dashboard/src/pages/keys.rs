@@ -7,8 +7,8 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use keyward_core::{time::now_unix, KeyId, ProjectId, UserId};
+use keyward_core::{KeyRecord, Page, RateLimits, RevokeReason};
 use keyward_service::{Caller, CreatedKey, KeyPatch, KeyRef, KeySpec, ServiceError, Services};
-use keyward_store::{KeyRecord, Page, RateLimits, RevokeReason};
 use serde::Deserialize;
 use serde_json::{json, Value};
 

@@ -9,8 +9,8 @@ pub mod projects;
 pub mod usage;
 
 use keyward_core::ProjectId;
+use keyward_core::{MemberRole, Project};
 use keyward_service::{Caller, Services};
-use keyward_store::{MemberRole, Project};
 use serde_json::{json, Value};
 
 use crate::error::DashError;

@@ -3,7 +3,7 @@
 
 use axum::extract::State;
 use axum::response::Response;
-use keyward_store::Page;
+use keyward_core::Page;
 use serde_json::{json, Value};
 
 use crate::dates;

@@ -7,9 +7,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
+use keyward_core::MemberRole;
 use keyward_core::{InvitationId, ProjectId, UserId};
 use keyward_service::{CreatedInvitation, ServiceError};
-use keyward_store::MemberRole;
 use serde::Deserialize;
 use serde_json::{json, Value};
 

@@ -29,7 +29,8 @@ use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use keyward_store::{Store, UsageEvent};
+use keyward_core::UsageEvent;
+use keyward_service::UsageSink;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::{Message, MAX_BATCH};
@@ -266,7 +267,7 @@ pub(super) fn run(
 /// Stores what processes that died left in their spools under `root`, then
 /// deletes those spools. Spools of processes still running (another
 /// replica on this machine sharing the directory) are left alone.
-pub(super) async fn recover(store: &dyn Store, root: &Path) -> io::Result<Recovered> {
+pub(super) async fn recover(sink: &dyn UsageSink, root: &Path) -> io::Result<Recovered> {
     let mut found = Recovered::default();
     let entries = match fs::read_dir(root) {
         Ok(entries) => entries,
@@ -306,7 +307,7 @@ pub(super) async fn recover(store: &dyn Store, root: &Path) -> io::Result<Recove
             found.events += events.len();
             found.unreadable += unreadable;
             for chunk in events.chunks(MAX_BATCH) {
-                store.record_usage(chunk).await.map_err(|e| {
+                sink.record_usage(chunk).await.map_err(|e| {
                     io::Error::other(format!(
                         "cannot store the usage events left in {}: {e}",
                         path.display()

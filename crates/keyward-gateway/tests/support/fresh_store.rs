@@ -1,16 +1,20 @@
-//! A fresh, migrated store for the ledger's tests and benchmarks: SQLite in
-//! a temporary directory, or a new PostgreSQL database (dropped afterwards)
-//! when `KEYWARD_TEST_DATABASE_URL` names a server.
+//! A fresh, migrated database for the ledger's tests and benchmarks, opened
+//! through the services: SQLite in a temporary directory, or a new
+//! PostgreSQL database (dropped afterwards) when `KEYWARD_TEST_DATABASE_URL`
+//! names a server.
 #![allow(dead_code)]
 
 use std::sync::Arc;
 
+use keyward_core::UsageEvent;
 use keyward_core::{KeyId, Micros, ProjectId, UserId};
-use keyward_store::{SqlStore, Store, UsageEvent};
+use keyward_service::{Database, Policy, Services, UsageSink};
 use sqlx::Connection;
 
 pub struct FreshStore {
-    pub store: Arc<SqlStore>,
+    /// Where the ledger writer stores what it meters.
+    pub sink: Arc<dyn UsageSink>,
+    services: Services,
     /// The SQLite directory, or the PostgreSQL (admin url, database, url).
     pub place: Place,
 }
@@ -26,7 +30,7 @@ pub enum Place {
 
 impl FreshStore {
     pub async fn open() -> FreshStore {
-        let (store, place) = match std::env::var("KEYWARD_TEST_DATABASE_URL") {
+        let (services, place) = match std::env::var("KEYWARD_TEST_DATABASE_URL") {
             Ok(admin) => {
                 let mut suffix = [0u8; 12];
                 keyward_core::base62::fill_random(&mut suffix);
@@ -37,18 +41,22 @@ impl FreshStore {
                 pg(&admin, &format!("CREATE DATABASE {name}")).await;
                 let (base, _) = admin.rsplit_once('/').expect("postgres://host/db");
                 let url = format!("{base}/{name}");
-                let store = SqlStore::connect(&url).await.unwrap();
-                (store, Place::Postgres { admin, name, url })
+                let services = Services::open(Database::Url(&url), Policy::default())
+                    .await
+                    .unwrap();
+                (services, Place::Postgres { admin, name, url })
             }
             Err(_) => {
                 let dir = tempfile::tempdir().unwrap();
-                let store = SqlStore::open_sqlite_dir(dir.path()).await.unwrap();
-                (store, Place::Sqlite(dir))
+                let services = Services::open(Database::SqliteDir(dir.path()), Policy::default())
+                    .await
+                    .unwrap();
+                (services, Place::Sqlite(dir))
             }
         };
-        store.migrate().await.unwrap();
         FreshStore {
-            store: Arc::new(store),
+            sink: Arc::new(services.ledger()),
+            services,
             place,
         }
     }
@@ -63,10 +71,17 @@ impl FreshStore {
 
     /// Rows in the usage ledger.
     pub async fn ledger_rows(&self) -> i64 {
-        let row: (i64,) = sqlx::query_as("SELECT CAST(COUNT(*) AS BIGINT) FROM usage_ledger")
-            .fetch_one(self.store.pool())
-            .await
-            .unwrap();
+        const COUNT: &str = "SELECT CAST(COUNT(*) AS BIGINT) FROM usage_ledger";
+        let row: (i64,) = match &self.place {
+            Place::Sqlite(dir) => {
+                let mut conn = sqlite(dir).await;
+                sqlx::query_as(COUNT).fetch_one(&mut conn).await.unwrap()
+            }
+            Place::Postgres { url, .. } => {
+                let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+                sqlx::query_as(COUNT).fetch_one(&mut conn).await.unwrap()
+            }
+        };
         row.0
     }
 
@@ -75,11 +90,7 @@ impl FreshStore {
     pub async fn block_writes(&self) -> WriteBlock {
         match &self.place {
             Place::Sqlite(dir) => {
-                let file = dir.path().join("keyward.db");
-                let mut conn =
-                    sqlx::SqliteConnection::connect(&format!("sqlite://{}", file.display()))
-                        .await
-                        .unwrap();
+                let mut conn = sqlite(dir).await;
                 sqlx::query("BEGIN IMMEDIATE")
                     .execute(&mut conn)
                     .await
@@ -99,7 +110,7 @@ impl FreshStore {
     }
 
     pub async fn close(self) {
-        self.store.close().await;
+        self.services.close().await;
         if let Place::Postgres { admin, name, .. } = &self.place {
             pg(
                 admin,
@@ -126,6 +137,14 @@ impl WriteBlock {
             }
         }
     }
+}
+
+/// A connection of its own to the SQLite database in `dir`.
+async fn sqlite(dir: &tempfile::TempDir) -> sqlx::SqliteConnection {
+    let file = dir.path().join("keyward.db");
+    sqlx::SqliteConnection::connect(&format!("sqlite://{}", file.display()))
+        .await
+        .unwrap()
 }
 
 async fn pg(url: &str, sql: &str) {

@@ -4,8 +4,8 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::{Extension, Json};
 use keyward_core::KeyId;
+use keyward_core::RevokeReason;
 use keyward_service::{Caller, KeyRef};
-use keyward_store::RevokeReason;
 use serde::Deserialize;
 use utoipa::ToSchema;
 

@@ -2,8 +2,8 @@
 //! statuses but for the differences written beside both mappings.
 
 use axum::http::StatusCode;
+use keyward_service::StoreError;
 use keyward_service::{AuthError, ServiceError};
-use keyward_store::StoreError;
 
 use super::error::ApiError;
 

@@ -115,7 +115,7 @@ pub struct PageQuery {
 }
 
 impl PageQuery {
-    pub fn page(&self) -> Result<keyward_store::Page, ApiError> {
+    pub fn page(&self) -> Result<keyward_core::Page, ApiError> {
         let limit = self.limit.unwrap_or(20);
         if !(1..=i64::from(keyward_service::MAX_PAGE)).contains(&limit) {
             return Err(ApiError::invalid(
@@ -139,7 +139,7 @@ impl PageQuery {
                 ));
             }
         }
-        Ok(keyward_store::Page {
+        Ok(keyward_core::Page {
             after: self.after.clone(),
             limit: limit as u32,
         })

@@ -16,7 +16,7 @@ pub async fn healthz() -> Json<Value> {
 /// The process can serve: its database answers.
 #[utoipa::path(get, path = "/readyz", tag = "health", security(()), responses((status = 200, description = "Ready"), (status = 503, description = "The database does not answer")))]
 pub async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    state.services.store().ping().await.map_err(|_| {
+    state.services.ping().await.map_err(|_| {
         ApiError::unavailable("The database does not answer; Keyward is not ready.")
     })?;
     Ok(Json(json!({

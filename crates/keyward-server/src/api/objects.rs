@@ -1,7 +1,7 @@
 //! The JSON objects the management API returns, shaped like OpenAI's Admin API.
 
+use keyward_core::{AuditEntry, KeyRecord, Listed, Project, RateLimits, User};
 use keyward_core::{KeyKind, Permissions};
-use keyward_store::{AuditEntry, KeyRecord, Listed, Project, RateLimits, User};
 use serde::Serialize;
 use serde_json::{json, Value};
 use utoipa::ToSchema;
@@ -171,21 +171,21 @@ pub struct DeletedObject {
 /// key named after its type, e.g. `"api_key.created": {"id", "data"}`.
 pub fn audit_object(e: AuditEntry) -> Value {
     let actor = match &e.actor {
-        keyward_store::Actor::User(id) => {
+        keyward_core::Actor::User(id) => {
             json!({"type": "session", "session": {"user": {"id": id}, "ip_address": e.source_ip}})
         }
-        keyward_store::Actor::Key(id) => json!({"type": "api_key", "api_key": {"id": id}}),
-        keyward_store::Actor::Cli => json!({"type": "cli"}),
-        keyward_store::Actor::System => json!({"type": "system"}),
+        keyward_core::Actor::Key(id) => json!({"type": "api_key", "api_key": {"id": id}}),
+        keyward_core::Actor::Cli => json!({"type": "cli"}),
+        keyward_core::Actor::System => json!({"type": "system"}),
     };
     let mut obj = json!({
         "object": "organization.audit_log",
         "id": e.id,
-        "type": e.action,
+        "type": e.action.as_str(),
         "effective_at": e.created_at,
         "actor": actor,
         "project": e.project_id.as_ref().map(|p| json!({"id": p})),
-        "target": {"type": e.target_type, "id": e.target_id},
+        "target": {"type": e.target_type.as_str(), "id": e.target_id},
         "ip_address": e.source_ip,
     });
     obj[e.action.as_str()] = json!({"id": e.target_id, "data": e.details});

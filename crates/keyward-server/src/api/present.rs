@@ -2,20 +2,20 @@
 
 use std::collections::HashMap;
 
+use keyward_core::KeyRecord;
 use keyward_service::{ServiceError, Services};
-use keyward_store::KeyRecord;
 
 use super::objects::{KeyObject, Owner};
 
 /// A page of keys as the API's list envelope.
 pub async fn key_list(
     services: &Services,
-    listed: keyward_store::Listed<KeyRecord>,
+    listed: keyward_core::Listed<KeyRecord>,
 ) -> Result<super::objects::List<KeyObject>, ServiceError> {
     let has_more = listed.has_more;
     let items = keys(services, listed.items).await?;
     Ok(super::objects::List::new(
-        keyward_store::Listed { items, has_more },
+        keyward_core::Listed { items, has_more },
         |k| k.id.clone(),
         |k| k,
     ))

@@ -4,8 +4,8 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::{Extension, Json};
 use keyward_core::{KeyId, Micros, Permissions, ProjectId};
+use keyward_core::{RateLimits, RevokeReason};
 use keyward_service::{Caller, KeyPatch, KeyRef, KeySpec, LimitsPatch};
-use keyward_store::{RateLimits, RevokeReason};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 

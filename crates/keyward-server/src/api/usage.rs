@@ -3,9 +3,9 @@
 
 use axum::extract::State;
 use axum::{Extension, Json};
+use keyward_core::UsageRow;
 use keyward_core::{KeyId, ProjectId};
 use keyward_service::{BucketWidth, Caller, UsagePage, UsageQuery, LATEST_TIME};
-use keyward_store::UsageRow;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa::IntoParams;

@@ -4,8 +4,8 @@
 use std::io::BufRead;
 
 use clap::Subcommand;
+use keyward_core::UserRole;
 use keyward_service::{Caller, NewAccount};
-use keyward_store::UserRole;
 
 use super::{services, CliError, StoreArgs};
 

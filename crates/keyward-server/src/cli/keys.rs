@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Subcommand, ValueEnum};
 use keyward_core::{duration, time, KeyId, Permissions, ProjectId};
+use keyward_core::{KeyRecord, Page, RevokeReason};
 use keyward_service::{Caller, KeyRef, KeySpec, Services};
-use keyward_store::{KeyRecord, Page, RevokeReason};
 
 use super::{services, CliError, StoreArgs};
 use crate::api::present;

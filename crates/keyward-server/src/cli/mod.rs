@@ -129,7 +129,6 @@ impl From<ServiceError> for CliError {
     }
 }
 
-
 pub async fn run(args: Args) -> Result<ExitCode, CliError> {
     match args.command {
         Command::Serve { store, listen } => {

@@ -2,10 +2,13 @@
 //! A row is claimed with a lease before each attempt, so processes sharing
 //! the database never deliver it twice at once.
 
+use async_trait::async_trait;
 use sqlx::{Any, AnyPool, Row, Transaction};
 
+use super::SqlStore;
 use crate::error::{Result, StoreError};
-use crate::records::{NoticeChannel, OutboxItem, OutboxMessage, OutboxOutcome};
+use crate::store::OutboxStore;
+use keyward_core::records::{NoticeChannel, OutboxItem, OutboxMessage, OutboxOutcome};
 
 /// Queues `messages`, due at once, inside the caller's transaction.
 pub(crate) async fn enqueue_in(
@@ -111,4 +114,23 @@ pub(crate) async fn prune(pool: &AnyPool, before: i64) -> Result<u64> {
             .await?
             .rows_affected(),
     )
+}
+
+#[async_trait]
+impl OutboxStore for SqlStore {
+    async fn outbox_due(&self, now: i64, limit: u32) -> Result<Vec<OutboxItem>> {
+        due(&self.pool, now, limit).await
+    }
+
+    async fn claim_outbox(&self, id: i64, now: i64, until: i64) -> Result<bool> {
+        claim(&self.pool, id, now, until).await
+    }
+
+    async fn settle_outbox(&self, id: i64, now: i64, outcome: &OutboxOutcome) -> Result<()> {
+        settle(&self.pool, id, now, outcome).await
+    }
+
+    async fn prune_outbox(&self, before: i64) -> Result<u64> {
+        prune(&self.pool, before).await
+    }
 }

@@ -1,7 +1,8 @@
-//! The records the store reads and writes. They are plain data; the rules
-//! about them live in keyward-service.
+//! The records Keyward keeps: accounts, projects, keys, usage,
+//! notifications, sessions and invitations. They are plain data; the store
+//! reads and writes them, and the rules about them live in keyward-service.
 
-use keyward_core::{KeyId, KeyKind, Micros, Permissions, ProjectId, UserId};
+use crate::{KeyId, KeyKind, Micros, Permissions, ProjectId, UserId};
 use serde::{Deserialize, Serialize};
 
 /// An operator runs the installation; a user owns projects.
@@ -12,21 +13,10 @@ pub enum UserRole {
     User,
 }
 
-impl UserRole {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UserRole::Operator => "operator",
-            UserRole::User => "user",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "operator" => Some(UserRole::Operator),
-            "user" => Some(UserRole::User),
-            _ => None,
-        }
-    }
-}
+crate::names::stored_names!(UserRole {
+    (Operator) => "operator",
+    (User) => "user",
+});
 
 /// An account. `password_hash` is an argon2id PHC string, never a password.
 #[derive(Clone)]
@@ -69,23 +59,11 @@ pub enum MemberRole {
     Owner,
 }
 
-impl MemberRole {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MemberRole::Owner => "owner",
-            MemberRole::Member => "member",
-            MemberRole::Reader => "reader",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "owner" => Some(MemberRole::Owner),
-            "member" => Some(MemberRole::Member),
-            "reader" => Some(MemberRole::Reader),
-            _ => None,
-        }
-    }
-}
+crate::names::stored_names!(MemberRole {
+    (Reader) => "reader",
+    (Member) => "member",
+    (Owner) => "owner",
+});
 
 /// Why a key stopped working.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,27 +81,13 @@ pub enum RevokeReason {
     MemberRemoved,
 }
 
-impl RevokeReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RevokeReason::User => "user",
-            RevokeReason::Exposed => "exposed",
-            RevokeReason::Expired => "expired",
-            RevokeReason::Admin => "admin",
-            RevokeReason::MemberRemoved => "member_removed",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "user" => Some(RevokeReason::User),
-            "exposed" => Some(RevokeReason::Exposed),
-            "expired" => Some(RevokeReason::Expired),
-            "admin" => Some(RevokeReason::Admin),
-            "member_removed" => Some(RevokeReason::MemberRemoved),
-            _ => None,
-        }
-    }
-}
+crate::names::stored_names!(RevokeReason {
+    (User) => "user",
+    (Exposed) => "exposed",
+    (Expired) => "expired",
+    (Admin) => "admin",
+    (MemberRemoved) => "member_removed",
+});
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Revocation {
@@ -182,87 +146,12 @@ pub struct SecretMatch {
     pub secret_expires_at: Option<i64>,
 }
 
-/// Who did something, as recorded in the audit log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Actor {
-    User(UserId),
-    Key(KeyId),
-    Cli,
-    System,
-}
-
-impl Actor {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Actor::User(_) => "user",
-            Actor::Key(_) => "api_key",
-            Actor::Cli => "cli",
-            Actor::System => "system",
-        }
-    }
-
-    pub fn id(&self) -> Option<&str> {
-        match self {
-            Actor::User(id) => Some(id.as_str()),
-            Actor::Key(id) => Some(id.as_str()),
-            Actor::Cli | Actor::System => None,
-        }
-    }
-
-    /// `user_…`, `key_…`, `cli` or `system`: how `created_by` and `revoked_by` name an actor.
-    pub fn label(&self) -> String {
-        self.id().unwrap_or(self.kind()).to_owned()
-    }
-}
-
-/// One audit-log entry: who did what to which object, when and from where.
-#[derive(Debug, Clone)]
-pub struct AuditEntry {
-    pub id: keyward_core::AuditId,
-    pub actor: Actor,
-    pub action: String,
-    pub target_type: String,
-    pub target_id: String,
-    pub project_id: Option<ProjectId>,
-    /// The account the event belongs to, for events outside any project (admin keys).
-    pub owner_id: Option<UserId>,
-    pub details: serde_json::Value,
-    pub source_ip: Option<String>,
-    pub created_at: i64,
-}
-
-/// A cursor page: items after the one with id `after`, at most `limit`.
-#[derive(Debug, Clone, Default)]
-pub struct Page {
-    pub after: Option<String>,
-    pub limit: u32,
-}
-
-/// One page of results, newest first.
-#[derive(Debug, Clone)]
-pub struct Listed<T> {
-    pub items: Vec<T>,
-    pub has_more: bool,
-}
-
 /// Which keys to list.
 #[derive(Debug, Clone)]
 pub enum KeyScope {
     Project(ProjectId),
     AdminKeysOf(UserId),
 }
-
-/// Which audit entries to list: those of the given projects or account.
-#[derive(Debug, Clone, Default)]
-pub struct AuditFilter {
-    pub project_ids: Vec<ProjectId>,
-    pub owner_id: Option<UserId>,
-    pub actions: Vec<String>,
-}
-
-/// The store's answer when `after` names nothing in the listed collection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UnknownCursor;
 
 /// What one gateway request used and cost; a row of the usage ledger.
 /// Serialized as a line of the ledger's crash spool.
@@ -273,7 +162,7 @@ pub struct UsageEvent {
     pub project_id: ProjectId,
     pub user_id: UserId,
     pub model: std::sync::Arc<str>,
-    pub endpoint: keyward_core::Endpoint,
+    pub endpoint: crate::Endpoint,
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
     pub cost: Micros,
@@ -358,22 +247,10 @@ pub enum NoticeChannel {
     Webhook,
 }
 
-impl NoticeChannel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NoticeChannel::Email => "email",
-            NoticeChannel::Webhook => "webhook",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "email" => Some(NoticeChannel::Email),
-            "webhook" => Some(NoticeChannel::Webhook),
-            _ => None,
-        }
-    }
-}
+crate::names::stored_names!(NoticeChannel {
+    (Email) => "email",
+    (Webhook) => "webhook",
+});
 
 /// A notice for one channel, to be kept in the outbox until delivered. The
 /// payload never holds a secret.
@@ -424,7 +301,7 @@ pub struct Session {
 /// stored: `token_hash` is the hex SHA-256 of the token in the link.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invitation {
-    pub id: keyward_core::InvitationId,
+    pub id: crate::InvitationId,
     pub token_hash: String,
     pub project_id: ProjectId,
     /// Lower-case; only the account with this email may use the link.
