@@ -76,8 +76,8 @@ impl PgLedger {
                 projects.push(*project);
                 keys.push(*key);
                 models.push(*model);
-                for (column, value) in sums.iter_mut().zip(group) {
-                    column.push(*value);
+                for (column, value) in sums.iter_mut().zip(group.in_column_order()) {
+                    column.push(value);
                 }
             }
             let [requests, errors, prompt, completion, cost] = sums;

@@ -10,11 +10,40 @@ use keyward_core::records::UsageEvent;
 /// (day, project, key, model).
 pub(crate) type DayGroup<'e> = (i64, &'e str, &'e str, &'e str);
 
-/// The sums of a group, in the order of [`SUM_COLUMNS`]: requests, errors,
-/// prompt tokens, completion tokens, cost in micro-USD.
-pub(crate) type Sums = [i64; 5];
+/// What a group's rows add up to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Sums {
+    pub requests: i64,
+    pub errors: i64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub cost_micros: i64,
+}
 
-/// The columns [`Sums`] adds to.
+impl Sums {
+    /// Adds one row; saturating: an upstream's token counts are not ours
+    /// to trust.
+    fn add(&mut self, e: &UsageEvent) {
+        self.requests = self.requests.saturating_add(1);
+        self.errors = self.errors.saturating_add(i64::from(e.status >= 400));
+        self.prompt_tokens = self.prompt_tokens.saturating_add(e.prompt_tokens);
+        self.completion_tokens = self.completion_tokens.saturating_add(e.completion_tokens);
+        self.cost_micros = self.cost_micros.saturating_add(e.cost.0);
+    }
+
+    /// The sums in the order of [`SUM_COLUMNS`], for binding.
+    pub(crate) fn in_column_order(&self) -> [i64; 5] {
+        [
+            self.requests,
+            self.errors,
+            self.prompt_tokens,
+            self.completion_tokens,
+            self.cost_micros,
+        ]
+    }
+}
+
+/// The columns [`Sums`] adds to, in [`Sums::in_column_order`]'s order.
 pub(crate) const SUM_COLUMNS: [&str; 5] = [
     "requests",
     "errors",
@@ -30,20 +59,10 @@ pub(crate) fn daily_sums<'e>(
     let mut daily: HashMap<DayGroup<'e>, Sums> = HashMap::new();
     for e in events {
         let day = keyward_core::time::day_start(e.created_at);
-        let sums = daily
+        daily
             .entry((day, e.project_id.as_str(), e.key_id.as_str(), &*e.model))
-            .or_default();
-        // Saturating: an upstream's token counts are not ours to trust.
-        let add = [
-            1,
-            i64::from(e.status >= 400),
-            e.prompt_tokens,
-            e.completion_tokens,
-            e.cost.0,
-        ];
-        for (sum, v) in sums.iter_mut().zip(add) {
-            *sum = sum.saturating_add(v);
-        }
+            .or_default()
+            .add(e);
     }
     daily
 }
@@ -116,7 +135,8 @@ mod tests {
             event(&p, &b, day + 1, 429),
         ];
         let sums = daily_sums(events.iter());
-        let group = |day, key: &KeyId| sums[&(day, p.as_str(), key.as_str(), "m")];
+        let group =
+            |day, key: &KeyId| sums[&(day, p.as_str(), key.as_str(), "m")].in_column_order();
         assert_eq!(sums.len(), 3);
         assert_eq!(
             group(day, &a),

@@ -115,8 +115,8 @@ impl SqliteLedger {
             let mut upsert = tx
                 .prepare_cached(&self.upsert)
                 .map_err(|e| ledger_error("prepare", e))?;
-            for ((day, project, key, model), [requests, errors, prompt, completion, cost]) in daily
-            {
+            for ((day, project, key, model), sums) in daily {
+                let [requests, errors, prompt, completion, cost] = sums.in_column_order();
                 upsert
                     .execute(params![
                         day, project, key, model, requests, errors, prompt, completion, cost

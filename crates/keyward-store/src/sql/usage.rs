@@ -70,8 +70,8 @@ impl UsageStore for SqlStore {
             let mut query = sqlx::query(&sql);
             for ((day, project, key, model), sums) in chunk {
                 query = query.bind(*day).bind(*project).bind(*key).bind(*model);
-                for sum in sums {
-                    query = query.bind(*sum);
+                for sum in sums.in_column_order() {
+                    query = query.bind(sum);
                 }
             }
             query.execute(&mut *tx).await?;
