@@ -86,15 +86,12 @@ impl AuditStore for SqlStore {
         if seqs.is_empty() {
             return Ok(Vec::new());
         }
-        let marks: Vec<String> = (1..=seqs.len()).map(|i| format!("${i}")).collect();
+        let mut params = Params::default();
         let sql = format!(
             "SELECT seq, target_type, target_id FROM audit_log WHERE seq IN ({}) ORDER BY seq",
-            marks.join(", ")
+            params.ints(seqs.iter().copied())
         );
-        let mut query = sqlx::query(&sql);
-        for seq in seqs {
-            query = query.bind(*seq);
-        }
+        let query = params.bind_to(sqlx::query(&sql));
         query
             .fetch_all(&self.pool)
             .await?
@@ -104,25 +101,16 @@ impl AuditStore for SqlStore {
     }
 
     async fn list_audit(&self, filter: &AuditFilter, page: &Page) -> Result<Listed<AuditEntry>> {
-        // Placeholders are numbered as the binds are collected.
-        let mut binds: Vec<String> = Vec::new();
-        let mut placeholder = |v: &str| {
-            binds.push(v.to_owned());
-            format!("${}", binds.len())
-        };
+        let mut params = Params::default();
         let mut scope: Vec<String> = Vec::new();
         if !filter.project_ids.is_empty() {
-            let list: Vec<String> = filter
-                .project_ids
-                .iter()
-                .map(|p| placeholder(p.as_str()))
-                .collect();
-            scope.push(format!("project_id IN ({})", list.join(", ")));
+            let list = params.texts(filter.project_ids.iter().map(|p| p.as_str()));
+            scope.push(format!("project_id IN ({list})"));
         }
         if let Some(owner) = &filter.owner_id {
             scope.push(format!(
                 "(project_id IS NULL AND owner_id = {})",
-                placeholder(owner.as_str())
+                params.text(owner.as_str())
             ));
         }
         if scope.is_empty() {
@@ -133,29 +121,24 @@ impl AuditStore for SqlStore {
         }
         let mut conditions = vec![format!("({})", scope.join(" OR "))];
         if !filter.actions.is_empty() {
-            let list: Vec<String> = filter.actions.iter().map(|a| placeholder(a)).collect();
-            conditions.push(format!("action IN ({})", list.join(", ")));
+            let list = params.texts(filter.actions.iter().map(String::as_str));
+            conditions.push(format!("action IN ({list})"));
         }
         let condition = conditions.join(" AND ");
         let sql = format!(
-            "SELECT seq FROM audit_log WHERE {condition} AND id = ${}",
-            binds.len() + 1
+            "SELECT seq FROM audit_log WHERE {condition} AND id = {}",
+            params.next_mark()
         );
-        let refs: Vec<&str> = binds.iter().map(String::as_str).collect();
-        let before = self.page_start(page.after.as_deref(), &sql, &refs).await?;
-        let n = binds.len();
+        let before = self
+            .page_start_with(page.after.as_deref(), &sql, &params)
+            .await?;
         let sql = format!(
-            "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE {condition} AND seq < ${} ORDER BY seq DESC LIMIT ${}",
-            n + 1,
-            n + 2
+            "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE {condition} AND seq < {} ORDER BY seq DESC LIMIT {}",
+            params.int(before),
+            params.int(i64::from(page.limit) + 1)
         );
-        let mut q = sqlx::query(&sql);
-        for b in &binds {
-            q = q.bind(b.as_str());
-        }
-        let rows = q
-            .bind(before)
-            .bind(i64::from(page.limit) + 1)
+        let rows = params
+            .bind_to(sqlx::query(&sql))
             .fetch_all(&self.pool)
             .await?;
         let items = rows

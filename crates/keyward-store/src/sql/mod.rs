@@ -23,6 +23,7 @@ use keyward_core::records::*;
 use keyward_core::{
     Actor, AuditAction, AuditChange, AuditEntry, AuditFilter, AuditTarget, Listed, Page,
 };
+use params::Params;
 
 mod accounts;
 mod audit;
@@ -30,6 +31,7 @@ mod invitations;
 mod keys;
 mod notifications;
 mod outbox;
+mod params;
 mod projects;
 mod sessions;
 mod usage;
@@ -171,13 +173,25 @@ impl SqlStore {
     /// `sql`, which binds `binds` and then `after` and must search only the
     /// listed collection), or past the end when there is no `after`.
     async fn page_start(&self, after: Option<&str>, sql: &str, binds: &[&str]) -> Result<i64> {
+        let mut params = Params::default();
+        for b in binds {
+            params.text(b);
+        }
+        self.page_start_with(after, sql, &params).await
+    }
+
+    /// [`Self::page_start`] for a query whose values are `params`; `sql`'s
+    /// last placeholder (the next one after them) is the cursor.
+    async fn page_start_with(
+        &self,
+        after: Option<&str>,
+        sql: &str,
+        params: &Params,
+    ) -> Result<i64> {
         let Some(after) = after else {
             return Ok(i64::MAX);
         };
-        let mut q = sqlx::query(sql);
-        for b in binds {
-            q = q.bind(*b);
-        }
+        let q = params.bind_to(sqlx::query(sql));
         match q.bind(after).fetch_optional(&self.pool).await? {
             Some(row) => Ok(row.try_get::<i64, _>(0)?),
             None => Err(StoreError::UnknownCursor),

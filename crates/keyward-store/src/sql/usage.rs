@@ -117,32 +117,23 @@ impl UsageStore for SqlStore {
         } else {
             ("usage_ledger", "created_at", "COUNT(*)")
         };
-        let mut binds: Vec<String> = Vec::new();
-        let mut list = |values: Vec<&str>| -> String {
-            let start = binds.len();
-            binds.extend(values.iter().map(|v| v.to_string()));
-            (start + 1..=binds.len())
-                .map(|i| format!("${i}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        let mut params = Params::default();
         let mut conditions = vec![format!(
             "project_id IN ({})",
-            list(f.projects.iter().map(|p| p.as_str()).collect())
+            params.texts(f.projects.iter().map(|p| p.as_str()))
         )];
         if !f.keys.is_empty() {
             conditions.push(format!(
                 "key_id IN ({})",
-                list(f.keys.iter().map(|k| k.as_str()).collect())
+                params.texts(f.keys.iter().map(|k| k.as_str()))
             ));
         }
         if !f.models.is_empty() {
             conditions.push(format!(
                 "model IN ({})",
-                list(f.models.iter().map(String::as_str).collect())
+                params.texts(f.models.iter().map(String::as_str))
             ));
         }
-        let n = binds.len();
         let groups: Vec<&str> = [
             (f.by_project, "project_id"),
             (f.by_key, "key_id"),
@@ -153,25 +144,19 @@ impl UsageStore for SqlStore {
         .collect();
         let select_groups: String = groups.iter().map(|g| format!(", {g}")).collect();
         let sql = format!(
-            "SELECT CAST(({time} / ${w}) * ${w} AS BIGINT) AS bucket{select_groups}, \
+            "SELECT CAST(({time} / {w}) * {w} AS BIGINT) AS bucket{select_groups}, \
              CAST({requests} AS BIGINT) AS requests, CAST(SUM(prompt_tokens) AS BIGINT) AS prompt_tokens, \
              CAST(SUM(completion_tokens) AS BIGINT) AS completion_tokens, \
              CAST(SUM(cost_micros) AS BIGINT) AS cost_micros \
-             FROM {table} WHERE {} AND {time} >= ${from} AND {time} < ${to} \
+             FROM {table} WHERE {} AND {time} >= {from} AND {time} < {to} \
              GROUP BY bucket{select_groups} ORDER BY bucket{select_groups}",
             conditions.join(" AND "),
-            w = n + 1,
-            from = n + 2,
-            to = n + 3,
+            w = params.int(f.bucket_seconds),
+            from = params.int(f.from),
+            to = params.int(f.to),
         );
-        let mut q = sqlx::query(&sql);
-        for b in &binds {
-            q = q.bind(b.as_str());
-        }
-        let rows = q
-            .bind(f.bucket_seconds)
-            .bind(f.from)
-            .bind(f.to)
+        let rows = params
+            .bind_to(sqlx::query(&sql))
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
