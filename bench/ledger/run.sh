@@ -9,8 +9,10 @@
 #      ledger's queue depth and Keyward's RSS sampled every second (a
 #      throughput counts only if the queue stayed bounded), and every
 #      answered call checked to be in the ledger afterwards;
-#   3. the same with the crash spool off (`ledger.spool = false`): what the
-#      spool costs on the request path, as the ratio of the two throughputs;
+#   3. what the crash spool costs on the request path: SPOOL_ROUNDS rounds,
+#      each SPOOL_SECONDS of the same load with the spool on, then off
+#      (`ledger.spool = false`), alternating so that the machine's drift
+#      falls on both; the median of the rounds' on/off ratios;
 #   4. a crash: `kill -9` after CRASH_AFTER seconds of the same load, then a
 #      restart on the same data (which stores what the spool held), then
 #      answered calls (wrk's count) against stored rows, the difference in
@@ -25,6 +27,8 @@
 #   SUSTAIN        seconds of the sustained run (default 60)
 #   CRASH_AFTER    seconds of load before the kill (default 5)
 #   CONNECTIONS    wrk connections (default 32)
+#   SPOOL_ROUNDS   rounds of the spool's on/off comparison (default 3)
+#   SPOOL_SECONDS  seconds of each half of a round (default 15)
 #   PG_URL         a PostgreSQL server to create databases in
 #                  (default postgres://postgres@127.0.0.1:5432/test; set
 #                  PG_URL=none to measure SQLite only)
@@ -37,6 +41,8 @@ cd "$root"
 SUSTAIN="${SUSTAIN:-60}"
 CRASH_AFTER="${CRASH_AFTER:-5}"
 CONNECTIONS="${CONNECTIONS:-32}"
+SPOOL_ROUNDS="${SPOOL_ROUNDS:-3}"
+SPOOL_SECONDS="${SPOOL_SECONDS:-15}"
 PG_URL="${PG_URL:-postgres://postgres@127.0.0.1:5432/test}"
 target="${CARGO_TARGET_DIR:-$root/target}"
 work="$target/bench-ledger"
@@ -190,12 +196,22 @@ for store in "${stores[@]}"; do
   log "$store sustained: $result; queue max $max_depth, last $last_depth; RSS $rss0 -> $max_rss MB; stored $stored of $answered"
   kill "$kw_pid"; wait "$kw_pid" 2>/dev/null || true
 
-  # 3. The same load without the spool.
-  start_keyward "$store" KEYWARD_LEDGER__SPOOL=false
-  unspooled="$(load "$SUSTAIN")"
-  unspooled_rps="$(field rps "$unspooled")"
-  log "$store without the spool: $unspooled"
-  kill "$kw_pid"; wait "$kw_pid" 2>/dev/null || true
+  # 3. The spool on, then off, alternating.
+  ratios=()
+  offs=()
+  for round in $(seq 1 "$SPOOL_ROUNDS"); do
+    start_keyward "$store"
+    on="$(field rps "$(load "$SPOOL_SECONDS")")"
+    kill "$kw_pid"; wait "$kw_pid" 2>/dev/null || true
+    start_keyward "$store" KEYWARD_LEDGER__SPOOL=false
+    off="$(field rps "$(load "$SPOOL_SECONDS")")"
+    kill "$kw_pid"; wait "$kw_pid" 2>/dev/null || true
+    ratios+=("$(python3 -c "print(f'{$on / $off:.3f}')")")
+    offs+=("$off")
+    log "$store spool round $round: on $on req/s, off $off req/s"
+  done
+  spool_ratio="$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')"
+  unspooled_rps="$(printf '%s\n' "${offs[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')"
 
   # 4. kill -9 under the same load, then a restart that stores the spool.
   start_keyward "$store"
@@ -216,14 +232,14 @@ for store in "${stores[@]}"; do
   lost_ms="$(python3 -c "print(f'{max($lost, 0) / ($crash_answered / $CRASH_AFTER) * 1000:.1f}')")"
   log "$store crash: answered $crash_answered, in the database at the kill $db_alone, stored after the restart $crash_stored, lost $lost = $lost_ms ms of traffic"
 
-  rows+=("| $store | $writer_rps | $gw_rps | $(python3 -c "print(f'{$writer_rps / $gw_rps:.2f}')") | $unspooled_rps | $(python3 -c "print(f'{$gw_rps / $unspooled_rps:.3f}')") | $max_depth | $last_depth | $rss0 → $max_rss | $answered / $stored | $crash_answered / $db_alone / $crash_stored | $lost ($lost_ms ms) |")
+  rows+=("| $store | $writer_rps | $gw_rps | $(python3 -c "print(f'{$writer_rps / $gw_rps:.2f}')") | $unspooled_rps | $spool_ratio (${ratios[*]}) | $max_depth | $last_depth | $rss0 → $max_rss | $answered / $stored | $crash_answered / $db_alone / $crash_stored | $lost ($lost_ms ms) |")
 done
 
 {
   echo "Ledger under load, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), commit $(git rev-parse --short HEAD)"
   echo "\`SUSTAIN=$SUSTAIN CRASH_AFTER=$CRASH_AFTER CONNECTIONS=$CONNECTIONS bash bench/ledger/run.sh\`"
   echo
-  echo "| store | writer rows/s | gateway req/s (${SUSTAIN} s) | writer / gateway | without spool req/s | spool on / off | queue max | queue at end | RSS MB | answered / stored | crash: answered / in db at kill / stored after restart | lost to kill -9 |"
+  echo "| store | writer rows/s | gateway req/s (${SUSTAIN} s) | writer / gateway | without spool req/s (median) | spool on / off (median; each round) | queue max | queue at end | RSS MB | answered / stored | crash: answered / in db at kill / stored after restart | lost to kill -9 |"
   echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
   printf '%s\n' "${rows[@]}"
 } | tee "$OUT"
