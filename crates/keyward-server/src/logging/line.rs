@@ -252,12 +252,12 @@ mod tests {
         );
         assert_eq!(
             rest,
-            " INFO keyward::cli::log_format::tests: served id=\"req_1\" method=POST path=\"/v1/x\" status=200 elapsed_ms=3 cached=true delta=-5"
+            " INFO keyward::logging::line::tests: served id=\"req_1\" method=POST path=\"/v1/x\" status=200 elapsed_ms=3 cached=true delta=-5"
         );
         let (_, rest) = lines[1].split_once(' ').unwrap();
         assert_eq!(
             rest,
-            " WARN call{upstream=\"fake\"}: keyward::cli::log_format::tests: upstream call failed error=refused"
+            " WARN call{upstream=\"fake\"}: keyward::logging::line::tests: upstream call failed error=refused"
         );
     }
 }
