@@ -60,14 +60,8 @@ pub(super) fn key_from_row(row: &AnyRow) -> Result<KeyRecord> {
             .map_err(|e| corrupt(format!("permissions: {e}")))?,
         allowed_models: json_list(row, "allowed_models")?,
         allowed_ips: json_list(row, "allowed_ips")?,
-        rate_limits: RateLimits {
-            requests_per_minute: row.try_get("rpm_limit")?,
-            tokens_per_minute: row.try_get("tpm_limit")?,
-            max_concurrent_requests: row.try_get("max_concurrent")?,
-        },
-        monthly_budget: row
-            .try_get::<Option<i64>, _>("monthly_budget_micros")?
-            .map(Micros),
+        rate_limits: rate_limits_from_row(row)?,
+        monthly_budget: budget_from_row(row)?,
         created_at: row.try_get("created_at")?,
         last_used_at: row.try_get("last_used_at")?,
         expires_at: row.try_get("expires_at")?,

@@ -275,6 +275,22 @@ fn parse_opt_id<T>(
         .transpose()
 }
 
+/// A key's or a project's rate limits, from the columns both tables have.
+fn rate_limits_from_row(row: &AnyRow) -> Result<RateLimits> {
+    Ok(RateLimits {
+        requests_per_minute: row.try_get("rpm_limit")?,
+        tokens_per_minute: row.try_get("tpm_limit")?,
+        max_concurrent_requests: row.try_get("max_concurrent")?,
+    })
+}
+
+/// A key's or a project's monthly budget.
+fn budget_from_row(row: &AnyRow) -> Result<Option<Micros>> {
+    Ok(row
+        .try_get::<Option<i64>, _>("monthly_budget_micros")?
+        .map(Micros))
+}
+
 fn json_list(row: &AnyRow, col: &str) -> Result<Option<Vec<String>>> {
     let s: Option<String> = row.try_get(col)?;
     s.map(|s| serde_json::from_str(&s).map_err(|e| corrupt(format!("{col}: {e}"))))

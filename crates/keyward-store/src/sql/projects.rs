@@ -8,14 +8,8 @@ pub(super) fn project_from_row(row: &AnyRow) -> Result<Project> {
         name: row.try_get("name")?,
         created_at: row.try_get("created_at")?,
         archived_at: row.try_get("archived_at")?,
-        rate_limits: RateLimits {
-            requests_per_minute: row.try_get("rpm_limit")?,
-            tokens_per_minute: row.try_get("tpm_limit")?,
-            max_concurrent_requests: row.try_get("max_concurrent")?,
-        },
-        monthly_budget: row
-            .try_get::<Option<i64>, _>("monthly_budget_micros")?
-            .map(Micros),
+        rate_limits: rate_limits_from_row(row)?,
+        monthly_budget: budget_from_row(row)?,
     })
 }
 
