@@ -47,14 +47,10 @@ fn email_key(email: &str) -> String {
 /// IPv4, its /64 for IPv6 (an IPv4-mapped address counts as IPv4).
 pub fn network(ip: Option<&str>) -> String {
     match ip.and_then(|s| s.parse::<IpAddr>().ok()) {
-        Some(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4.to_string(),
-            None => {
-                let s = v6.segments();
-                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-            }
+        Some(ip) => match keyward_core::net::throttle_block(ip) {
+            IpAddr::V6(block) => format!("{block}/64"),
+            v4 => v4.to_string(),
         },
-        Some(IpAddr::V4(v4)) => v4.to_string(),
         None => ip.unwrap_or("unknown").to_owned(),
     }
 }
