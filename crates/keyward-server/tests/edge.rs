@@ -21,6 +21,15 @@ fn addr(s: &Server) -> SocketAddr {
         .unwrap()
 }
 
+/// The operator's admin key, and the secret of a key made in the default
+/// project with `body`.
+fn operator_and_key(s: &Server, body: serde_json::Value) -> (String, String) {
+    let admin = s.create_operator("owner@example.com");
+    let project = s.default_project(&admin);
+    let key = common::secret(&common::create_key(s, &admin, &project, body));
+    (admin, key)
+}
+
 /// Whether the server has closed `conn`: a read sees the end (or a reset)
 /// within `wait`.
 fn closed_within(conn: &mut TcpStream, wait: Duration) -> bool {
@@ -165,14 +174,7 @@ fn a_body_that_stalls_gets_408_and_the_body_timeout_is_not_the_header_timeout() 
             ("KEYWARD_HTTP__BODY_READ_TIMEOUT", "2s"),
         ],
     );
-    let admin = s.create_operator("owner@example.com");
-    let project = s.default_project(&admin);
-    let key = common::secret(&common::create_key(
-        &s,
-        &admin,
-        &project,
-        json!({"name": "k"}),
-    ));
+    let (_, key) = operator_and_key(&s, json!({"name": "k"}));
     for path in ["/v1/chat/completions", "/v1/organization/projects"] {
         let mut c = TcpStream::connect(addr(&s)).unwrap();
         write!(
@@ -235,14 +237,11 @@ fn forwarded_addresses_are_believed_only_from_trusted_proxies() {
         text.split(' ').nth(1).unwrap_or_default().to_owned()
     };
     let key_for = |s: &Server| {
-        let admin = s.create_operator("owner@example.com");
-        let project = s.default_project(&admin);
-        common::secret(&common::create_key(
+        operator_and_key(
             s,
-            &admin,
-            &project,
             json!({"name": "office", "allowed_ips": ["198.51.100.0/24"]}),
-        ))
+        )
+        .1
     };
 
     let behind_proxy = gateway_with(
@@ -312,14 +311,7 @@ fn a_stream_still_open_at_the_end_of_shutdown_grace_is_cut_and_billed() {
         endless_stream_upstream(),
         &[("KEYWARD_SHUTDOWN_GRACE", "2s")],
     );
-    let admin = s.create_operator("owner@example.com");
-    let project = s.default_project(&admin);
-    let key = common::secret(&common::create_key(
-        &s,
-        &admin,
-        &project,
-        json!({"name": "k"}),
-    ));
+    let (admin, key) = operator_and_key(&s, json!({"name": "k"}));
     let mut c = TcpStream::connect(addr(&s)).unwrap();
     let body = r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
     write!(
