@@ -24,6 +24,7 @@ pub mod request_id;
 mod sse;
 mod table;
 pub mod telemetry;
+pub mod translate;
 pub mod upstream;
 
 use std::sync::Arc;
