@@ -388,3 +388,575 @@ mod whole {
         assert_eq!(response_from_chat(&empty, &ctx())["output"], json!([]));
     }
 }
+
+mod streamed {
+    use std::collections::{HashMap, HashSet};
+
+    use proptest::prelude::*;
+
+    use super::whole::ctx;
+    use super::*;
+
+    /// A chat SSE stream of these chunks (each `data:` JSON), then `[DONE]`.
+    fn chat_stream(chunks: &[Value]) -> String {
+        let mut s: String = chunks.iter().map(|c| format!("data: {c}\n\n")).collect();
+        s.push_str("data: [DONE]\n\n");
+        s
+    }
+
+    fn delta(delta: Value) -> Value {
+        json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "m",
+               "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": null}]})
+    }
+
+    fn finish(reason: &str) -> Value {
+        json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "m",
+               "choices": [{"index": 0, "delta": {}, "logprobs": null, "finish_reason": reason}]})
+    }
+
+    fn usage_chunk() -> Value {
+        json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "m", "choices": [],
+               "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18,
+                         "completion_tokens_details": {"reasoning_tokens": 1}}})
+    }
+
+    fn call(index: i64, id: Option<&str>, name: Option<&str>, arguments: &str) -> Value {
+        let mut function = json!({"arguments": arguments});
+        if let Some(name) = name {
+            function["name"] = json!(name);
+        }
+        let mut call = json!({"index": index, "function": function});
+        if let Some(id) = id {
+            call["id"] = json!(id);
+            call["type"] = json!("function");
+        }
+        delta(json!({"tool_calls": [call]}))
+    }
+
+    fn text_stream() -> String {
+        chat_stream(&[
+            delta(json!({"role": "assistant", "content": ""})),
+            delta(json!({"content": "Hel"})),
+            delta(json!({"content": "lo, wörld"})),
+            delta(json!({"content": "!"})),
+            finish("stop"),
+            usage_chunk(),
+        ])
+    }
+
+    fn tool_stream() -> String {
+        chat_stream(&[
+            delta(json!({"role": "assistant", "content": "Let me check."})),
+            call(0, Some("call_a"), Some("weather"), ""),
+            call(0, None, None, "{\"city\":"),
+            call(0, None, None, "\"Paris\"}"),
+            call(1, Some("call_b"), Some("clock"), ""),
+            call(1, None, None, "{}"),
+            finish("tool_calls"),
+            usage_chunk(),
+        ])
+    }
+
+    /// Feeds `stream` cut at `cuts`, then finishes.
+    fn translate(stream: &str, cuts: &[usize]) -> (Vec<u8>, StreamTranslator) {
+        let mut t = StreamTranslator::new(ctx());
+        let mut out = t.start().to_vec();
+        let mut last = 0;
+        for &cut in cuts.iter().chain([&stream.len()]) {
+            out.extend_from_slice(&t.feed(&stream.as_bytes()[last..cut]));
+            last = cut;
+        }
+        out.extend_from_slice(&t.finish());
+        (out, t)
+    }
+
+    /// SSE events: (the `event:` name, the data JSON).
+    type Events = Vec<(String, Value)>;
+
+    fn events(bytes: &[u8]) -> Events {
+        let text = std::str::from_utf8(bytes).unwrap();
+        assert!(text.is_empty() || text.ends_with("\n\n"), "{text}");
+        text.split_terminator("\n\n")
+            .map(|event| {
+                let (name, data) = event.split_once('\n').unwrap();
+                let name = name.strip_prefix("event: ").unwrap();
+                let data = data.strip_prefix("data: ").unwrap();
+                (name.to_owned(), serde_json::from_str(data).unwrap())
+            })
+            .collect()
+    }
+
+    fn names(events: &[(String, Value)]) -> Vec<&str> {
+        events.iter().map(|(name, _)| name.as_str()).collect()
+    }
+
+    /// Holds a stream to design §2.2's rules (as the Node SDK's accumulator
+    /// enforces them) and returns its terminal Response.
+    fn validate(events: &[(String, Value)]) -> Value {
+        const KNOWN: &[&str] = &[
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.output_text.delta",
+            "response.output_text.done",
+            "response.refusal.delta",
+            "response.refusal.done",
+            "response.content_part.done",
+            "response.function_call_arguments.delta",
+            "response.function_call_arguments.done",
+            "response.output_item.done",
+            "response.completed",
+            "response.incomplete",
+            "response.failed",
+        ];
+        let mut output: Vec<Value> = Vec::new();
+        let mut done: Vec<bool> = Vec::new();
+        let mut ids = HashSet::new();
+        let mut terminal = None;
+        for (n, (name, data)) in events.iter().enumerate() {
+            let at = format!("event {n} {name}: {data}");
+            assert!(terminal.is_none(), "an event after the terminal one: {at}");
+            assert!(KNOWN.contains(&name.as_str()), "{at}");
+            assert_eq!(data["type"], name.as_str(), "{at}");
+            assert_eq!(data["sequence_number"], n, "{at}");
+            assert!(
+                data.get("error").is_none_or(Value::is_null),
+                "top-level error: {at}"
+            );
+            if n == 0 {
+                assert_eq!(name, "response.created", "{at}");
+            }
+            let index = data["output_index"].as_u64().map(|i| i as usize);
+            let item_of = |output: &[Value], kind: &str| {
+                let i = index.unwrap_or_else(|| panic!("no output_index: {at}"));
+                let item = output.get(i).unwrap_or_else(|| panic!("no item {i}: {at}"));
+                assert_eq!(item["type"], kind, "{at}");
+                assert_eq!(item["id"], data["item_id"], "{at}");
+                i
+            };
+            let part_of = |output: &[Value], i: usize, kind: &str| {
+                let j = data["content_index"].as_u64().unwrap() as usize;
+                let part = &output[i]["content"][j];
+                assert_eq!(part["type"], kind, "{at}");
+                j
+            };
+            match name.as_str() {
+                "response.created" | "response.in_progress" => {
+                    let r = &data["response"];
+                    assert_eq!(
+                        (&r["status"], &r["output"], &r["usage"]),
+                        (&json!("in_progress"), &json!([]), &Value::Null),
+                        "{at}"
+                    );
+                    assert_eq!(r["error"], Value::Null);
+                }
+                "response.output_item.added" => {
+                    assert_eq!(index, Some(output.len()), "{at}");
+                    let item = &data["item"];
+                    assert_eq!(item["status"], "in_progress", "{at}");
+                    match item["type"].as_str() {
+                        Some("message") => assert_eq!(item["content"], json!([]), "{at}"),
+                        Some("function_call") => {
+                            assert_eq!(item["arguments"], "", "{at}");
+                            let call_id = item["call_id"].as_str().unwrap();
+                            assert!(
+                                !call_id.is_empty() && ids.insert(format!("call:{call_id}")),
+                                "{at}"
+                            );
+                        }
+                        _ => panic!("{at}"),
+                    }
+                    let id = item["id"].as_str().unwrap();
+                    assert!(!id.is_empty() && ids.insert(id.to_owned()), "{at}");
+                    output.push(item.clone());
+                    done.push(false);
+                }
+                "response.content_part.added" => {
+                    let i = item_of(&output, "message");
+                    let parts = output[i]["content"].as_array().map_or(0, Vec::len);
+                    assert_eq!(data["content_index"], parts, "{at}");
+                    output[i]["content"]
+                        .as_array_mut()
+                        .unwrap()
+                        .push(data["part"].clone());
+                }
+                "response.output_text.delta" | "response.refusal.delta" => {
+                    let i = item_of(&output, "message");
+                    let (kind, key) = part_kind(name);
+                    let j = part_of(&output, i, kind);
+                    assert!(
+                        name.contains("refusal") || data["logprobs"].is_array(),
+                        "{at}"
+                    );
+                    let part = &mut output[i]["content"][j][key];
+                    *part = json!(format!(
+                        "{}{}",
+                        part.as_str().unwrap(),
+                        data["delta"].as_str().unwrap()
+                    ));
+                }
+                "response.output_text.done" | "response.refusal.done" => {
+                    let i = item_of(&output, "message");
+                    let (kind, key) = part_kind(name);
+                    let j = part_of(&output, i, kind);
+                    assert_eq!(output[i]["content"][j][key], data[key], "{at}");
+                }
+                "response.content_part.done" => {
+                    let i = item_of(&output, "message");
+                    let j = data["content_index"].as_u64().unwrap() as usize;
+                    assert_eq!(output[i]["content"][j], data["part"], "{at}");
+                }
+                "response.function_call_arguments.delta" => {
+                    let i = item_of(&output, "function_call");
+                    let args = &mut output[i]["arguments"];
+                    *args = json!(format!(
+                        "{}{}",
+                        args.as_str().unwrap(),
+                        data["delta"].as_str().unwrap()
+                    ));
+                }
+                "response.function_call_arguments.done" => {
+                    let i = item_of(&output, "function_call");
+                    assert_eq!(
+                        (&output[i]["arguments"], &output[i]["name"]),
+                        (&data["arguments"], &data["name"]),
+                        "{at}"
+                    );
+                }
+                "response.output_item.done" => {
+                    let i = index.unwrap();
+                    assert!(i < output.len() && !done[i], "{at}");
+                    let item = &data["item"];
+                    assert_eq!(
+                        (&item["id"], &item["type"]),
+                        (&output[i]["id"], &output[i]["type"]),
+                        "{at}"
+                    );
+                    assert_ne!(item["status"], "in_progress", "{at}");
+                    // Everything streamed so far is in the full item.
+                    for key in ["content", "arguments", "call_id", "name"] {
+                        assert_eq!(item.get(key), output[i].get(key), "{at}");
+                    }
+                    output[i] = item.clone();
+                    done[i] = true;
+                }
+                _ => {
+                    let r = &data["response"];
+                    let status = name.strip_prefix("response.").unwrap();
+                    assert_eq!(r["status"], status, "{at}");
+                    if status == "failed" {
+                        assert_eq!(r["error"]["code"], "server_error", "{at}");
+                        assert!(r["error"]["message"].is_string(), "{at}");
+                    } else {
+                        assert_eq!(r["error"], Value::Null, "{at}");
+                        assert!(done.iter().all(|&d| d), "items left open: {at}");
+                        assert_eq!(r["output"], json!(output), "{at}");
+                    }
+                    assert_eq!(
+                        r["incomplete_details"].is_null(),
+                        status != "incomplete",
+                        "{at}"
+                    );
+                    terminal = Some(r.clone());
+                }
+            }
+        }
+        terminal.expect("no terminal event")
+    }
+
+    fn part_kind(event: &str) -> (&'static str, &'static str) {
+        if event.contains("refusal") {
+            ("refusal", "refusal")
+        } else {
+            ("output_text", "text")
+        }
+    }
+
+    /// The events with minted ids numbered in order of appearance and the
+    /// completion time zeroed, so that runs can be compared.
+    fn normalized(bytes: &[u8]) -> Vec<Value> {
+        fn walk(v: &mut Value, seen: &mut HashMap<String, String>) {
+            match v {
+                Value::String(s) => {
+                    for prefix in ["msg_", "fc_", "call_"] {
+                        let minted = s.strip_prefix(prefix).is_some_and(|r| r.len() == 24);
+                        if minted {
+                            let n = seen.len();
+                            *s = seen
+                                .entry(s.clone())
+                                .or_insert_with(|| format!("{prefix}#{n}"))
+                                .clone();
+                        }
+                    }
+                }
+                Value::Array(items) => items.iter_mut().for_each(|v| walk(v, seen)),
+                Value::Object(map) => {
+                    if let Some(at) = map.get_mut("completed_at").filter(|v| !v.is_null()) {
+                        *at = json!(0);
+                    }
+                    map.values_mut().for_each(|v| walk(v, seen));
+                }
+                _ => {}
+            }
+        }
+        let mut seen = HashMap::new();
+        events(bytes)
+            .into_iter()
+            .map(|(_, mut data)| {
+                walk(&mut data, &mut seen);
+                data
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_text_answer_streams_as_the_documented_events() {
+        let (out, t) = translate(&text_stream(), &[]);
+        let events = events(&out);
+        assert_eq!(
+            names(&events),
+            [
+                "response.created",
+                "response.in_progress",
+                "response.output_item.added",
+                "response.content_part.added",
+                "response.output_text.delta",
+                "response.output_text.delta",
+                "response.output_text.delta",
+                "response.output_text.done",
+                "response.content_part.done",
+                "response.output_item.done",
+                "response.completed",
+            ]
+        );
+        let r = validate(&events);
+        let deltas: Vec<&Value> = events[4..7].iter().map(|(_, d)| &d["delta"]).collect();
+        assert_eq!(deltas, [&json!("Hel"), &json!("lo, wörld"), &json!("!")]);
+        assert_eq!(events[7].1["text"], "Hello, wörld!");
+        assert_eq!(r["output"][0]["content"][0]["text"], "Hello, wörld!");
+        assert_eq!(r["output"][0]["status"], "completed");
+        assert_eq!(r["usage"]["output_tokens_details"]["reasoning_tokens"], 1);
+        assert!(r["completed_at"].is_i64());
+        assert_eq!(
+            t.usage(),
+            Some(ResponsesUsage {
+                input_tokens: 11,
+                output_tokens: 7,
+                cached_tokens: 0,
+                reasoning_tokens: 1
+            })
+        );
+        assert_eq!(t.final_response(), Some(&r));
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            !text.contains("[DONE]")
+                && !text.contains("prompt_tokens")
+                && !text.contains("chatcmpl"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn tool_calls_stream_as_function_call_items() {
+        let (out, t) = translate(&tool_stream(), &[]);
+        let events = events(&out);
+        assert_eq!(
+            names(&events),
+            [
+                "response.created",
+                "response.in_progress",
+                "response.output_item.added",
+                "response.content_part.added",
+                "response.output_text.delta",
+                "response.output_text.done",
+                "response.content_part.done",
+                "response.output_item.done",
+                "response.output_item.added",
+                "response.function_call_arguments.delta",
+                "response.function_call_arguments.delta",
+                // The second call waits until the first one closes.
+                "response.function_call_arguments.done",
+                "response.output_item.done",
+                "response.output_item.added",
+                "response.function_call_arguments.delta",
+                "response.function_call_arguments.done",
+                "response.output_item.done",
+                "response.completed",
+            ]
+        );
+        let r = validate(&events);
+        let output = r["output"].as_array().unwrap();
+        assert_eq!(output.len(), 3);
+        assert_eq!(
+            (
+                &output[1]["call_id"],
+                &output[1]["name"],
+                &output[1]["arguments"]
+            ),
+            (
+                &json!("call_a"),
+                &json!("weather"),
+                &json!("{\"city\":\"Paris\"}")
+            )
+        );
+        assert_eq!(
+            (&output[2]["call_id"], &output[2]["arguments"]),
+            (&json!("call_b"), &json!("{}"))
+        );
+        assert!(output[1]["id"].as_str().unwrap().starts_with("fc_"));
+        assert_eq!(t.usage().unwrap().input_tokens, 11);
+    }
+
+    #[test]
+    fn any_cut_of_the_bytes_gives_the_same_events() {
+        for stream in [
+            text_stream(),
+            tool_stream(),
+            tool_stream().replace('\n', "\r\n"),
+        ] {
+            let expected = normalized(&translate(&stream, &[]).0);
+            let one_by_one: Vec<usize> = (1..stream.len()).collect();
+            assert_eq!(normalized(&translate(&stream, &one_by_one).0), expected);
+            for cut in 1..stream.len() {
+                let (out, _) = translate(&stream, &[cut]);
+                validate(&events(&out));
+                assert_eq!(normalized(&out), expected, "cut at {cut}");
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn random_cuts_give_the_same_events(mut cuts in proptest::collection::vec(0..1usize << 16, 0..12)) {
+            let stream = tool_stream();
+            cuts.iter_mut().for_each(|c| *c %= stream.len());
+            cuts.sort_unstable();
+            prop_assert_eq!(normalized(&translate(&stream, &cuts).0), normalized(&translate(&stream, &[]).0));
+        }
+    }
+
+    #[test]
+    fn length_is_incomplete() {
+        let stream = chat_stream(&[
+            delta(json!({"content": "Once upon"})),
+            finish("length"),
+            usage_chunk(),
+        ]);
+        let events = events(&translate(&stream, &[]).0);
+        assert_eq!(events.last().unwrap().0, "response.incomplete");
+        let r = validate(&events);
+        assert_eq!(
+            r["incomplete_details"],
+            json!({"reason": "max_output_tokens"})
+        );
+        assert_eq!(r["output"][0]["status"], "incomplete");
+        assert_eq!(r["usage"]["input_tokens"], 11);
+    }
+
+    #[test]
+    fn interleaved_calls_keep_their_own_arguments() {
+        let stream = chat_stream(&[
+            call(0, Some("call_a"), Some("f"), "{\"a\""),
+            call(1, Some("call_b"), Some("g"), "{\"b\""),
+            call(0, None, None, ":1}"),
+            call(1, None, None, ":2}"),
+            finish("tool_calls"),
+        ]);
+        let r = validate(&events(&translate(&stream, &[]).0));
+        assert_eq!(
+            (&r["output"][0]["arguments"], &r["output"][1]["arguments"]),
+            (&json!("{\"a\":1}"), &json!("{\"b\":2}"))
+        );
+        assert_eq!(r["usage"], Value::Null);
+    }
+
+    #[test]
+    fn a_refusal_streams_as_a_refusal_part() {
+        let stream = chat_stream(&[
+            delta(json!({"refusal": "I can"})),
+            delta(json!({"refusal": "not."})),
+            finish("stop"),
+        ]);
+        let events = events(&translate(&stream, &[]).0);
+        let r = validate(&events);
+        assert!(names(&events).contains(&"response.refusal.done"));
+        assert_eq!(
+            r["output"][0]["content"],
+            json!([{"type": "refusal", "refusal": "I cannot."}])
+        );
+    }
+
+    #[test]
+    fn an_error_chunk_or_a_cut_fails_the_response() {
+        // An `error` member mid-stream: response.failed, then nothing more.
+        let stream = format!(
+            "data: {}\n\ndata: {}\n\n",
+            delta(json!({"content": "Hi"})),
+            json!({"error": {"message": "model crashed", "type": "server_error"}})
+        );
+        let mut t = StreamTranslator::new(ctx());
+        let mut out = t.feed(stream.as_bytes()).to_vec();
+        assert!(
+            t.feed(b"data: [DONE]\n\n").is_empty()
+                && t.finish().is_empty()
+                && t.fail("again").is_empty()
+        );
+        out.extend_from_slice(&t.finish());
+        let r = validate(&events(&out));
+        assert_eq!(
+            r["error"],
+            json!({"code": "server_error", "message": "model crashed"})
+        );
+        assert_eq!(r["output"][0]["status"], "incomplete");
+        assert_eq!(r["output"][0]["content"][0]["text"], "Hi");
+        assert_eq!(t.final_response(), Some(&r));
+
+        // The upstream ends without finish_reason or [DONE].
+        let cut = format!("data: {}\n\n", delta(json!({"content": "Hi"})));
+        let r = validate(&events(&translate(&cut, &[]).0));
+        assert_eq!(r["status"], "failed");
+
+        // The caller reports a failure.
+        let mut t = StreamTranslator::new(ctx());
+        let mut out = t.start().to_vec();
+        out.extend_from_slice(&t.fail("upstream timed out"));
+        let r = validate(&events(&out));
+        assert_eq!(r["error"]["message"], "upstream timed out");
+
+        // A last event without its blank line still counts.
+        let unterminated = format!(
+            "data: {}\n\ndata: {}",
+            delta(json!({"content": "Hi"})),
+            finish("stop")
+        );
+        assert_eq!(
+            validate(&events(&translate(&unterminated, &[]).0))["status"],
+            "completed"
+        );
+    }
+
+    #[test]
+    fn the_validator_catches_broken_streams() {
+        let good = events(&translate(&tool_stream(), &[]).0);
+        validate(&good);
+        let broken: [fn(&mut Events); 5] = [
+            |e| e.swap(3, 4),
+            |e| e[5].1["sequence_number"] = json!(99),
+            |e| e[9].1["item_id"] = json!("fc_other"),
+            |e| e[2].1["output_index"] = json!(1),
+            |e| {
+                e[17].1["response"]["output"]
+                    .as_array_mut()
+                    .unwrap()
+                    .truncate(1)
+            },
+        ];
+        for (n, mutate) in broken.iter().enumerate() {
+            let mut events = good.clone();
+            mutate(&mut events);
+            let caught = std::panic::catch_unwind(|| validate(&events));
+            assert!(caught.is_err(), "mutation {n} passed");
+        }
+    }
+}
