@@ -15,12 +15,40 @@ pub enum Endpoint {
     Completions,
     #[serde(rename = "embeddings")]
     Embeddings,
+    #[serde(rename = "responses")]
+    Responses,
+    #[serde(rename = "moderations")]
+    Moderations,
+    #[serde(rename = "images.generations")]
+    ImagesGenerations,
+    #[serde(rename = "images.edits")]
+    ImagesEdits,
+    #[serde(rename = "images.variations")]
+    ImagesVariations,
+    #[serde(rename = "audio.speech")]
+    AudioSpeech,
+    #[serde(rename = "audio.transcriptions")]
+    AudioTranscriptions,
+    #[serde(rename = "audio.translations")]
+    AudioTranslations,
+    /// A batch's usage, recorded once when Keyward first sees it completed.
+    #[serde(rename = "batches")]
+    Batches,
 }
 
 crate::names::stored_names!(Endpoint {
     (ChatCompletions) => "chat.completions",
     (Completions) => "completions",
     (Embeddings) => "embeddings",
+    (Responses) => "responses",
+    (Moderations) => "moderations",
+    (ImagesGenerations) => "images.generations",
+    (ImagesEdits) => "images.edits",
+    (ImagesVariations) => "images.variations",
+    (AudioSpeech) => "audio.speech",
+    (AudioTranscriptions) => "audio.transcriptions",
+    (AudioTranslations) => "audio.translations",
+    (Batches) => "batches",
 });
 
 impl Endpoint {
@@ -30,6 +58,15 @@ impl Endpoint {
             Endpoint::ChatCompletions => "/chat/completions",
             Endpoint::Completions => "/completions",
             Endpoint::Embeddings => "/embeddings",
+            Endpoint::Responses => "/responses",
+            Endpoint::Moderations => "/moderations",
+            Endpoint::ImagesGenerations => "/images/generations",
+            Endpoint::ImagesEdits => "/images/edits",
+            Endpoint::ImagesVariations => "/images/variations",
+            Endpoint::AudioSpeech => "/audio/speech",
+            Endpoint::AudioTranscriptions => "/audio/transcriptions",
+            Endpoint::AudioTranslations => "/audio/translations",
+            Endpoint::Batches => "/batches",
         }
     }
 
@@ -38,7 +75,28 @@ impl Endpoint {
         match self {
             Endpoint::ChatCompletions | Endpoint::Completions => EndpointGroup::ChatCompletions,
             Endpoint::Embeddings => EndpointGroup::Embeddings,
+            Endpoint::Responses => EndpointGroup::Responses,
+            Endpoint::Moderations => EndpointGroup::Moderations,
+            Endpoint::ImagesGenerations | Endpoint::ImagesEdits | Endpoint::ImagesVariations => {
+                EndpointGroup::Images
+            }
+            Endpoint::AudioSpeech | Endpoint::AudioTranscriptions | Endpoint::AudioTranslations => {
+                EndpointGroup::Audio
+            }
+            Endpoint::Batches => EndpointGroup::Batch,
         }
+    }
+
+    /// Whether its request body is `multipart/form-data` (an uploaded
+    /// image or audio file) rather than JSON.
+    pub fn multipart(self) -> bool {
+        matches!(
+            self,
+            Endpoint::ImagesEdits
+                | Endpoint::ImagesVariations
+                | Endpoint::AudioTranscriptions
+                | Endpoint::AudioTranslations
+        )
     }
 }
 
@@ -54,6 +112,6 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", e.as_str()));
             assert_eq!(serde_json::from_str::<Endpoint>(&json).unwrap(), e);
         }
-        assert_eq!(Endpoint::parse("responses"), None);
+        assert_eq!(Endpoint::parse("realtime"), None);
     }
 }

@@ -16,6 +16,7 @@ pub mod key;
 pub mod money;
 mod names;
 pub mod net;
+pub mod objects;
 pub mod page;
 pub mod permissions;
 pub mod records;
@@ -26,7 +27,8 @@ pub use audit::{Actor, AuditAction, AuditChange, AuditEntry, AuditFilter, AuditT
 pub use endpoint::Endpoint;
 pub use id::{AuditId, InvitationId, KeyId, ProjectId, UserId};
 pub use key::{KeyFormatError, KeyHash, KeyKind, PlainKey};
-pub use money::{Micros, Price};
+pub use money::{Measure, Micros, Price};
+pub use objects::{ObjectKind, ObjectQuery, OwnedObject};
 pub use page::{Listed, Page};
 pub use permissions::{Access, EndpointGroup, Permissions};
 pub use records::*;

@@ -55,6 +55,7 @@ mod tests {
         }
         check!(
             Endpoint,
+            ObjectKind,
             UpstreamKind,
             AuditTarget,
             AuditAction,

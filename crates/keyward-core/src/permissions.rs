@@ -6,6 +6,12 @@
 //! {"mode":"read_only"}
 //! {"mode":"restricted","models":"read","chat_completions":"write","embeddings":"none","usage":"read","keys":"none"}
 //! ```
+//!
+//! Restricted keys name any of `models`, `chat_completions`, `embeddings`,
+//! `responses`, `moderations`, `images`, `audio`, `files`, `batch`, `usage`
+//! and `keys`; a group left out has no access, so a key made before a group
+//! existed gains nothing when it is added. The groups follow OpenAI's
+//! restricted-key permissions, with model capabilities split per endpoint.
 
 use serde::{Deserialize, Serialize};
 
@@ -32,13 +38,31 @@ pub enum EndpointGroup {
     Usage,
     /// the project's own `/v1/organization/projects/{id}/api_keys`
     Keys,
+    /// `/v1/responses…`: write creates, cancels and deletes; read retrieves
+    Responses,
+    /// `/v1/moderations`
+    Moderations,
+    /// `/v1/images/…`
+    Images,
+    /// `/v1/audio/…`
+    Audio,
+    /// `/v1/files…`: write uploads and deletes; read lists and downloads
+    Files,
+    /// `/v1/batches…`: write creates and cancels; read retrieves and lists
+    Batch,
 }
 
 impl EndpointGroup {
-    pub const ALL: [EndpointGroup; 5] = [
+    pub const ALL: [EndpointGroup; 11] = [
         EndpointGroup::Models,
         EndpointGroup::ChatCompletions,
         EndpointGroup::Embeddings,
+        EndpointGroup::Responses,
+        EndpointGroup::Moderations,
+        EndpointGroup::Images,
+        EndpointGroup::Audio,
+        EndpointGroup::Files,
+        EndpointGroup::Batch,
         EndpointGroup::Usage,
         EndpointGroup::Keys,
     ];
@@ -51,6 +75,12 @@ impl EndpointGroup {
             EndpointGroup::Embeddings => "embeddings",
             EndpointGroup::Usage => "usage",
             EndpointGroup::Keys => "keys",
+            EndpointGroup::Responses => "responses",
+            EndpointGroup::Moderations => "moderations",
+            EndpointGroup::Images => "images",
+            EndpointGroup::Audio => "audio",
+            EndpointGroup::Files => "files",
+            EndpointGroup::Batch => "batch",
         };
         let level = match access {
             Access::None => "none",
@@ -70,6 +100,41 @@ pub struct Restricted {
     pub embeddings: Access,
     pub usage: Access,
     pub keys: Access,
+    pub responses: Access,
+    pub moderations: Access,
+    pub images: Access,
+    pub audio: Access,
+    pub files: Access,
+    pub batch: Access,
+}
+
+impl Restricted {
+    /// The access granted on `group`.
+    pub fn get(mut self, group: EndpointGroup) -> Access {
+        *self.slot(group)
+    }
+
+    /// The same grants, with `access` on `group`.
+    pub fn with(mut self, group: EndpointGroup, access: Access) -> Restricted {
+        *self.slot(group) = access;
+        self
+    }
+
+    fn slot(&mut self, group: EndpointGroup) -> &mut Access {
+        match group {
+            EndpointGroup::Models => &mut self.models,
+            EndpointGroup::ChatCompletions => &mut self.chat_completions,
+            EndpointGroup::Embeddings => &mut self.embeddings,
+            EndpointGroup::Usage => &mut self.usage,
+            EndpointGroup::Keys => &mut self.keys,
+            EndpointGroup::Responses => &mut self.responses,
+            EndpointGroup::Moderations => &mut self.moderations,
+            EndpointGroup::Images => &mut self.images,
+            EndpointGroup::Audio => &mut self.audio,
+            EndpointGroup::Files => &mut self.files,
+            EndpointGroup::Batch => &mut self.batch,
+        }
+    }
 }
 
 /// A key's permissions.
@@ -92,13 +157,7 @@ impl Permissions {
             (Permissions::All | Permissions::ReadOnly, EndpointGroup::Usage) => Access::Read,
             (Permissions::All, _) => Access::Write,
             (Permissions::ReadOnly, _) => Access::Read,
-            (Permissions::Restricted(r), group) => match group {
-                EndpointGroup::Models => r.models,
-                EndpointGroup::ChatCompletions => r.chat_completions,
-                EndpointGroup::Embeddings => r.embeddings,
-                EndpointGroup::Usage => r.usage,
-                EndpointGroup::Keys => r.keys,
-            },
+            (Permissions::Restricted(r), group) => r.get(group),
         }
     }
 
@@ -156,5 +215,30 @@ mod tests {
         assert!(!r.covers(&Permissions::ReadOnly));
         assert!(!Permissions::All.covers(&r));
         assert!(Permissions::ReadOnly.covers(&Permissions::Restricted(Restricted::default())));
+        // The newer groups: All writes them, Read only reads them, and a
+        // restricted key that does not name them has none.
+        for g in [
+            EndpointGroup::Responses,
+            EndpointGroup::Files,
+            EndpointGroup::Batch,
+        ] {
+            assert_eq!(Permissions::All.access(g), Access::Write);
+            assert_eq!(Permissions::ReadOnly.access(g), Access::Read);
+            let old: Permissions =
+                serde_json::from_str(r#"{"mode":"restricted","chat_completions":"write"}"#)
+                    .unwrap();
+            assert_eq!(old.access(g), Access::None);
+        }
+        let files =
+            Permissions::Restricted(Restricted::default().with(EndpointGroup::Files, Access::Read));
+        assert!(!files.covers(&Permissions::Restricted(
+            Restricted::default().with(EndpointGroup::Files, Access::Write)
+        )));
+        for g in EndpointGroup::ALL {
+            assert_eq!(
+                Restricted::default().with(g, Access::Write).get(g),
+                Access::Write
+            );
+        }
     }
 }

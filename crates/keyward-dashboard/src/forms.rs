@@ -2,7 +2,7 @@
 
 use keyward_core::permissions::Restricted;
 use keyward_core::RateLimits;
-use keyward_core::{Access, Micros, Permissions};
+use keyward_core::{Access, EndpointGroup, Micros, Permissions};
 use keyward_service::{LimitsPatch, ServiceError};
 
 fn invalid(param: &'static str, message: String) -> ServiceError {
@@ -66,28 +66,77 @@ fn access(raw: &str) -> Access {
     }
 }
 
-/// The Permissions radio group (`all`, `restricted`, `read_only`) and, for
-/// Restricted, one none/read/write choice per endpoint group.
-pub struct PermissionFields<'a> {
-    pub mode: &'a str,
-    pub models: &'a str,
-    pub chat_completions: &'a str,
-    pub embeddings: &'a str,
-    pub usage: &'a str,
-    pub keys: &'a str,
+/// Each endpoint group in the create dialog's Restricted editor: its form
+/// field, its label and the endpoints it covers, in the dialog's order.
+pub const GROUP_FIELDS: [(EndpointGroup, &str, &str, &str); 11] = [
+    (EndpointGroup::Models, "perm_models", "Models", "/v1/models"),
+    (
+        EndpointGroup::ChatCompletions,
+        "perm_chat_completions",
+        "Model capabilities",
+        "/v1/chat/completions, /v1/completions",
+    ),
+    (
+        EndpointGroup::Responses,
+        "perm_responses",
+        "Responses API",
+        "/v1/responses",
+    ),
+    (
+        EndpointGroup::Embeddings,
+        "perm_embeddings",
+        "Embeddings",
+        "/v1/embeddings",
+    ),
+    (
+        EndpointGroup::Moderations,
+        "perm_moderations",
+        "Moderations",
+        "/v1/moderations",
+    ),
+    (EndpointGroup::Images, "perm_images", "Images", "/v1/images"),
+    (EndpointGroup::Audio, "perm_audio", "Audio", "/v1/audio"),
+    (EndpointGroup::Files, "perm_files", "Files", "/v1/files"),
+    (EndpointGroup::Batch, "perm_batch", "Batch", "/v1/batches"),
+    (
+        EndpointGroup::Usage,
+        "perm_usage",
+        "Usage",
+        "/v1/organization/usage, /v1/organization/costs",
+    ),
+    (
+        EndpointGroup::Keys,
+        "perm_keys",
+        "API keys",
+        "This project's /api_keys",
+    ),
+];
+
+/// The groups as the create dialog's template lists them.
+pub fn group_fields_json() -> serde_json::Value {
+    GROUP_FIELDS
+        .iter()
+        .map(|(_, field, label, hint)| serde_json::json!({"field": field, "label": label, "hint": hint}))
+        .collect()
 }
 
-pub fn permissions(f: PermissionFields<'_>) -> Result<Permissions, ServiceError> {
-    match f.mode {
+/// The Permissions radio group (`all`, `restricted`, `read_only`) and, for
+/// Restricted, one none/read/write choice per group, read by field name
+/// (`field` gives a field's value, empty when absent).
+pub fn permissions<'a>(
+    mode: &str,
+    field: impl Fn(&str) -> &'a str,
+) -> Result<Permissions, ServiceError> {
+    match mode {
         "" | "all" => Ok(Permissions::All),
         "read_only" => Ok(Permissions::ReadOnly),
-        "restricted" => Ok(Permissions::Restricted(Restricted {
-            models: access(f.models),
-            chat_completions: access(f.chat_completions),
-            embeddings: access(f.embeddings),
-            usage: access(f.usage),
-            keys: access(f.keys),
-        })),
+        "restricted" => Ok(Permissions::Restricted(
+            GROUP_FIELDS
+                .iter()
+                .fold(Restricted::default(), |r, &(group, name, _, _)| {
+                    r.with(group, access(field(name)))
+                }),
+        )),
         _ => Err(invalid(
             "permissions",
             "Choose the key's permissions: All, Restricted or Read only.".into(),
@@ -109,7 +158,7 @@ pub fn permissions_detail(p: &Permissions) -> String {
     match p {
         Permissions::All => "Every model endpoint, and reading usage; not key management".into(),
         Permissions::ReadOnly => "Read access to models and usage; not key management".into(),
-        Permissions::Restricted(_) => keyward_core::EndpointGroup::ALL
+        Permissions::Restricted(_) => EndpointGroup::ALL
             .iter()
             .map(|&g| {
                 let access = match p.access(g) {
@@ -125,15 +174,11 @@ pub fn permissions_detail(p: &Permissions) -> String {
 }
 
 /// The name the create dialog gives an endpoint group.
-fn group_label(g: keyward_core::EndpointGroup) -> &'static str {
-    use keyward_core::EndpointGroup::*;
-    match g {
-        Models => "Models",
-        ChatCompletions => "Model capabilities",
-        Embeddings => "Embeddings",
-        Usage => "Usage",
-        Keys => "API keys",
-    }
+fn group_label(g: EndpointGroup) -> &'static str {
+    GROUP_FIELDS
+        .iter()
+        .find(|(group, ..)| *group == g)
+        .map_or("", |&(_, _, label, _)| label)
 }
 
 #[cfg(test)]
@@ -150,16 +195,24 @@ mod tests {
             Some(Micros(12_500_000))
         );
         assert!(opt_usd("b", "Budget", "-1").is_err());
-        let p = permissions(PermissionFields {
-            mode: "restricted",
-            models: "read",
-            chat_completions: "write",
-            embeddings: "none",
-            usage: "",
-            keys: "bogus",
-        })
-        .unwrap();
-        assert_eq!(p.access(keyward_core::EndpointGroup::Models), Access::Read);
-        assert_eq!(p.access(keyward_core::EndpointGroup::Keys), Access::None);
+        let fields = |name: &str| match name {
+            "perm_models" => "read",
+            "perm_chat_completions" => "write",
+            "perm_files" => "read",
+            "perm_batch" => "write",
+            "perm_keys" => "bogus",
+            _ => "",
+        };
+        let p = permissions("restricted", fields).unwrap();
+        assert_eq!(p.access(EndpointGroup::Models), Access::Read);
+        assert_eq!(p.access(EndpointGroup::Keys), Access::None);
+        assert_eq!(p.access(EndpointGroup::Files), Access::Read);
+        assert_eq!(p.access(EndpointGroup::Batch), Access::Write);
+        assert_eq!(p.access(EndpointGroup::Responses), Access::None);
+        // Every group has a field, a label and a place in the dialog.
+        for g in EndpointGroup::ALL {
+            assert!(GROUP_FIELDS.iter().any(|(group, ..)| *group == g), "{g:?}");
+            assert!(!group_label(g).is_empty());
+        }
     }
 }

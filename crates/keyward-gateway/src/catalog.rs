@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 /// Something that serves models: an OpenAI-compatible HTTP API, or a model
 /// running inside this process.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
     /// Any name; models refer to it.
@@ -38,6 +38,16 @@ pub struct UpstreamConfig {
     /// How long a call may take, e.g. `120s` (default 600s).
     #[serde(default, with = "humantime_serde")]
     pub timeout: Option<Duration>,
+    /// Whether it serves OpenAI's Responses API itself (`native`, the
+    /// default for `openai`) or only chat completions (`translate`:
+    /// Keyward turns `/v1/responses` calls into chat completions and
+    /// keeps the responses). `local` always translates.
+    #[serde(default)]
+    pub responses: Option<String>,
+    /// This upstream serves `/v1/files` and `/v1/batches` (at most one
+    /// upstream may). Without one, those endpoints answer 404.
+    #[serde(default)]
+    pub files: bool,
 }
 
 fn default_kind() -> String {
@@ -52,7 +62,7 @@ impl UpstreamConfig {
 }
 
 /// A model id clients ask for, and where it goes.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
     pub id: String,
@@ -65,6 +75,22 @@ pub struct ModelConfig {
     /// USD per million output tokens.
     #[serde(default)]
     pub output_price_per_mtok: f64,
+    /// USD per million input tokens served from the upstream's prompt
+    /// cache (default: the input price).
+    #[serde(default)]
+    pub cached_input_price_per_mtok: Option<f64>,
+    /// USD per image generated, edited or varied.
+    #[serde(default)]
+    pub price_per_image: f64,
+    /// USD per million characters turned into speech.
+    #[serde(default)]
+    pub price_per_mchar: f64,
+    /// USD per minute of audio transcribed or translated.
+    #[serde(default)]
+    pub price_per_minute: f64,
+    /// USD per request (moderations, which OpenAI does not bill by token).
+    #[serde(default)]
+    pub price_per_request: f64,
     /// The most output tokens the model produces, for budget reservations
     /// when a request sets no `max_tokens` (default 4096).
     pub max_output_tokens: Option<u64>,
@@ -75,6 +101,31 @@ pub struct ModelConfig {
 pub struct Upstream {
     pub name: String,
     pub transport: Transport,
+    /// How it answers `/v1/responses`.
+    pub responses: ResponsesMode,
+}
+
+/// How an upstream answers `/v1/responses`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponsesMode {
+    /// It serves the Responses API: calls are forwarded as they came.
+    Native,
+    /// It speaks chat completions only: Keyward translates, and stores
+    /// the responses itself.
+    Translate,
+}
+
+impl ResponsesMode {
+    fn of(u: &UpstreamConfig, kind: UpstreamKind) -> Result<ResponsesMode, String> {
+        match (u.responses.as_deref(), kind) {
+            (_, UpstreamKind::Local) | (Some("translate"), _) => Ok(ResponsesMode::Translate),
+            (None | Some("native"), _) => Ok(ResponsesMode::Native),
+            (Some(other), _) => Err(format!(
+                "upstream `{}`: responses is `{other}`; it is `native` (the upstream serves /v1/responses) or `translate` (it speaks chat completions only)",
+                u.name
+            )),
+        }
+    }
 }
 
 /// How an upstream is reached.
@@ -97,8 +148,10 @@ impl std::fmt::Debug for Transport {
 #[derive(Debug)]
 pub struct HttpUpstream {
     pub origin: Origin,
-    /// The path of each endpoint, parsed once.
-    paths: EndpointPaths,
+    /// The path of each model endpoint, parsed once.
+    paths: Vec<(Endpoint, Uri)>,
+    /// The base URL's path (`/v1`), for the paths built per call.
+    base_path: String,
     pub authorization: Option<HeaderValue>,
     pub timeout: Duration,
 }
@@ -106,22 +159,18 @@ pub struct HttpUpstream {
 impl HttpUpstream {
     /// The endpoint's path (origin-form, as sent on a connection to [`Self::origin`]).
     pub fn path(&self, endpoint: Endpoint) -> Uri {
-        let p = &self.paths;
-        match endpoint {
-            Endpoint::ChatCompletions => &p.chat_completions,
-            Endpoint::Completions => &p.completions,
-            Endpoint::Embeddings => &p.embeddings,
-        }
-        .clone()
+        self.paths
+            .iter()
+            .find(|(e, _)| *e == endpoint)
+            .map(|(_, uri)| uri.clone())
+            .unwrap_or_else(|| Uri::from_static("/"))
     }
-}
 
-/// An upstream's path for each model endpoint.
-#[derive(Debug)]
-struct EndpointPaths {
-    chat_completions: Uri,
-    completions: Uri,
-    embeddings: Uri,
+    /// `path` (e.g. `/files/file-abc/content?x=1`) after the base URL's
+    /// path; `None` when it does not make a valid URI.
+    pub fn path_to(&self, path: &str) -> Option<Uri> {
+        format!("{}{path}", self.base_path).parse().ok()
+    }
 }
 
 /// A model served inside this process: it takes the request body as the
@@ -154,11 +203,21 @@ pub struct Route {
     pub max_output_tokens: u64,
 }
 
+impl Route {
+    /// The name the upstream knows the model by.
+    pub fn upstream_model(&self) -> &str {
+        self.rename.as_deref().unwrap_or(&self.id)
+    }
+}
+
 /// Every model the installation serves.
 #[derive(Debug, Default)]
 pub struct Catalog {
     routes: Vec<Arc<Route>>,
     by_id: HashMap<String, Arc<Route>>,
+    upstreams: HashMap<String, Arc<Upstream>>,
+    /// The upstream serving `/v1/files` and `/v1/batches`.
+    files: Option<Arc<Upstream>>,
 }
 
 impl Catalog {
@@ -171,8 +230,10 @@ impl Catalog {
         in_process: &HashMap<String, Arc<dyn InProcess>>,
     ) -> Result<Catalog, String> {
         let mut resolved: HashMap<&str, Arc<Upstream>> = HashMap::new();
+        let mut files = None;
         for u in upstreams {
-            let transport = match u.upstream_kind() {
+            let kind = u.upstream_kind();
+            let transport = match kind {
                 Some(UpstreamKind::OpenAi) => Transport::Http(Box::new(http_upstream(u)?)),
                 Some(UpstreamKind::Local) => Transport::InProcess(in_process.get(&u.name).cloned().ok_or_else(|| {
                     format!(
@@ -187,10 +248,27 @@ impl Catalog {
                     ))
                 }
             };
+            let responses = kind.map_or(Ok(ResponsesMode::Native), |k| ResponsesMode::of(u, k))?;
             let upstream = Arc::new(Upstream {
                 name: u.name.clone(),
                 transport,
+                responses,
             });
+            if u.files {
+                if !matches!(upstream.transport, Transport::Http(_)) {
+                    return Err(format!(
+                        "upstream `{}`: files = true needs an `openai` upstream; the local model keeps no files",
+                        u.name
+                    ));
+                }
+                if let Some(other) = files.replace(upstream.clone()) {
+                    let other: Arc<Upstream> = other;
+                    return Err(format!(
+                        "upstreams `{}` and `{}` both set files = true; one upstream serves /v1/files and /v1/batches",
+                        other.name, u.name
+                    ));
+                }
+            }
             if resolved.insert(u.name.as_str(), upstream).is_some() {
                 return Err(format!(
                     "two upstreams are named `{}`; names must be unique",
@@ -198,7 +276,14 @@ impl Catalog {
                 ));
             }
         }
-        let mut catalog = Catalog::default();
+        let mut catalog = Catalog {
+            files,
+            upstreams: resolved
+                .iter()
+                .map(|(name, u)| ((*name).to_owned(), u.clone()))
+                .collect(),
+            ..Catalog::default()
+        };
         for m in models {
             let upstream = resolved.get(m.upstream.as_str()).ok_or_else(|| {
                 format!(
@@ -216,6 +301,14 @@ impl Catalog {
                 price: Price {
                     input_per_mtok: price(m.input_price_per_mtok, "input_price_per_mtok")?,
                     output_per_mtok: price(m.output_price_per_mtok, "output_price_per_mtok")?,
+                    cached_input_per_mtok: m
+                        .cached_input_price_per_mtok
+                        .map(|usd| price(usd, "cached_input_price_per_mtok"))
+                        .transpose()?,
+                    per_image: price(m.price_per_image, "price_per_image")?,
+                    per_mchar: price(m.price_per_mchar, "price_per_mchar")?,
+                    per_minute: price(m.price_per_minute, "price_per_minute")?,
+                    per_request: price(m.price_per_request, "price_per_request")?,
                 },
                 max_output_tokens: m.max_output_tokens.unwrap_or(4096),
             });
@@ -230,6 +323,16 @@ impl Catalog {
     /// The route for `model` if it exists and `allowed` (a key's allow-list) permits it.
     pub fn route(&self, model: &str, allowed: impl Fn(&str) -> bool) -> Option<&Arc<Route>> {
         self.by_id.get(model).filter(|_| allowed(model))
+    }
+
+    /// The upstream named `name` (where an object recorded as created there lives).
+    pub fn upstream(&self, name: &str) -> Option<&Arc<Upstream>> {
+        self.upstreams.get(name)
+    }
+
+    /// The upstream serving `/v1/files` and `/v1/batches`, if one does.
+    pub fn files_upstream(&self) -> Option<&Arc<Upstream>> {
+        self.files.as_ref()
     }
 
     /// The models a key may use, in configuration order.
@@ -288,11 +391,11 @@ fn http_upstream(u: &UpstreamConfig) -> Result<HttpUpstream, String> {
     };
     Ok(HttpUpstream {
         origin,
-        paths: EndpointPaths {
-            chat_completions: path(Endpoint::ChatCompletions)?,
-            completions: path(Endpoint::Completions)?,
-            embeddings: path(Endpoint::Embeddings)?,
-        },
+        paths: Endpoint::ALL
+            .into_iter()
+            .map(|e| Ok((e, path(e)?)))
+            .collect::<Result<_, String>>()?,
+        base_path: base.path().trim_end_matches('/').to_owned(),
         authorization,
         timeout: u.timeout.unwrap_or(Duration::from_secs(600)),
     })

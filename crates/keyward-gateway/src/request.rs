@@ -18,9 +18,41 @@ pub use keyward_core::Endpoint;
 fn input_field(endpoint: Endpoint) -> &'static str {
     match endpoint {
         Endpoint::ChatCompletions => "messages",
-        Endpoint::Completions => "prompt",
-        Endpoint::Embeddings => "input",
+        Endpoint::Completions | Endpoint::ImagesGenerations => "prompt",
+        Endpoint::Embeddings
+        | Endpoint::Responses
+        | Endpoint::Moderations
+        | Endpoint::AudioSpeech => "input",
+        // Multipart forms and batches are read elsewhere (`form`, `stored`).
+        Endpoint::ImagesEdits
+        | Endpoint::ImagesVariations
+        | Endpoint::AudioTranscriptions
+        | Endpoint::AudioTranslations
+        | Endpoint::Batches => "file",
     }
+}
+
+/// The model OpenAI uses when a request names none, for the endpoints
+/// where `model` is optional.
+pub fn default_model(endpoint: Endpoint) -> Option<&'static str> {
+    match endpoint {
+        Endpoint::Moderations => Some("omni-moderation-latest"),
+        Endpoint::ImagesGenerations | Endpoint::ImagesEdits | Endpoint::ImagesVariations => {
+            Some("dall-e-2")
+        }
+        _ => None,
+    }
+}
+
+/// Whether the endpoint can answer with a stream when asked.
+fn streams(endpoint: Endpoint) -> bool {
+    matches!(
+        endpoint,
+        Endpoint::ChatCompletions
+            | Endpoint::Completions
+            | Endpoint::Responses
+            | Endpoint::ImagesGenerations
+    )
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -37,17 +69,22 @@ struct Fields {
     stream_options: Option<StreamOptions>,
     max_tokens: Option<i64>,
     max_completion_tokens: Option<i64>,
+    max_output_tokens: Option<i64>,
     n: Option<i64>,
     best_of: Option<i64>,
     /// How many messages there are.
     messages: Option<usize>,
     prompt: Option<()>,
     input: Option<()>,
+    previous_response_id: Option<String>,
+    store: Option<bool>,
+    background: Option<bool>,
 }
 
 /// What the gateway knows of a request.
 #[derive(Debug)]
 pub struct Head {
+    pub endpoint: Endpoint,
     pub model: String,
     pub stream: bool,
     /// The client asked for the final usage chunk of a stream.
@@ -65,6 +102,15 @@ pub struct Head {
     pub choices: u64,
     /// The prompt's tokens, when they were counted (see [`parse`]).
     pub prompt_tokens: Option<u64>,
+    /// What the call may use in units other than tokens (images,
+    /// characters, audio), for budget reservations.
+    pub units: keyward_core::Measure,
+    /// Responses: the response this one continues.
+    pub previous_response_id: Option<String>,
+    /// Responses: whether the upstream keeps it (OpenAI's default: yes).
+    pub store: bool,
+    /// Responses: run in the background (answered later, by id).
+    pub background: bool,
 }
 
 /// The most completions one request may ask for (`n`), as OpenAI allows.
@@ -143,6 +189,9 @@ pub fn parse(endpoint: Endpoint, body: &[u8], count_prompt: bool) -> Result<Head
     };
     let model = match fields.model {
         Some(m) if !m.is_empty() => m,
+        None if default_model(endpoint).is_some() => {
+            default_model(endpoint).unwrap_or_default().to_owned()
+        }
         _ => {
             return Err(ApiError::invalid(
                 Some("model".into()),
@@ -150,10 +199,10 @@ pub fn parse(endpoint: Endpoint, body: &[u8], count_prompt: bool) -> Result<Head
             ))
         }
     };
-    let input_present = match endpoint {
-        Endpoint::ChatCompletions => fields.messages.is_some_and(|n| n > 0),
-        Endpoint::Completions => fields.prompt.is_some(),
-        Endpoint::Embeddings => fields.input.is_some(),
+    let input_present = match input_field(endpoint) {
+        "messages" => fields.messages.is_some_and(|n| n > 0),
+        "prompt" => fields.prompt.is_some(),
+        _ => fields.input.is_some(),
     };
     if !input_present {
         let field = input_field(endpoint);
@@ -162,7 +211,7 @@ pub fn parse(endpoint: Endpoint, body: &[u8], count_prompt: bool) -> Result<Head
             format!("Missing required parameter: '{field}'."),
         ));
     }
-    let stream = fields.stream.unwrap_or(false) && endpoint != Endpoint::Embeddings;
+    let stream = fields.stream.unwrap_or(false) && streams(endpoint);
     let positive = |param: &'static str, v: Option<i64>, max: i64| match v {
         Some(v) if !(1..=max).contains(&v) => Err(ApiError::invalid(
             Some(param.into()),
@@ -176,6 +225,7 @@ pub fn parse(endpoint: Endpoint, body: &[u8], count_prompt: bool) -> Result<Head
         fields.max_completion_tokens,
         i64::MAX,
     )?;
+    let max_output_tokens = positive("max_output_tokens", fields.max_output_tokens, i64::MAX)?;
     let n = positive("n", fields.n, MAX_N)?.unwrap_or(1);
     let best_of = positive("best_of", fields.best_of, MAX_BEST_OF)?.unwrap_or(1);
     if fields.best_of.is_some() && best_of < n {
@@ -184,30 +234,69 @@ pub fn parse(endpoint: Endpoint, body: &[u8], count_prompt: bool) -> Result<Head
             format!("Invalid 'best_of': {best_of}. It must be at least n ({n})."),
         ));
     }
-    let choices = if endpoint == Endpoint::Embeddings {
-        1
-    } else {
-        n.max(best_of) as u64
+    let choices = match endpoint {
+        Endpoint::ChatCompletions | Endpoint::Completions => n.max(best_of) as u64,
+        _ => 1,
+    };
+    let units = match endpoint {
+        Endpoint::ImagesGenerations => keyward_core::Measure {
+            images: n,
+            ..Default::default()
+        },
+        Endpoint::Moderations => keyward_core::Measure {
+            requests: 1,
+            ..Default::default()
+        },
+        Endpoint::AudioSpeech => keyward_core::Measure {
+            characters: speech_characters(body)?,
+            ..Default::default()
+        },
+        _ => keyward_core::Measure::default(),
     };
     Ok(Head {
+        endpoint,
         model,
         stream,
         include_usage: fields
             .stream_options
             .and_then(|o| o.include_usage)
             .unwrap_or(false),
-        max_tokens: max_completion_tokens.or(max_tokens).map(|v| v as u64),
+        max_tokens: max_output_tokens
+            .or(max_completion_tokens)
+            .or(max_tokens)
+            .map(|v| v as u64),
         max_tokens_differ: max_tokens.is_some()
             && max_completion_tokens.is_some()
             && max_tokens != max_completion_tokens,
-        max_tokens_param: if max_completion_tokens.is_some() {
+        max_tokens_param: if max_output_tokens.is_some() {
+            "max_output_tokens"
+        } else if max_completion_tokens.is_some() {
             "max_completion_tokens"
         } else {
             "max_tokens"
         },
         choices,
         prompt_tokens: prompt.total(),
+        units,
+        previous_response_id: fields.previous_response_id,
+        store: fields.store.unwrap_or(true),
+        background: fields.background.unwrap_or(false),
     })
+}
+
+/// The characters of a speech request's `input`, which it is priced by.
+fn speech_characters(body: &[u8]) -> Result<i64, ApiError> {
+    #[derive(Deserialize)]
+    struct Speech {
+        input: String,
+    }
+    let speech: Speech = serde_json::from_slice(body).map_err(|_| {
+        ApiError::invalid(
+            Some("input".into()),
+            "Invalid 'input': it must be the text to speak, a string.",
+        )
+    })?;
+    Ok(i64::try_from(speech.input.chars().count()).unwrap_or(i64::MAX))
 }
 
 fn read_fields(body: &[u8], prompt: &mut tokens::Prompt) -> Result<Fields, serde_json::Error> {
@@ -270,6 +359,22 @@ impl<'de> Visitor<'de> for FieldsSeed<'_> {
                     once!(f.max_completion_tokens, "max_completion_tokens");
                     f.max_completion_tokens = map.next_value()?;
                 }
+                Name::MaxOutputTokens => {
+                    once!(f.max_output_tokens, "max_output_tokens");
+                    f.max_output_tokens = map.next_value()?;
+                }
+                Name::PreviousResponseId => {
+                    once!(f.previous_response_id, "previous_response_id");
+                    f.previous_response_id = map.next_value()?;
+                }
+                Name::Store => {
+                    once!(f.store, "store");
+                    f.store = map.next_value()?;
+                }
+                Name::Background => {
+                    once!(f.background, "background");
+                    f.background = map.next_value()?;
+                }
                 Name::N => {
                     once!(f.n, "n");
                     f.n = map.next_value()?;
@@ -317,6 +422,10 @@ enum Name {
     StreamOptions,
     MaxTokens,
     MaxCompletionTokens,
+    MaxOutputTokens,
+    PreviousResponseId,
+    Store,
+    Background,
     N,
     BestOf,
     Messages,
@@ -340,6 +449,10 @@ impl<'de> Deserialize<'de> for Name {
                     "stream_options" => Name::StreamOptions,
                     "max_tokens" => Name::MaxTokens,
                     "max_completion_tokens" => Name::MaxCompletionTokens,
+                    "max_output_tokens" => Name::MaxOutputTokens,
+                    "previous_response_id" => Name::PreviousResponseId,
+                    "store" => Name::Store,
+                    "background" => Name::Background,
                     "n" => Name::N,
                     "best_of" => Name::BestOf,
                     "messages" => Name::Messages,
@@ -360,7 +473,13 @@ pub fn upstream_body(
     head: &Head,
     rename: Option<&str>,
 ) -> Result<(Bytes, bool), ApiError> {
-    let inject_usage = head.stream && !head.include_usage;
+    // Only chat streams need asking for their usage; others report it.
+    let inject_usage = head.stream
+        && !head.include_usage
+        && matches!(
+            head.endpoint,
+            Endpoint::ChatCompletions | Endpoint::Completions
+        );
     if rename.is_none() && !inject_usage && !head.max_tokens_differ {
         return Ok((raw.clone(), false));
     }

@@ -44,10 +44,7 @@ pub async fn routing(config: &Config) -> anyhow::Result<Routing> {
         routing.upstreams.push(UpstreamConfig {
             name: UPSTREAM.into(),
             kind: UpstreamKind::Local.as_str().into(),
-            base_url: None,
-            api_key_env: None,
-            api_key: None,
-            timeout: None,
+            ..UpstreamConfig::default()
         });
         local_names.push(UPSTREAM.into());
     }
@@ -64,6 +61,7 @@ pub async fn routing(config: &Config) -> anyhow::Result<Routing> {
             input_price_per_mtok: lm.input_price_per_mtok,
             output_price_per_mtok: lm.output_price_per_mtok,
             max_output_tokens: Some(u64::from(lm.context_length)),
+            ..ModelConfig::default()
         });
     }
     for name in local_names {
@@ -172,6 +170,8 @@ mod adapter {
                 Endpoint::ChatCompletions => Api::Chat,
                 Endpoint::Completions => Api::Completions,
                 Endpoint::Embeddings => return no_embeddings(self.0.id()),
+                // Responses reach it translated into chat completions.
+                other => return not_served(self.0.id(), other),
             };
             let reply = self.0.serve(api, &body).await;
             InProcessReply {
@@ -185,9 +185,21 @@ mod adapter {
     }
 
     fn no_embeddings(model: &str) -> InProcessReply {
+        refusal(&format!("The model `{model}` does not create embeddings. Use a model served by an embeddings provider."))
+    }
+
+    fn not_served(model: &str, endpoint: Endpoint) -> InProcessReply {
+        refusal(&format!(
+            "The model `{model}` is a text model: it does not serve /v1{}. Use a model served by a provider of that endpoint.",
+            endpoint.path()
+        ))
+    }
+
+    /// 400 naming `model`: the local model does not do that.
+    fn refusal(message: &str) -> InProcessReply {
         let body = keyward_llm::openai::error_body(
             "invalid_request_error",
-            &format!("The model `{model}` does not create embeddings. Use a model served by an embeddings provider."),
+            message,
             Some("model"),
             Some("model_not_supported"),
         );

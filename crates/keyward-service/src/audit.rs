@@ -75,18 +75,18 @@ impl Services {
 /// mistake (400 naming `after`); anything else is the store's.
 pub(crate) fn list_error(page: &Page) -> impl FnOnce(StoreError) -> ServiceError + '_ {
     move |e| match e {
-        StoreError::UnknownCursor => cursor_error(page),
+        StoreError::UnknownCursor => cursor_error(page.after.as_deref().unwrap_or_default()),
         other => other.into(),
     }
 }
 
 /// `after` named nothing in the listed collection.
-fn cursor_error(page: &Page) -> ServiceError {
+pub(crate) fn cursor_error(after: &str) -> ServiceError {
     ServiceError::invalid(
         "after",
         format!(
             "`after` is `{}`, which is not an id in this list; pass the `last_id` of the previous page.",
-            page.after.as_deref().unwrap_or_default().chars().take(64).collect::<String>()
+            after.chars().take(64).collect::<String>()
         ),
     )
 }

@@ -8,8 +8,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use keyward_core::{KeyId, Micros, OutboxItem, OutboxOutcome, SpendOwner, UsageEvent};
-use keyward_store::{SqlStore, Store};
+use keyward_core::{
+    KeyId, Listed, Micros, ObjectKind, ObjectQuery, OutboxItem, OutboxOutcome, OwnedObject,
+    ProjectId, SpendOwner, UsageEvent,
+};
+use keyward_store::{SqlStore, Store, StoreError};
 
 use crate::error::{Result, ServiceError};
 use crate::{Policy, Services};
@@ -54,6 +57,86 @@ impl UsageSink for Ledger {
 impl SpendReader for Ledger {
     async fn spend_since(&self, owner: SpendOwner<'_>, from: i64) -> Result<Micros> {
         Ok(self.store.spend_since(owner, from).await?)
+    }
+}
+
+/// Who owns the objects upstreams keep (responses, files, batches), as
+/// the gateway records and checks them.
+#[async_trait]
+pub trait ObjectRegistry: Send + Sync + 'static {
+    /// Records a new object's owner. An id already recorded keeps its first
+    /// owner (an upstream never issues one id twice; if it did, the first
+    /// project keeps it).
+    async fn record(&self, object: &OwnedObject) -> Result<()>;
+    /// The object if `project` owns it; `None` when it does not exist or
+    /// another project owns it, which callers answer alike (404), so that
+    /// another project's ids cannot even be confirmed.
+    async fn owned(
+        &self,
+        kind: ObjectKind,
+        id: &str,
+        project: &ProjectId,
+    ) -> Result<Option<OwnedObject>>;
+    /// Replaces the JSON kept of an object (lists are answered from it).
+    async fn refresh(&self, kind: ObjectKind, id: &str, snapshot: &str) -> Result<()>;
+    /// Forgets an object deleted (or gone) upstream.
+    async fn forget(&self, kind: ObjectKind, id: &str) -> Result<()>;
+    /// Marks a batch's usage as recorded; `true` for the one call that did.
+    async fn settle(&self, kind: ObjectKind, id: &str) -> Result<bool>;
+    /// A page of one project's objects; an `after` that is not one of them
+    /// is a 400 naming `after`.
+    async fn list(&self, query: &ObjectQuery<'_>) -> Result<Listed<OwnedObject>>;
+}
+
+/// The owners of upstream objects, in the store.
+#[derive(Clone)]
+pub struct Objects {
+    store: Arc<dyn Store>,
+}
+
+#[async_trait]
+impl ObjectRegistry for Objects {
+    async fn record(&self, object: &OwnedObject) -> Result<()> {
+        self.store.insert_object(object).await?;
+        Ok(())
+    }
+
+    async fn owned(
+        &self,
+        kind: ObjectKind,
+        id: &str,
+        project: &ProjectId,
+    ) -> Result<Option<OwnedObject>> {
+        Ok(self
+            .store
+            .object(kind, id)
+            .await?
+            .filter(|o| &o.project_id == project))
+    }
+
+    async fn refresh(&self, kind: ObjectKind, id: &str, snapshot: &str) -> Result<()> {
+        Ok(self
+            .store
+            .update_object_snapshot(kind, id, snapshot)
+            .await?)
+    }
+
+    async fn forget(&self, kind: ObjectKind, id: &str) -> Result<()> {
+        self.store.delete_object(kind, id).await?;
+        Ok(())
+    }
+
+    async fn settle(&self, kind: ObjectKind, id: &str) -> Result<bool> {
+        Ok(self.store.settle_object(kind, id).await?)
+    }
+
+    async fn list(&self, query: &ObjectQuery<'_>) -> Result<Listed<OwnedObject>> {
+        self.store.list_objects(query).await.map_err(|e| match e {
+            StoreError::UnknownCursor => {
+                crate::audit::cursor_error(query.after.unwrap_or_default())
+            }
+            other => other.into(),
+        })
     }
 }
 
@@ -127,6 +210,13 @@ impl Services {
     /// budget book ([`SpendReader`]).
     pub fn ledger(&self) -> Ledger {
         Ledger {
+            store: self.store.clone(),
+        }
+    }
+
+    /// The owners of upstream objects, for the gateway ([`ObjectRegistry`]).
+    pub fn objects(&self) -> Objects {
+        Objects {
             store: self.store.clone(),
         }
     }

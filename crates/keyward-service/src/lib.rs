@@ -32,7 +32,9 @@ pub use changes::{Change, ChangeCursor};
 pub use delegation::MAX_DELEGATION_DEPTH;
 pub use error::{AuthError, ServiceError};
 pub use exposure::{Label, Notice, Reported, Sighting, Verdict};
-pub use handles::{Database, Ledger, NoticeOutbox, OpenError, SpendReader, UsageSink};
+pub use handles::{
+    Database, Ledger, NoticeOutbox, ObjectRegistry, Objects, OpenError, SpendReader, UsageSink,
+};
 pub use invitations::{CreatedInvitation, OpenInvitation, INVITATION_SECONDS};
 pub use keys::{
     ActiveKey, CreatedKey, KeyPatch, KeyRef, KeySpec, LimitsPatch, MAX_ROTATION_GRACE_SECONDS,

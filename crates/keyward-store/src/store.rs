@@ -4,6 +4,7 @@ use keyward_core::{KeyHash, KeyId, Micros, ProjectId, UserId};
 use crate::error::Result;
 use keyward_core::records::*;
 use keyward_core::{AuditChange, AuditEntry, AuditFilter, Listed, Page};
+use keyward_core::{ObjectKind, ObjectQuery, OwnedObject};
 
 /// Everything Keyward persists. Every mutation takes the audit entry that
 /// describes it and writes both in one transaction, so the log cannot miss a
@@ -23,6 +24,7 @@ pub trait Store:
     + SessionStore
     + InvitationStore
     + AuditStore
+    + ObjectStore
     + Send
     + Sync
     + 'static
@@ -246,4 +248,28 @@ pub trait AuditStore: Send + Sync {
     /// them out of order).
     async fn audit_targets_at(&self, seqs: &[i64]) -> Result<Vec<AuditChange>>;
     async fn list_audit(&self, filter: &AuditFilter, page: &Page) -> Result<Listed<AuditEntry>>;
+}
+
+/// Which project owns each upstream object (responses, files, batches).
+/// Not audited: these are the data plane's records, like the ledger.
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    /// Records an object's owner; `false` when the id is already recorded
+    /// (its first owner stays).
+    async fn insert_object(&self, object: &OwnedObject) -> Result<bool>;
+    /// The object, whoever owns it.
+    async fn object(&self, kind: ObjectKind, id: &str) -> Result<Option<OwnedObject>>;
+    /// Replaces the object's last JSON seen.
+    async fn update_object_snapshot(
+        &self,
+        kind: ObjectKind,
+        id: &str,
+        snapshot: &str,
+    ) -> Result<()>;
+    /// Forgets the object (deleted, or gone upstream).
+    async fn delete_object(&self, kind: ObjectKind, id: &str) -> Result<bool>;
+    /// Marks a batch's usage as recorded; `true` for the one call that did.
+    async fn settle_object(&self, kind: ObjectKind, id: &str) -> Result<bool>;
+    /// A page of a project's objects of one kind, in creation order.
+    async fn list_objects(&self, query: &ObjectQuery<'_>) -> Result<Listed<OwnedObject>>;
 }

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use super::ProjectChoice;
 use crate::dates;
 use crate::error::{inline, user_message, DashError};
-use crate::forms::{self, PermissionFields};
+use crate::forms;
 use crate::render;
 use crate::visitor::SignedIn;
 use crate::Dash;
@@ -198,13 +198,7 @@ async fn render_page(
             "error": extra.error,
             "notice": extra.notice,
             "created": extra.created,
-            "groups": [
-                { "field": "perm_models", "label": "Models", "hint": "/v1/models" },
-                { "field": "perm_chat_completions", "label": "Model capabilities", "hint": "/v1/chat/completions, /v1/completions" },
-                { "field": "perm_embeddings", "label": "Embeddings", "hint": "/v1/embeddings" },
-                { "field": "perm_usage", "label": "Usage", "hint": "/v1/organization/usage, /v1/organization/costs" },
-                { "field": "perm_keys", "label": "API keys", "hint": "This project's /api_keys" },
-            ],
+            "groups": forms::group_fields_json(),
         }),
     ))
 }
@@ -282,16 +276,9 @@ pub struct CreateForm {
     project: String,
     #[serde(default)]
     permissions: String,
-    #[serde(default)]
-    perm_models: String,
-    #[serde(default)]
-    perm_chat_completions: String,
-    #[serde(default)]
-    perm_embeddings: String,
-    #[serde(default)]
-    perm_usage: String,
-    #[serde(default)]
-    perm_keys: String,
+    /// The Restricted editor's choices, `perm_<group>` (see [`forms::GROUP_FIELDS`]).
+    #[serde(flatten)]
+    perms: std::collections::HashMap<String, String>,
     /// Empty for never, else a number of days.
     #[serde(default)]
     expires_in_days: String,
@@ -304,13 +291,8 @@ pub async fn create(
 ) -> Response {
     let result = async {
         let project = parse_project(&f.project)?;
-        let permissions = forms::permissions(PermissionFields {
-            mode: &f.permissions,
-            models: &f.perm_models,
-            chat_completions: &f.perm_chat_completions,
-            embeddings: &f.perm_embeddings,
-            usage: &f.perm_usage,
-            keys: &f.perm_keys,
+        let permissions = forms::permissions(&f.permissions, |name| {
+            f.perms.get(name).map_or("", String::as_str)
         })?;
         let expires_at = forms::opt_count("expires_in_days", "Expiry", &f.expires_in_days)?
             .map(|days| now_unix() + days.clamp(1, 3650) * 86_400);

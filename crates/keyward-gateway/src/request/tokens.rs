@@ -72,10 +72,16 @@ impl Prompt {
     pub fn new(endpoint: Endpoint, on: bool) -> Self {
         let fixed = match endpoint {
             Endpoint::ChatCompletions => PER_REPLY,
-            Endpoint::Completions | Endpoint::Embeddings => 0,
+            _ => 0,
         };
+        // Other endpoints' inputs (Responses items, images, speech) are
+        // estimated from the body's size instead.
+        let counted = matches!(
+            endpoint,
+            Endpoint::ChatCompletions | Endpoint::Completions | Endpoint::Embeddings
+        );
         Prompt {
-            on,
+            on: on && counted,
             fixed,
             ..Prompt::default()
         }

@@ -30,6 +30,7 @@ mod audit;
 mod invitations;
 mod keys;
 mod notifications;
+mod objects;
 mod outbox;
 mod params;
 mod projects;
