@@ -48,6 +48,10 @@ pub struct Gateway {
     pub budgets: Arc<dyn budget::BudgetBook>,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Largest upload (`/v1/files`, and the image and audio forms), in bytes.
+    pub max_upload_bytes: usize,
+    /// Who owns each response, file and batch.
+    pub objects: Arc<dyn keyward_service::ObjectRegistry>,
 }
 
 /// The `/v1` model endpoints.

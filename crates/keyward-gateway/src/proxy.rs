@@ -110,7 +110,7 @@ fn model_object(route: &Route) -> serde_json::Value {
 
 /// The key behind the request's bearer token, with `needed` access to
 /// `group`, used from an address its allow-list permits.
-async fn caller(
+pub(crate) async fn caller(
     gw: &Gateway,
     parts: &Parts,
     group: EndpointGroup,

@@ -272,6 +272,10 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Largest gateway (model endpoint) request body, in bytes.
     pub max_request_body_bytes: usize,
+    /// Largest upload, in bytes: `/v1/files`, and the image and audio
+    /// endpoints' forms. Uploads are held in memory while they are
+    /// forwarded, so this bounds the memory one call can take.
+    pub max_upload_bytes: usize,
     /// How often expired keys are swept and revoked, in seconds.
     pub expiry_sweep_seconds: u64,
 }
@@ -282,6 +286,7 @@ impl Default for Limits {
             max_active_keys_per_project: 1000,
             max_body_bytes: 1 << 20,
             max_request_body_bytes: 16 << 20,
+            max_upload_bytes: 100 << 20,
             expiry_sweep_seconds: 60,
         }
     }

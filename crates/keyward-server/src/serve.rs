@@ -83,6 +83,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         limiter: Arc::new(LocalLimiter::default()),
         budgets,
         max_body_bytes: config.limits.max_request_body_bytes,
+        max_upload_bytes: config.limits.max_upload_bytes,
+        objects: Arc::new(services.objects()),
     };
     let sweeper = tokio::spawn(sweep_expired_keys(
         services.clone(),
