@@ -24,6 +24,10 @@ import httpx
 import pytest
 from openai import OpenAI
 
+# The Agents SDK exports traces to OpenAI with the client's key unless this
+# is set before it is imported (test_agents_sdk.py sets it too).
+os.environ["OPENAI_AGENTS_DISABLE_TRACING"] = "1"
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 PASSWORD = "correct horse battery staple"
@@ -68,24 +72,93 @@ def expected_cost_micros(model, prompt_tokens, completion_tokens):
     return -(-total // 1_000_000)
 
 
-def config_toml(upstream_base, lagging_base):
+# The models of the endpoints beyond chat, completions and embeddings
+# (Responses, moderations, images, audio, files, batches), served by the
+# `api_gateway` fixture only: their configuration keys (an upstream's
+# `responses` and `files`, the prices other than per token) are newer than
+# the rest of the suite, which keeps the configuration above. id -> upstream
+# and prices in USD, under the names of the [[models]] keys. `fake` is the
+# fake upstream speaking Responses natively (and serving files and batches);
+# `fake-chat` is the same fake marked `responses = "translate"`, so Keyward
+# turns Responses calls into chat completions for it.
+API_MODELS = {
+    "resp-test": {"upstream": "fake", "input_price_per_mtok": 2.5,
+                  "cached_input_price_per_mtok": 1.25, "output_price_per_mtok": 10.0},
+    "resp-chat": {"upstream": "fake-chat", "input_price_per_mtok": 1.0,
+                  "cached_input_price_per_mtok": 0.5, "output_price_per_mtok": 3.0},
+    "omni-moderation-latest": {"upstream": "fake", "price_per_request": 0.0015},
+    "gpt-image-1": {"upstream": "fake", "input_price_per_mtok": 5.0, "output_price_per_mtok": 40.0,
+                    "price_per_image": 0.011},
+    "dall-e-2": {"upstream": "fake", "price_per_image": 0.02},
+    "tts-1": {"upstream": "fake", "price_per_mchar": 15.0},
+    "whisper-1": {"upstream": "fake", "price_per_minute": 0.006},
+}
+API_UPSTREAM_KEYS = {"fake": {"responses": "native", "files": True}, "fake-chat": {"responses": "translate"}}
+
+
+def micros(usd):
+    return round(usd * 1_000_000)
+
+
+def api_price(model, name):
+    """A price of API_MODELS (or MODELS) in micro-dollars, 0 when unset."""
+    if model in API_MODELS:
+        return micros(API_MODELS[model].get(name, 0))
+    inp, out = PRICES[model]
+    return micros({"input_price_per_mtok": inp, "output_price_per_mtok": out}.get(name, 0))
+
+
+def token_cost_micros(model, input_tokens, output_tokens, cached_tokens=0):
+    """ceil(((input - cached) * in + cached * cached_in + output * out) / 1e6),
+    prices in micro-dollars per million tokens; a model without a cached
+    price bills cached tokens at the input price."""
+    cached_price = api_price(model, "cached_input_price_per_mtok") or api_price(model, "input_price_per_mtok")
+    total = ((input_tokens - cached_tokens) * api_price(model, "input_price_per_mtok")
+             + cached_tokens * cached_price
+             + output_tokens * api_price(model, "output_price_per_mtok"))
+    return -(-total // 1_000_000)
+
+
+def toml_value(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return f'"{v}"'
+    return repr(v)
+
+
+def config_toml(upstream_base, lagging_base, api=False):
+    """The test configuration; with `api`, also API_MODELS, the `fake`
+    upstream marked native and files, and the `fake-chat` upstream."""
     parts = []
-    for name, base, timeout in [
+    upstreams = [
         ("fake", upstream_base, "10s"),
         ("fake-slowpoke", upstream_base, "1s"),
         ("nowhere", f"http://127.0.0.1:{DEAD_PORT}/v1", "2s"),
         ("lagging", lagging_base, "10s"),
-    ]:
-        parts.append(
+    ]
+    if api:
+        upstreams.append(("fake-chat", upstream_base, "10s"))
+    for name, base, timeout in upstreams:
+        s = (
             f'[[upstreams]]\nname = "{name}"\nbase_url = "{base}"\n'
             f'api_key = "{UPSTREAM_KEY}"\ntimeout = "{timeout}"\n'
         )
+        if api:
+            for k, v in API_UPSTREAM_KEYS.get(name, {}).items():
+                s += f"{k} = {toml_value(v)}\n"
+        parts.append(s)
     for mid, up, up_model, inp, out in MODELS:
         s = f'[[models]]\nid = "{mid}"\nupstream = "{up}"\n'
         if up_model:
             s += f'upstream_model = "{up_model}"\n'
         s += f"input_price_per_mtok = {inp}\noutput_price_per_mtok = {out}\n"
         parts.append(s)
+    if api:
+        for mid, cfg in API_MODELS.items():
+            s = f'[[models]]\nid = "{mid}"\n'
+            s += "".join(f"{k} = {toml_value(v)}\n" for k, v in cfg.items())
+            parts.append(s)
     return "\n".join(parts)
 
 
@@ -224,13 +297,13 @@ LIVE = []  # running instances, for logs on failure
 class Keyward:
     """One `keyward serve` with its own data dir (and PostgreSQL database)."""
 
-    def __init__(self, binary, upstream, data_dir, pg_admin_url):
+    def __init__(self, binary, upstream, data_dir, pg_admin_url, api=False):
         self.binary = str(binary)
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.db = PgDatabase(pg_admin_url) if pg_admin_url else None
         self.config = self.data_dir / "keyward.toml"
-        self.config.write_text(config_toml(upstream.base_url, upstream.lagging.base_url))
+        self.config.write_text(config_toml(upstream.base_url, upstream.lagging.base_url, api=api))
         env = {k: v for k, v in os.environ.items() if not k.startswith("KEYWARD_")}
         env["RUST_LOG"] = "info"
         # The in-process model is off unless a test turns it on.
@@ -334,10 +407,18 @@ class Keyward:
         assert r.status_code == 200, r.text
         return r.json()["data"][0]["id"]
 
-    def create_key(self, **body):
-        """POST …/api_keys with `body`; the created key object with `value`."""
+    def create_project(self, name):
+        """A new project made with the management API; its object."""
+        r = self.admin.post("/v1/organization/projects", json={"name": name})
+        assert r.status_code in (200, 201), r.text
+        return r.json()
+
+    def create_key(self, project_id=None, **body):
+        """POST …/api_keys with `body` (in the first project unless
+        `project_id`); the created key object with `value`."""
         body.setdefault("name", "test key")
-        r = self.admin.post(f"/v1/organization/projects/{self.project_id()}/api_keys", json=body)
+        project_id = project_id or self.project_id()
+        r = self.admin.post(f"/v1/organization/projects/{project_id}/api_keys", json=body)
         assert r.status_code in (200, 201), r.text
         key = r.json()
         assert key["value"].startswith("sk-kw-"), key
@@ -367,9 +448,21 @@ class Keyward:
     def ledger(self):
         return self.query("SELECT * FROM usage_ledger ORDER BY seq")
 
+    def ledger_rows(self, request_ids, timeout=5):
+        """The ledger rows of `request_ids` (x-request-id values, or object
+        ids for deferred settlement), waiting up to `timeout` seconds for all
+        of them to be written; {request_id: row}."""
+        wanted = set(request_ids)
+        deadline = time.time() + timeout
+        while True:
+            rows = {r["request_id"]: r for r in self.ledger() if r["request_id"] in wanted}
+            if len(rows) == len(wanted) or time.time() > deadline:
+                return rows
+            time.sleep(0.05)
 
-def _new_keyward(binary, upstream, data_dir):
-    kw = Keyward(binary, upstream, data_dir, os.environ.get("KEYWARD_TEST_DATABASE_URL"))
+
+def _new_keyward(binary, upstream, data_dir, api=False):
+    kw = Keyward(binary, upstream, data_dir, os.environ.get("KEYWARD_TEST_DATABASE_URL"), api=api)
     try:
         kw.create_operator()
         kw.default_key = kw.cli_key("default")
@@ -406,6 +499,29 @@ def fresh_gateway(binary, upstream, tmp_path):
     kw = _new_keyward(binary, upstream, tmp_path / "keyward")
     yield kw
     kw.close()
+
+
+@pytest.fixture(scope="session")
+def api_gateway(binary, upstream, tmp_path_factory):
+    """A Keyward configured with API_MODELS too (Responses, moderations,
+    images, audio, files, batches), shared by the tests that do not stop it."""
+    kw = _new_keyward(binary, upstream, tmp_path_factory.mktemp("keyward-api"), api=True)
+    yield kw
+    kw.close()
+
+
+@pytest.fixture(scope="session")
+def api_key(api_gateway):
+    """The secret of api_gateway's CLI-made project key (all permissions)."""
+    return api_gateway.default_key["value"]
+
+
+@pytest.fixture
+def api(api_gateway, api_key):
+    """The SDK pointed at api_gateway with api_key."""
+    c = api_gateway.client(api_key)
+    yield c
+    c.close()
 
 
 @pytest.fixture(scope="session")

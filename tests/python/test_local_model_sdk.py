@@ -1,7 +1,8 @@
 """The in-process model (SmolLM2-135M-Instruct, real weights) through the
 gateway, with the official OpenAI SDK and a Keyward key: plain and
-streamed chat, text completions, errors as SDK exceptions, and the ledger
-matching what the client was told."""
+streamed chat, text completions, the Responses API (translated to the
+model's chat by Keyward), errors as SDK exceptions, and the ledger matching
+what the client was told."""
 
 import os
 import threading
@@ -101,6 +102,63 @@ def test_chat_plain_and_streamed_agree_and_are_billed(local):
         assert r["prompt_tokens"] == plain.usage.prompt_tokens
         assert r["completion_tokens"] == plain.usage.completion_tokens
         assert r["cost_micros"] == 0
+
+
+def ledger_rows_of(kw, key_id, n, timeout=5):
+    deadline = time.time() + timeout
+    while True:
+        rows = [r for r in kw.ledger() if r["key_id"] == key_id]
+        if len(rows) >= n or time.time() > deadline:
+            return rows
+        time.sleep(0.1)
+
+
+def test_responses_plain_and_streamed_are_answered_and_billed(local):
+    key = local.create_key(name="responses local")
+    client = local.client(key["value"])
+
+    plain = client.responses.create(model=MODEL, input="What is the capital of France?",
+                                    temperature=0, max_output_tokens=16)
+    assert plain.object == "response" and plain.model == MODEL
+    assert plain.status in ("completed", "incomplete")
+    assert plain.output[0].type == "message"
+    assert plain.output_text.strip()
+    assert "Paris" in plain.output_text
+    assert plain.usage.input_tokens > 0 and 0 < plain.usage.output_tokens <= 16
+    assert plain.usage.total_tokens == plain.usage.input_tokens + plain.usage.output_tokens
+
+    with client.responses.stream(model=MODEL, input="What is the capital of France?",
+                                 temperature=0, max_output_tokens=16) as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+    deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert events[0].type == "response.created"
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    assert deltas == final.output_text == plain.output_text
+    assert (final.usage.input_tokens, final.usage.output_tokens) == (plain.usage.input_tokens, plain.usage.output_tokens)
+
+    # Stored by Keyward: retrieve gives the same answer.
+    assert client.responses.retrieve(plain.id).output_text == plain.output_text
+
+    rows = ledger_rows_of(local, key["id"], 2)
+    assert len(rows) == 2, rows
+    for r in rows:
+        assert (r["model"], r["endpoint"], r["status"]) == (MODEL, "responses", 200)
+        assert (r["prompt_tokens"], r["completion_tokens"]) == (plain.usage.input_tokens, plain.usage.output_tokens)
+        assert r["cost_micros"] == 0
+
+
+def test_responses_instructions_and_previous_response_id(local):
+    client = local.client(local.create_key()["value"])
+    first = client.responses.create(model=MODEL, input="My name is Ada.", instructions="Be brief.",
+                                    temperature=0, max_output_tokens=8)
+    assert first.instructions == "Be brief."
+    second = client.responses.create(model=MODEL, input="Say hello.", previous_response_id=first.id,
+                                     temperature=0, max_output_tokens=8)
+    assert second.previous_response_id == first.id and second.output_text.strip()
+    # The history is input again: more input tokens than the new turn alone.
+    alone = client.responses.create(model=MODEL, input="Say hello.", temperature=0, max_output_tokens=8)
+    assert second.usage.input_tokens > alone.usage.input_tokens + first.usage.output_tokens
 
 
 def test_text_completion(local):
