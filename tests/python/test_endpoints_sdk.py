@@ -110,7 +110,7 @@ def test_speech_is_binary_and_billed_per_character(api_gateway, api, upstream):
     text = "Keyward reads this aloud, twice over."
     mark = upstream.mark()
     raw = api.audio.speech.with_raw_response.create(model="tts-1", voice="alloy", input=text)
-    assert raw.read() == b"FAKE-AUDIO:" + text.encode()
+    assert raw.content == b"FAKE-AUDIO:" + text.encode()
     assert raw.headers["content-type"].startswith("audio/")
     assert assert_upstream_saw(upstream, mark, "POST", "/v1/audio/speech")["body"]["input"] == text
     row = row_of(api_gateway, raw.headers["x-request-id"])

@@ -4,7 +4,7 @@
 //! any caller: Keyward records the owner of each id it sees created and
 //! answers only the owner.
 
-use crate::{KeyId, ProjectId};
+use crate::{KeyId, ProjectId, UserId};
 
 /// The kinds of upstream objects Keyward tracks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -43,6 +43,8 @@ pub struct OwnedObject {
     pub project_id: ProjectId,
     /// The key that created it (for the record; access is per project).
     pub key_id: KeyId,
+    /// That key's owner: usage that arrives later is billed as theirs.
+    pub owner_id: UserId,
     /// The upstream that holds it: calls naming only the id go there.
     pub upstream: String,
     pub created_at: i64,

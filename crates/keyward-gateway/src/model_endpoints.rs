@@ -38,7 +38,9 @@ impl<S> ModelEndpoints<S> {
 /// the endpoint has under an upstream's base URL.
 fn endpoint_of(path: &str) -> Option<Endpoint> {
     let path = path.strip_prefix("/v1")?;
-    Endpoint::ALL.into_iter().find(|e| e.path() == path)
+    Endpoint::ALL
+        .into_iter()
+        .find(|e| e.path() == path && *e != Endpoint::Batches)
 }
 
 type Served = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
@@ -75,14 +77,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_the_three_model_paths_are_served_directly() {
+    fn only_the_model_paths_are_served_directly() {
         assert_eq!(
             endpoint_of("/v1/chat/completions"),
             Some(Endpoint::ChatCompletions)
         );
         assert_eq!(endpoint_of("/v1/completions"), Some(Endpoint::Completions));
         assert_eq!(endpoint_of("/v1/embeddings"), Some(Endpoint::Embeddings));
+        assert_eq!(endpoint_of("/v1/responses"), Some(Endpoint::Responses));
+        assert_eq!(
+            endpoint_of("/v1/audio/transcriptions"),
+            Some(Endpoint::AudioTranscriptions)
+        );
         for other in [
+            "/v1/batches",
+            "/v1/responses/resp_1",
             "/v1/chat/completions/",
             "/v1/models",
             "/v1/chat",

@@ -12,12 +12,14 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
+use futures_util::FutureExt;
 use futures_util::{Stream, StreamExt};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use keyward_core::UsageEvent;
 use keyward_core::{time::now_unix, Access, EndpointGroup};
+use keyward_core::{Measure, UsageEvent};
 use keyward_service::ActiveKey;
 use serde_json::json;
 
@@ -28,8 +30,10 @@ use crate::header_text::HeaderText;
 use crate::meter::LedgerSlot;
 use crate::request::{self, Endpoint};
 use crate::request_id::RequestId;
-use crate::sse::{usage_of, Usage, UsageTap};
+use crate::responses;
+use crate::sse::{self, usage_of, Usage, UsageTap};
 use crate::telemetry;
+use crate::translate::StreamTranslator;
 use crate::upstream::{self, BodyUntil, Lease};
 use crate::Gateway;
 
@@ -43,6 +47,27 @@ pub async fn completions(State(gw): State<Gateway>, req: Request) -> Response {
 
 pub async fn embeddings(State(gw): State<Gateway>, req: Request) -> Response {
     serve(gw, Endpoint::Embeddings, req).await
+}
+
+/// Handlers for the other model endpoints, one per endpoint (the router
+/// needs a function each; `ModelEndpoints` usually answers them first).
+macro_rules! handlers {
+    ($($name:ident => $endpoint:ident),+ $(,)?) => {$(
+        pub async fn $name(State(gw): State<Gateway>, req: Request) -> Response {
+            serve(gw, Endpoint::$endpoint, req).await
+        }
+    )+};
+}
+
+handlers! {
+    responses => Responses,
+    moderations => Moderations,
+    images_generations => ImagesGenerations,
+    images_edits => ImagesEdits,
+    images_variations => ImagesVariations,
+    audio_speech => AudioSpeech,
+    audio_transcriptions => AudioTranscriptions,
+    audio_translations => AudioTranslations,
 }
 
 /// Answers a call to a model endpoint, whatever carries its body: axum's
@@ -157,6 +182,9 @@ struct Pending {
     /// The output the upstream may produce (the reservation's worst case),
     /// charged when the client left before the answer was read.
     output_allowance: i64,
+    /// What the call uses in units other than tokens, as asked (images,
+    /// characters, an audio estimate, one request).
+    units: Measure,
     recorded: bool,
 }
 
@@ -174,22 +202,35 @@ impl Drop for Pending {
     /// reservation settled to that, not released at zero.
     fn drop(&mut self) {
         if !self.recorded {
-            let usage = Usage {
-                prompt_tokens: self.prompt_estimate,
-                completion_tokens: self.output_allowance,
-            };
-            self.record(client_closed(), usage);
+            let usage = Usage::tokens(self.prompt_estimate, self.output_allowance);
+            self.record(client_closed(), usage, None);
         }
     }
 }
 
 impl Pending {
-    fn record(&mut self, status: StatusCode, usage: Usage) {
+    /// Records the call: `usage` as reported (or estimated), `images` as
+    /// counted in the answer (`None`: as many as were asked for).
+    fn record(&mut self, status: StatusCode, usage: Usage, images: Option<i64>) {
         self.recorded = true;
-        let cost = self
-            .route
-            .price
-            .cost(usage.prompt_tokens, usage.completion_tokens);
+        // Units other than tokens are billed when the call was answered
+        // (or the client left after the upstream started on it).
+        let billed = status.is_success() || status == client_closed();
+        let unit = |asked: i64| if billed { asked } else { 0 };
+        let measure = Measure {
+            prompt_tokens: usage.prompt_tokens,
+            completion_tokens: usage.completion_tokens,
+            cached_tokens: usage.cached_tokens,
+            images: images.unwrap_or(unit(self.units.images)),
+            characters: unit(self.units.characters),
+            audio_ms: if usage.audio_ms > 0 {
+                usage.audio_ms
+            } else {
+                unit(self.units.audio_ms)
+            },
+            requests: unit(self.units.requests),
+        };
+        let cost = self.route.price.charge(&measure);
         let tokens = usage.prompt_tokens.saturating_add(usage.completion_tokens);
         let elapsed = self.started.elapsed();
         telemetry::request_finished(
@@ -236,20 +277,50 @@ where
     let started = Instant::now();
     let (parts, body) = req.into_parts();
     let key = caller(&gw, &parts, endpoint.group(), Access::Write).await?;
-    let raw = Limited::new(body, gw.max_body_bytes)
+    let limit = if endpoint.multipart() {
+        gw.max_upload_bytes
+    } else {
+        gw.max_body_bytes
+    };
+    let raw = Limited::new(body, limit)
         .collect()
         .await
         .map(|collected| collected.to_bytes())
-        .map_err(|e| ApiError::unreadable_body(&*e, gw.max_body_bytes))?;
-    let head = request::parse(endpoint, &raw, needs_prompt_tokens(&key))?;
+        .map_err(|e| ApiError::unreadable_body(&*e, limit))?;
+    let client_type = parts.headers.get(header::CONTENT_TYPE).cloned();
+    let form = if endpoint.multipart() {
+        let ct = client_type.as_ref().and_then(|v| v.to_str().ok());
+        Some(request::form::parse(endpoint, ct, &raw)?)
+    } else {
+        None
+    };
+    let head = match &form {
+        Some(f) => f.head.clone(),
+        None => request::parse(endpoint, &raw, needs_prompt_tokens(&key))?,
+    };
     let route = gw
         .catalog
         .route(&head.model, |m| key.model_allowed(m))
         .ok_or_else(|| ApiError::model_not_found(&head.model))?
         .clone();
     head.check_output_limit(route.max_output_tokens)?;
-    let (upstream_body, strip_usage) =
-        request::upstream_body(&raw, &head, route.rename.as_deref())?;
+    let plan = match endpoint {
+        Endpoint::Responses => responses::plan(&gw, &key, &route, &head, &raw).await?,
+        _ => {
+            let (body, strip_usage) = match &form {
+                Some(f) => (f.upstream_body(&raw, route.rename.as_deref()), false),
+                None => request::upstream_body(&raw, &head, route.rename.as_deref())?,
+            };
+            Plan {
+                endpoint,
+                body,
+                content_type: form.is_some().then_some(client_type).flatten(),
+                strip_usage,
+                translation: None,
+                keep: None,
+            }
+        }
+    };
     // A place in the ledger's queue before anything is spent: a call that
     // could not be billed is not made.
     let Ok(slot) = gw.meter.reserve().await else {
@@ -282,6 +353,7 @@ where
         prompt_estimate: i64::try_from(head.prompt_estimate(raw.len())).unwrap_or(i64::MAX),
         output_allowance: i64::try_from(head.output_allowance(route.max_output_tokens))
             .unwrap_or(i64::MAX),
+        units: head.units,
         recorded: false,
     };
 
@@ -290,19 +362,26 @@ where
         content_type,
         retry_after,
         body,
-    } = match call_upstream(&route, endpoint, upstream_body).await {
+    } = match call_upstream(&route, plan.endpoint, plan.body, plan.content_type).await {
         Ok(a) => a,
         Err(err) => {
-            pending.record(err.status(), Usage::default());
+            pending.record(err.status(), Usage::default(), None);
             return Err(err);
         }
     };
     let is_stream = head.stream && status.is_success();
+    let translated = plan.translation.is_some();
     let mut response = if is_stream {
+        let tap = match plan.translation {
+            Some(t) => Tap::Translate(Box::new(StreamTranslator::new(t))),
+            None => Tap::Upstream(UsageTap::new(plan.strip_usage)),
+        };
         let relay = Relay {
             inner: body.into_stream(),
-            tap: UsageTap::new(strip_usage),
+            tap,
             pending: Some(pending),
+            keep: plan.keep,
+            recording: None,
             finished: false,
         };
         Response::new(Body::from_stream(relay))
@@ -310,11 +389,28 @@ where
         let bytes = match body.read(&route).await {
             Ok(b) => b,
             Err(err) => {
-                pending.record(err.status(), Usage::default());
+                pending.record(err.status(), Usage::default(), None);
                 return Err(err);
             }
         };
-        pending.record(status, usage_of(&bytes).unwrap_or_default());
+        let (bytes, usage) = match (&plan.translation, status.is_success()) {
+            (Some(ctx), true) => responses::answer_translated(&bytes, ctx),
+            _ => (bytes.clone(), usage_of(&bytes).unwrap_or_default()),
+        };
+        let counted = status
+            .is_success()
+            .then(|| sse::units_of(endpoint, &bytes))
+            .flatten();
+        if status.is_success() {
+            if let Some(keep) = &plan.keep {
+                keep.record_answer(&gw, &bytes).await;
+            }
+        }
+        let usage = Usage {
+            audio_ms: usage.audio_ms.max(counted.map_or(0, |c| c.audio_ms)),
+            ..usage
+        };
+        pending.record(status, usage, counted.and_then(|c| c.images));
         Response::new(Body::from(bytes))
     };
     *response.status_mut() = status;
@@ -322,6 +418,11 @@ where
     // Room for all of them at once, `x-request-id` included, instead of
     // growing the map twice on the way.
     headers.reserve(12);
+    let content_type = match (translated, is_stream) {
+        (true, true) => Some(HeaderValue::from_static("text/event-stream")),
+        (true, false) if status.is_success() => None,
+        _ => content_type,
+    };
     headers.insert(
         header::CONTENT_TYPE,
         content_type.unwrap_or_else(|| HeaderValue::from_static("application/json")),
@@ -337,6 +438,21 @@ where
     text.number(&OPENAI_PROCESSING_MS, started.elapsed().as_millis() as u64);
     text.write_to(headers);
     Ok(response)
+}
+
+/// How a call goes upstream: to which endpoint, with which body, and
+/// what happens to its answer.
+pub(crate) struct Plan {
+    pub endpoint: Endpoint,
+    pub body: Bytes,
+    /// The client's own content type (forms), else JSON.
+    pub content_type: Option<HeaderValue>,
+    /// Remove the chat stream's usage chunk Keyward asked for.
+    pub strip_usage: bool,
+    /// A Responses call to a chat-only upstream: translated both ways.
+    pub translation: Option<crate::translate::ResponseContext>,
+    /// Who will own the response this call creates, if it is kept.
+    pub keep: Option<responses::Keep>,
 }
 
 /// Built once: a header name given as a string is parsed on every insert.
@@ -393,12 +509,17 @@ impl AnswerBody {
 }
 
 /// Sends the request to the route's upstream, over HTTP or in process.
-async fn call_upstream(route: &Route, endpoint: Endpoint, body: Bytes) -> Result<Answer, ApiError> {
+async fn call_upstream(
+    route: &Route,
+    endpoint: Endpoint,
+    body: Bytes,
+    content_type: Option<HeaderValue>,
+) -> Result<Answer, ApiError> {
     match &route.upstream.transport {
         Transport::Http(http) => {
             let mut call = hyper::Request::post(http.path(endpoint)).header(
                 header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
+                content_type.unwrap_or_else(|| HeaderValue::from_static("application/json")),
             );
             if let Some(auth) = &http.authorization {
                 call = call.header(header::AUTHORIZATION, auth.clone());
@@ -438,13 +559,17 @@ async fn call_upstream(route: &Route, endpoint: Endpoint, body: Bytes) -> Result
 }
 
 /// Why an upstream call failed.
-enum Fault<'e> {
+pub(crate) enum Fault<'e> {
     Timeout,
     Unreachable(&'e dyn std::error::Error),
 }
 
-fn upstream_error(route: &Route, fault: Fault<'_>) -> ApiError {
-    let name = &route.upstream.name;
+pub(crate) fn upstream_error(route: &Route, fault: Fault<'_>) -> ApiError {
+    upstream_fault(&route.upstream.name, fault)
+}
+
+/// The upstream `name` failed: counted, logged, and answered in words.
+pub(crate) fn upstream_fault(name: &str, fault: Fault<'_>) -> ApiError {
     match fault {
         Fault::Timeout => {
             telemetry::upstream_error(name, "timeout");
@@ -485,9 +610,70 @@ impl std::fmt::Display for ErrorChain<'_> {
 /// what was used.
 struct Relay {
     inner: BoxStream<'static, Result<Bytes, std::io::Error>>,
-    tap: UsageTap,
+    tap: Tap,
     pending: Option<Pending>,
+    /// Who owns the response this stream creates, if it is kept.
+    keep: Option<responses::Keep>,
+    /// The owner being recorded, and the last bytes held back until it is:
+    /// a client that reads the end of a stream can fetch the response.
+    recording: Option<(BoxFuture<'static, ()>, Bytes)>,
     finished: bool,
+}
+
+/// What reads a stream on its way: the upstream's own events, or chat
+/// events turned into the Responses API's.
+enum Tap {
+    Upstream(UsageTap),
+    Translate(Box<StreamTranslator>),
+}
+
+impl Tap {
+    fn feed(&mut self, chunk: Bytes) -> Bytes {
+        match self {
+            Tap::Upstream(tap) => tap.feed(chunk),
+            Tap::Translate(t) => t.feed(&chunk),
+        }
+    }
+
+    /// What is left to send when the upstream ended.
+    fn finish(&mut self) -> Bytes {
+        match self {
+            Tap::Upstream(tap) => tap.finish(),
+            Tap::Translate(t) => t.finish(),
+        }
+    }
+
+    /// Usage reported, or else estimated from the prompt and the events seen.
+    fn usage(&self, prompt_estimate: i64) -> Usage {
+        match self {
+            Tap::Upstream(tap) => tap
+                .usage
+                .unwrap_or(Usage::tokens(prompt_estimate, tap.events)),
+            Tap::Translate(t) => t
+                .usage()
+                .map_or(Usage::tokens(prompt_estimate, 0), |u| Usage {
+                    prompt_tokens: u.input_tokens,
+                    completion_tokens: u.output_tokens,
+                    cached_tokens: u.cached_tokens,
+                    audio_ms: 0,
+                }),
+        }
+    }
+
+    /// The client has the whole stream.
+    fn done(&self) -> bool {
+        match self {
+            Tap::Upstream(tap) => tap.done,
+            Tap::Translate(t) => t.final_response().is_some(),
+        }
+    }
+
+    fn images(&self) -> Option<i64> {
+        match self {
+            Tap::Upstream(tap) if tap.images > 0 => Some(tap.images),
+            _ => None,
+        }
+    }
 }
 
 impl Stream for Relay {
@@ -495,6 +681,20 @@ impl Stream for Relay {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         loop {
+            if let Some((recording, _)) = &mut self.recording {
+                if recording.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                let rest = self
+                    .recording
+                    .take()
+                    .map(|(_, rest)| rest)
+                    .unwrap_or_default();
+                self.finished = true;
+                if !rest.is_empty() {
+                    return Poll::Ready(Some(Ok(rest)));
+                }
+            }
             if self.finished {
                 return Poll::Ready(None);
             }
@@ -502,6 +702,7 @@ impl Stream for Relay {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Ok(chunk))) => {
                     let out = self.tap.feed(chunk);
+                    self.keep_native_response();
                     if !out.is_empty() {
                         return Poll::Ready(Some(Ok(out)));
                     }
@@ -509,12 +710,31 @@ impl Stream for Relay {
                 Poll::Ready(Some(Err(e))) => {
                     self.finished = true;
                     self.settle(StatusCode::BAD_GATEWAY);
+                    if let Tap::Translate(t) = &mut self.tap {
+                        // The client gets Responses' own failure event.
+                        let failed = t.fail("The upstream's stream broke off before it ended.");
+                        return Poll::Ready(Some(Ok(failed)));
+                    }
                     return Poll::Ready(Some(Err(e)));
                 }
                 Poll::Ready(None) => {
-                    self.finished = true;
                     let rest = self.tap.finish();
                     self.settle(StatusCode::OK);
+                    let keep = self.keep.take();
+                    let translated = match (&self.tap, keep) {
+                        (Tap::Translate(t), Some(keep)) => {
+                            t.final_response().cloned().map(|r| (keep, r))
+                        }
+                        _ => None,
+                    };
+                    if let (Some((keep, response)), Some(p)) =
+                        (translated, self.pending.as_ref().map(|p| p.gw.clone()))
+                    {
+                        let recording = async move { keep.record_response(&p, &response).await };
+                        self.recording = Some((recording.boxed(), rest));
+                        continue;
+                    }
+                    self.finished = true;
                     if !rest.is_empty() {
                         return Poll::Ready(Some(Ok(rest)));
                     }
@@ -526,22 +746,34 @@ impl Stream for Relay {
 }
 
 impl Relay {
+    /// A native Responses stream names its response in its first event:
+    /// the owner is recorded then, long before the stream ends.
+    fn keep_native_response(&mut self) {
+        let Tap::Upstream(tap) = &self.tap else {
+            return;
+        };
+        let (Some(id), Some(gw)) = (&tap.response_id, self.pending.as_ref().map(|p| &p.gw)) else {
+            return;
+        };
+        if let Some(keep) = self.keep.take() {
+            let (gw, id) = (gw.clone(), id.clone());
+            tokio::spawn(async move { keep.record_id(&gw, &id, now_unix()).await });
+        }
+    }
+
     fn settle(&mut self, status: StatusCode) {
         if let Some(mut p) = self.pending.take() {
             // Without the upstream's count (the stream was cut short),
             // estimate: the prompt as admitted, one token per event.
-            // A client that read up to `[DONE]` got the whole stream, even
-            // if it hung up before the upstream closed.
-            let status = if self.tap.done && status.as_u16() == 499 {
+            // A client that read the whole stream got it, even if it hung
+            // up before the upstream closed.
+            let status = if self.tap.done() && status.as_u16() == 499 {
                 StatusCode::OK
             } else {
                 status
             };
-            let usage = self.tap.usage.unwrap_or(Usage {
-                prompt_tokens: p.prompt_estimate,
-                completion_tokens: self.tap.events,
-            });
-            p.record(status, usage);
+            let usage = self.tap.usage(p.prompt_estimate);
+            p.record(status, usage, self.tap.images());
         }
     }
 }

@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::error::ApiError;
 
+pub mod form;
 pub mod tokens;
 
 pub use keyward_core::Endpoint;
@@ -82,7 +83,7 @@ struct Fields {
 }
 
 /// What the gateway knows of a request.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Head {
     pub endpoint: Endpoint,
     pub model: String,

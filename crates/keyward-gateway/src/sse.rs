@@ -4,13 +4,106 @@
 
 use bytes::{Bytes, BytesMut};
 
-/// Token counts reported by an upstream.
+/// What an upstream reported using, in any of OpenAI's shapes: chat's
+/// `prompt_tokens`/`completion_tokens`, the Responses API's (and images')
+/// `input_tokens`/`output_tokens` with their cached part, or a
+/// transcription's `{"type":"duration","seconds":…}`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(from = "ReportedUsage")]
 pub struct Usage {
-    #[serde(default)]
     pub prompt_tokens: i64,
-    #[serde(default)]
     pub completion_tokens: i64,
+    /// The part of `prompt_tokens` served from the upstream's cache.
+    pub cached_tokens: i64,
+    /// Audio transcribed, in milliseconds.
+    pub audio_ms: i64,
+}
+
+impl Usage {
+    /// Input and output tokens only.
+    pub fn tokens(prompt_tokens: i64, completion_tokens: i64) -> Usage {
+        Usage {
+            prompt_tokens,
+            completion_tokens,
+            ..Usage::default()
+        }
+    }
+}
+
+/// `usage` as it comes, whichever shape.
+#[derive(serde::Deserialize)]
+struct ReportedUsage {
+    prompt_tokens: Option<i64>,
+    completion_tokens: Option<i64>,
+    input_tokens: Option<i64>,
+    output_tokens: Option<i64>,
+    prompt_tokens_details: Option<TokenDetails>,
+    input_tokens_details: Option<TokenDetails>,
+    seconds: Option<f64>,
+}
+
+#[derive(serde::Deserialize)]
+struct TokenDetails {
+    cached_tokens: Option<i64>,
+}
+
+impl From<ReportedUsage> for Usage {
+    fn from(r: ReportedUsage) -> Usage {
+        let details = r.input_tokens_details.or(r.prompt_tokens_details);
+        Usage {
+            prompt_tokens: r.prompt_tokens.or(r.input_tokens).unwrap_or(0),
+            completion_tokens: r.completion_tokens.or(r.output_tokens).unwrap_or(0),
+            cached_tokens: details.and_then(|d| d.cached_tokens).unwrap_or(0),
+            audio_ms: r.seconds.map_or(0, seconds_to_ms),
+        }
+    }
+}
+
+/// What an answer counted besides tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counted {
+    /// Images in an image endpoint's `data`.
+    pub images: Option<i64>,
+    /// A transcription's or translation's `duration` (verbose_json).
+    pub audio_ms: i64,
+}
+
+/// Reads the images and audio duration out of a whole answer of the image
+/// and audio endpoints; `None` for other endpoints or other bodies.
+pub fn units_of(endpoint: keyward_core::Endpoint, body: &[u8]) -> Option<Counted> {
+    use keyward_core::Endpoint::*;
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        data: Option<Vec<serde::de::IgnoredAny>>,
+        duration: Option<f64>,
+    }
+    if !matches!(
+        endpoint,
+        ImagesGenerations
+            | ImagesEdits
+            | ImagesVariations
+            | AudioTranscriptions
+            | AudioTranslations
+    ) {
+        return None;
+    }
+    let answer: Answer = serde_json::from_slice(body).ok()?;
+    Some(Counted {
+        images: answer
+            .data
+            .map(|d| i64::try_from(d.len()).unwrap_or(i64::MAX)),
+        audio_ms: answer.duration.map_or(0, seconds_to_ms),
+    })
+}
+
+/// Seconds of audio as whole milliseconds, rounded up; nonsense is zero.
+pub fn seconds_to_ms(seconds: f64) -> i64 {
+    if seconds.is_finite() && seconds > 0.0 {
+        // `as` saturates at i64::MAX.
+        (seconds * 1000.0).ceil() as i64
+    } else {
+        0
+    }
 }
 
 /// Reads `usage` out of a whole JSON response body.
@@ -62,6 +155,9 @@ fn trailing_usage(body: &[u8]) -> Option<Usage> {
 }
 
 /// Watches a stream for its usage chunk; optionally removes that chunk.
+/// Reads chat streams (a usage chunk), the Responses API's (usage in the
+/// terminal `response.*` event, and the response's id from the first)
+/// and images' (usage in each `*.completed` event).
 pub struct UsageTap {
     pending: BytesMut,
     scanned: usize,
@@ -70,8 +166,13 @@ pub struct UsageTap {
     /// Data events seen, about one output token each: the estimate used
     /// when a stream ends before its usage chunk.
     pub events: i64,
-    /// `data: [DONE]` has passed: the client has the whole stream.
+    /// `data: [DONE]` (or a Responses stream's terminal event) has
+    /// passed: the client has the whole stream.
     pub done: bool,
+    /// A Responses stream's response id, from `response.created`.
+    pub response_id: Option<String>,
+    /// Images an image stream completed.
+    pub images: i64,
 }
 
 impl UsageTap {
@@ -83,6 +184,8 @@ impl UsageTap {
             usage: None,
             events: 0,
             done: false,
+            response_id: None,
+            images: 0,
         }
     }
 
@@ -161,21 +264,52 @@ impl UsageTap {
             usage: Option<Usage>,
             #[serde(default)]
             choices: Vec<serde::de::IgnoredAny>,
+            #[serde(rename = "type")]
+            kind: Option<String>,
+            response: Option<Response>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Response {
+            id: Option<String>,
+            usage: Option<Usage>,
         }
         let data: Vec<u8> = event
             .split(|&b| b == b'\n')
             .filter_map(|line| line.strip_prefix(b"data:"))
             .flat_map(|d| d.trim_ascii().iter().copied())
             .collect();
-        match serde_json::from_slice::<Chunk>(&data) {
-            Ok(Chunk {
-                usage: Some(u),
-                choices,
-            }) => {
-                self.usage = Some(u);
-                choices.is_empty()
+        let Ok(chunk) = serde_json::from_slice::<Chunk>(&data) else {
+            return false;
+        };
+        if let Some(response) = chunk.response {
+            // Responses API: the id comes first, usage in the terminal event.
+            if self.response_id.is_none() {
+                self.response_id = response.id;
             }
-            _ => false,
+            if response.usage.is_some() {
+                self.usage = response.usage;
+                self.done = true;
+            }
+            return false;
+        }
+        let kind = chunk.kind.as_deref().unwrap_or_default();
+        if kind.starts_with("image_") && kind.ends_with(".completed") {
+            self.images += 1;
+            if let Some(u) = chunk.usage {
+                let sum = self.usage.unwrap_or_default();
+                self.usage = Some(Usage::tokens(
+                    sum.prompt_tokens.saturating_add(u.prompt_tokens),
+                    sum.completion_tokens.saturating_add(u.completion_tokens),
+                ));
+            }
+            return false;
+        }
+        match chunk.usage {
+            Some(u) => {
+                self.usage = Some(u);
+                chunk.choices.is_empty() && kind.is_empty()
+            }
+            None => false,
         }
     }
 }
@@ -205,10 +339,54 @@ data: [DONE]\n\n";
     }
 
     fn tokens(prompt_tokens: i64, completion_tokens: i64) -> Option<Usage> {
-        Some(Usage {
-            prompt_tokens,
-            completion_tokens,
-        })
+        Some(Usage::tokens(prompt_tokens, completion_tokens))
+    }
+
+    #[test]
+    fn every_usage_shape_reads() {
+        let read = |body: &str| usage_of(body.as_bytes()).unwrap();
+        let responses = r#"{"id":"resp_1","object":"response","usage":{"input_tokens":40,"input_tokens_details":{"cached_tokens":16},"output_tokens":9,"output_tokens_details":{"reasoning_tokens":2},"total_tokens":49},"status":"completed"}"#;
+        let u = read(responses);
+        assert_eq!(
+            (u.prompt_tokens, u.completion_tokens, u.cached_tokens),
+            (40, 9, 16)
+        );
+        let chat = r#"{"usage":{"prompt_tokens":5,"completion_tokens":1,"prompt_tokens_details":{"cached_tokens":4}}}"#;
+        assert_eq!(read(chat).cached_tokens, 4);
+        let whisper = r#"{"text":"hi","usage":{"type":"duration","seconds":61.25}}"#;
+        assert_eq!(read(whisper).audio_ms, 61_250);
+        for bad in [-1.0, f64::NAN, f64::INFINITY] {
+            assert_eq!(seconds_to_ms(bad), 0);
+        }
+        assert_eq!(seconds_to_ms(1e300), i64::MAX, "saturates");
+    }
+
+    #[test]
+    fn a_responses_stream_gives_its_id_first_and_usage_last() {
+        let stream = "event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0,\"response\":{\"id\":\"resp_9\",\"status\":\"in_progress\",\"usage\":null,\"output\":[{\"text\":\"the word \\\"usage\\\"\"}]}}\n\n\
+event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"usage\"}\n\n\
+event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"id\":\"resp_9\",\"usage\":{\"input_tokens\":12,\"output_tokens\":3}}}\n\n";
+        for cut in 0..stream.len() {
+            let mut tap = UsageTap::new(false);
+            let mut out = Vec::new();
+            out.extend_from_slice(&tap.feed(Bytes::copy_from_slice(&stream.as_bytes()[..cut])));
+            assert!(!tap.done || cut == stream.len());
+            out.extend_from_slice(&tap.feed(Bytes::copy_from_slice(&stream.as_bytes()[cut..])));
+            out.extend_from_slice(&tap.finish());
+            assert_eq!(out, stream.as_bytes(), "passed through untouched");
+            assert_eq!(tap.response_id.as_deref(), Some("resp_9"));
+            assert_eq!(tap.usage, tokens(12, 3));
+            assert!(tap.done);
+        }
+    }
+
+    #[test]
+    fn an_image_stream_counts_its_images() {
+        let stream = "event: image_generation.partial_image\ndata: {\"type\":\"image_generation.partial_image\",\"b64_json\":\"AA\"}\n\n\
+event: image_generation.completed\ndata: {\"type\":\"image_generation.completed\",\"b64_json\":\"AA\",\"usage\":{\"input_tokens\":10,\"output_tokens\":100}}\n\n";
+        let mut tap = UsageTap::new(false);
+        tap.feed(Bytes::from_static(stream.as_bytes()));
+        assert_eq!((tap.images, tap.usage), (1, tokens(10, 100)));
     }
 
     #[test]
@@ -259,13 +437,7 @@ data: [DONE]\n\n";
     fn passes_through_and_reads_usage() {
         let (out, usage) = run(false, &[5, 70, 71, 120]);
         assert_eq!(out, STREAM);
-        assert_eq!(
-            usage,
-            Some(Usage {
-                prompt_tokens: 7,
-                completion_tokens: 2
-            })
-        );
+        assert_eq!(usage, tokens(7, 2));
     }
 
     #[test]

@@ -51,7 +51,7 @@ use crate::error::ApiError;
 
 /// A fresh id for an item Keyward creates: `prefix` then 24 random base-62
 /// characters (`msg_…`, `fc_…`, `fco_…`, `call_…`).
-fn mint_id(prefix: &str) -> String {
+pub(crate) fn mint_id(prefix: &str) -> String {
     let mut random = [0u8; 24];
     keyward_core::base62::fill_random(&mut random);
     let mut id = String::with_capacity(prefix.len() + random.len());

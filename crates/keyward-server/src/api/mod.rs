@@ -140,7 +140,14 @@ pub fn app(state: AppState, gateway: Gateway, metrics: Option<metrics::MetricsAc
     let router = router
         .merge(keyward_gateway::routes(gateway))
         .merge(dashboard)
-        .fallback(|| async {
+        .fallback(|uri: axum::http::Uri| async move {
+            if uri.path().starts_with("/v1/") {
+                return ApiError::not_found(format!(
+                    "Unknown request URL: {}. Keyward's gateway serves {}; see /openapi.json for its management API.",
+                    uri.path().chars().take(100).collect::<String>(),
+                    keyward_gateway::SERVED_PATHS.join(", ")
+                ));
+            }
             ApiError::not_found(
                 "Unknown request URL. See /openapi.json for the endpoints Keyward serves.",
             )

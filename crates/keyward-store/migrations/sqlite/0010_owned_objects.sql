@@ -8,6 +8,7 @@ CREATE TABLE owned_objects (
     object_id   TEXT    NOT NULL,
     project_id  TEXT    NOT NULL REFERENCES projects (id),
     key_id      TEXT    NOT NULL,
+    owner_id    TEXT    NOT NULL,
     upstream    TEXT    NOT NULL,
     created_at  INTEGER NOT NULL,
     purpose     TEXT,

@@ -11,6 +11,7 @@ fn object_from_row(r: &AnyRow) -> Result<OwnedObject> {
         id: r.try_get("object_id")?,
         project_id: parse_id(r, "project_id", ProjectId::parse)?,
         key_id: parse_id(r, "key_id", KeyId::parse)?,
+        owner_id: parse_id(r, "owner_id", UserId::parse)?,
         upstream: r.try_get("upstream")?,
         created_at: r.try_get("created_at")?,
         purpose: r.try_get("purpose")?,
@@ -25,15 +26,16 @@ fn object_from_row(r: &AnyRow) -> Result<OwnedObject> {
 impl ObjectStore for SqlStore {
     async fn insert_object(&self, o: &OwnedObject) -> Result<bool> {
         Ok(sqlx::query(
-            "INSERT INTO owned_objects (kind, object_id, project_id, key_id, upstream, created_at, \
-             purpose, parent_id, snapshot, items, settled) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+            "INSERT INTO owned_objects (kind, object_id, project_id, key_id, owner_id, upstream, \
+             created_at, purpose, parent_id, snapshot, items, settled) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
              ON CONFLICT (kind, object_id) DO NOTHING",
         )
         .bind(o.kind.as_str())
         .bind(o.id.as_str())
         .bind(o.project_id.as_str())
         .bind(o.key_id.as_str())
+        .bind(o.owner_id.as_str())
         .bind(o.upstream.as_str())
         .bind(o.created_at)
         .bind(o.purpose.as_deref())

@@ -1,0 +1,61 @@
+//! Usage that arrives after the call that caused it: a background
+//! response's, seen finished on a later retrieve, and a batch's, seen
+//! completed. Recorded once per object: the object's row is marked settled
+//! first, and the ledger row's request id is the object's id, which the
+//! ledger never stores twice.
+
+use keyward_core::time::now_unix;
+use keyward_core::{Measure, OwnedObject, UsageEvent};
+
+use crate::request::Endpoint;
+use crate::sse::Usage;
+use crate::Gateway;
+
+/// Records `usage` of `object` under `endpoint`, priced as `model` (the
+/// catalog's price for it; nothing when the model is not configured),
+/// billed to the object's creator. Does nothing if it was recorded before.
+pub(crate) async fn record(
+    gw: &Gateway,
+    object: &OwnedObject,
+    endpoint: Endpoint,
+    model: &str,
+    usage: Usage,
+) {
+    let Ok(slot) = gw.meter.reserve().await else {
+        tracing::warn!(object = %object.id, "the ledger is full: usage seen later is recorded at the next look");
+        return;
+    };
+    match gw.objects.settle(object.kind, &object.id).await {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(e) => {
+            tracing::warn!(error = %e, object = %object.id, "could not mark usage as recorded; it is recorded at the next look");
+            return;
+        }
+    }
+    let route = gw.catalog.route(model, |_| true);
+    let price = route.map(|r| r.price).unwrap_or_default();
+    let cost = price.charge(&Measure {
+        prompt_tokens: usage.prompt_tokens,
+        completion_tokens: usage.completion_tokens,
+        cached_tokens: usage.cached_tokens,
+        ..Measure::default()
+    });
+    gw.meter.record(
+        slot,
+        UsageEvent {
+            request_id: object.id.clone(),
+            key_id: object.key_id.clone(),
+            project_id: object.project_id.clone(),
+            user_id: object.owner_id.clone(),
+            model: route.map_or_else(|| model.into(), |r| r.id.clone()),
+            endpoint,
+            prompt_tokens: usage.prompt_tokens,
+            completion_tokens: usage.completion_tokens,
+            cost,
+            status: 200,
+            latency_ms: 0,
+            created_at: now_unix(),
+        },
+    );
+}

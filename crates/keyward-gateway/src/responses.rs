@@ -1,0 +1,449 @@
+//! The Responses API. `POST /v1/responses` runs through the model
+//! endpoints' path (`proxy`); this module plans it (whose
+//! `previous_response_id` it is, whether the upstream speaks Responses or
+//! is translated to chat completions, who will own the response) and
+//! serves the calls that name a response by id:
+//! `GET|DELETE /v1/responses/{id}`, `POST …/{id}/cancel` and
+//! `GET …/{id}/input_items`.
+//!
+//! Ownership: every project shares the upstream's credential, so Keyward
+//! records the project that created each kept response and answers any
+//! other project 404, the same 404 as for an id that never existed,
+//! without asking the upstream. Responses of a chat-only upstream (the
+//! local model) are kept by Keyward itself: the Response, and the input
+//! that led to it for `input_items` and `previous_response_id`.
+//!
+//! Background responses (native upstreams only) have no usage when they
+//! are created; their usage is recorded once, when a retrieve first shows
+//! them finished.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use keyward_core::time::now_unix;
+use keyward_core::{Access, EndpointGroup, KeyId, ObjectKind, OwnedObject, ProjectId, UserId};
+use keyward_service::ActiveKey;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::catalog::{ResponsesMode, Route};
+use crate::error::ApiError;
+use crate::forward::{self as upstream, Forwarded};
+use crate::proxy::{caller, Plan};
+use crate::request::{self, Endpoint, Head};
+use crate::sse::Usage;
+use crate::translate::{self, ResponseContext};
+use crate::Gateway;
+
+/// 404 for a response the caller may not see, whether it exists or not.
+fn not_found(id: &str) -> ApiError {
+    ApiError::not_found(format!(
+        "No response found with id '{}'.",
+        id.chars().take(64).collect::<String>()
+    ))
+    .with_param("response_id")
+}
+
+/// The response `id` if the caller's project owns it.
+async fn owned(gw: &Gateway, key: &ActiveKey, id: &str) -> Result<OwnedObject, ApiError> {
+    let Some(project) = &key.key.project_id else {
+        return Err(not_found(id));
+    };
+    gw.objects
+        .owned(ObjectKind::Response, id, project)
+        .await?
+        .ok_or_else(|| not_found(id))
+}
+
+/// How `POST /v1/responses` goes upstream.
+pub(crate) async fn plan(
+    gw: &Gateway,
+    key: &Arc<ActiveKey>,
+    route: &Arc<Route>,
+    head: &Head,
+    raw: &Bytes,
+) -> Result<Plan, ApiError> {
+    let previous = match &head.previous_response_id {
+        Some(id) => {
+            let row = owned(gw, key, id)
+                .await
+                .map_err(|e| e.with_param("previous_response_id"))?;
+            if row.upstream != route.upstream.name {
+                return Err(ApiError::invalid(
+                    Some("previous_response_id".into()),
+                    format!(
+                        "The response '{id}' was answered by another provider than the model `{}`; continue it with a model of that provider, or start a new conversation.",
+                        route.id
+                    ),
+                ));
+            }
+            Some(row)
+        }
+        None => None,
+    };
+    let keeper = |kept: Kept| {
+        let project_id = key.key.project_id.clone()?;
+        head.store.then(|| Keep {
+            project_id,
+            key_id: key.key.id.clone(),
+            owner_id: key.key.owner_id.clone(),
+            upstream: route.upstream.name.clone(),
+            background: head.background,
+            kept,
+        })
+    };
+    match route.upstream.responses {
+        ResponsesMode::Native => {
+            let (body, _) = request::upstream_body(raw, head, route.rename.as_deref())?;
+            Ok(Plan {
+                endpoint: Endpoint::Responses,
+                body,
+                content_type: None,
+                strip_usage: false,
+                translation: None,
+                keep: keeper(Kept::Native),
+            })
+        }
+        ResponsesMode::Translate => {
+            let body: Value = serde_json::from_slice(raw)
+                .map_err(|_| ApiError::invalid(None, "The request body is not a JSON object."))?;
+            let history = previous.as_ref().map(history_of).unwrap_or_default();
+            let chat = translate::chat_request(&body, &history, route.upstream_model())?;
+            // What came before (for the next continuation) and this
+            // request's own input (for `input_items`).
+            let items = json!({"history": history, "input": chat.input_items});
+            let chat_body = serde_json::to_vec(&chat.body).map_err(|_| ApiError::internal())?;
+            Ok(Plan {
+                endpoint: Endpoint::ChatCompletions,
+                body: chat_body.into(),
+                content_type: None,
+                strip_usage: false,
+                translation: Some(ResponseContext {
+                    id: translate::mint_id("resp_"),
+                    created_at: now_unix(),
+                    model: route.id.to_string(),
+                    echo: chat.echo,
+                }),
+                keep: keeper(Kept::Translated {
+                    items: items.to_string(),
+                }),
+            })
+        }
+    }
+}
+
+/// Parts of a kept translated response: `{"history": […], "input": […]}`
+/// from its items, `output` from the Response.
+fn kept_list(json: &Option<String>, field: &str) -> Vec<Value> {
+    match json
+        .as_deref()
+        .and_then(|s| serde_json::from_str::<Value>(s).ok())
+        .map(|mut v| v[field].take())
+    {
+        Some(Value::Array(items)) => items,
+        _ => Vec::new(),
+    }
+}
+
+/// A kept translated response's conversation so far: what came before
+/// it, its input, then what it answered.
+fn history_of(row: &OwnedObject) -> Vec<Value> {
+    let mut items = kept_list(&row.items, "history");
+    items.extend(kept_list(&row.items, "input"));
+    items.extend(kept_list(&row.snapshot, "output"));
+    items
+}
+
+/// A whole chat answer as the Response it stands for, and its usage.
+pub(crate) fn answer_translated(chat: &[u8], ctx: &ResponseContext) -> (Bytes, Usage) {
+    let chat: Value = serde_json::from_slice(chat).unwrap_or(Value::Null);
+    let response = translate::response_from_chat(&chat, ctx);
+    let usage = translate::usage_of_response(&response).map_or_else(Usage::default, |u| Usage {
+        prompt_tokens: u.input_tokens,
+        completion_tokens: u.output_tokens,
+        cached_tokens: u.cached_tokens,
+        audio_ms: 0,
+    });
+    (Bytes::from(response.to_string()), usage)
+}
+
+/// Who will own the response a call creates.
+pub(crate) struct Keep {
+    project_id: ProjectId,
+    key_id: KeyId,
+    owner_id: UserId,
+    upstream: String,
+    background: bool,
+    kept: Kept,
+}
+
+enum Kept {
+    /// The upstream keeps it; Keyward keeps its owner.
+    Native,
+    /// Keyward keeps it: what led to it (`{"history": […], "input": […]}`).
+    Translated { items: String },
+}
+
+impl Keep {
+    fn object(&self, id: &str, created_at: i64, snapshot: Option<String>) -> OwnedObject {
+        OwnedObject {
+            kind: ObjectKind::Response,
+            id: id.to_owned(),
+            project_id: self.project_id.clone(),
+            key_id: self.key_id.clone(),
+            owner_id: self.owner_id.clone(),
+            upstream: self.upstream.clone(),
+            created_at,
+            purpose: None,
+            parent_id: None,
+            snapshot,
+            items: match &self.kept {
+                Kept::Native => None,
+                Kept::Translated { items } => Some(items.clone()),
+            },
+            // A background response's usage comes later.
+            settled: !self.background,
+        }
+    }
+
+    async fn save(&self, gw: &Gateway, object: OwnedObject) {
+        if let Err(e) = gw.objects.record(&object).await {
+            tracing::error!(error = %e, response = %object.id, "the response's owner could not be recorded; its owner will get 404 for it");
+        }
+    }
+
+    /// A native stream named its response.
+    pub(crate) async fn record_id(&self, gw: &Gateway, id: &str, created_at: i64) {
+        self.save(gw, self.object(id, created_at, None)).await;
+    }
+
+    /// A translated response ended: Keyward keeps it.
+    pub(crate) async fn record_response(&self, gw: &Gateway, response: &Value) {
+        let Some(id) = response["id"].as_str() else {
+            return;
+        };
+        let created_at = response["created_at"].as_i64().unwrap_or_else(now_unix);
+        self.save(gw, self.object(id, created_at, Some(response.to_string())))
+            .await;
+    }
+
+    /// A whole answer (a Response object) came back.
+    pub(crate) async fn record_answer(&self, gw: &Gateway, body: &[u8]) {
+        let Ok(response) = serde_json::from_slice::<Value>(body) else {
+            return;
+        };
+        match self.kept {
+            Kept::Translated { .. } => self.record_response(gw, &response).await,
+            Kept::Native => {
+                if let Some(id) = response["id"].as_str() {
+                    let created_at = response["created_at"].as_i64().unwrap_or_else(now_unix);
+                    self.record_id(gw, id, created_at).await;
+                }
+            }
+        }
+    }
+}
+
+/// `GET /v1/responses/{id}`.
+pub async fn retrieve(
+    State(gw): State<Gateway>,
+    Path(id): Path<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let (parts, _) = req.into_parts();
+    let key = caller(&gw, &parts, EndpointGroup::Responses, Access::Read).await?;
+    let row = owned(&gw, &key, &id).await?;
+    if row.items.is_some() {
+        return Ok(json_response(
+            StatusCode::OK,
+            row.snapshot.unwrap_or_default().into(),
+        ));
+    }
+    let answer = forward(&gw, &row, Method::GET, &id, "", parts.uri.query()).await?;
+    if answer.status.is_success() && !row.settled {
+        settle_background(&gw, &row, &answer.body).await;
+    }
+    Ok(answer.into_response())
+}
+
+/// `DELETE /v1/responses/{id}`.
+pub async fn delete(
+    State(gw): State<Gateway>,
+    Path(id): Path<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let (parts, _) = req.into_parts();
+    let key = caller(&gw, &parts, EndpointGroup::Responses, Access::Write).await?;
+    let row = owned(&gw, &key, &id).await?;
+    if row.items.is_some() {
+        gw.objects.forget(ObjectKind::Response, &id).await?;
+        let body = json!({"id": id, "object": "response.deleted", "deleted": true});
+        return Ok(json_response(StatusCode::OK, body.to_string().into()));
+    }
+    let answer = forward(&gw, &row, Method::DELETE, &id, "", None).await?;
+    if answer.status.is_success() {
+        gw.objects.forget(ObjectKind::Response, &id).await?;
+    }
+    Ok(answer.into_response())
+}
+
+/// `POST /v1/responses/{id}/cancel`: background responses only.
+pub async fn cancel(
+    State(gw): State<Gateway>,
+    Path(id): Path<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let (parts, _) = req.into_parts();
+    let key = caller(&gw, &parts, EndpointGroup::Responses, Access::Write).await?;
+    let row = owned(&gw, &key, &id).await?;
+    if row.items.is_some() {
+        return Err(ApiError::invalid(
+            None,
+            "Only responses created with background: true can be cancelled; this one has finished.",
+        ));
+    }
+    let answer = forward(&gw, &row, Method::POST, &id, "/cancel", None).await?;
+    if answer.status.is_success() && !row.settled {
+        settle_background(&gw, &row, &answer.body).await;
+    }
+    Ok(answer.into_response())
+}
+
+/// The query of `GET …/input_items`.
+#[derive(Debug, Deserialize)]
+pub struct ItemsQuery {
+    after: Option<String>,
+    limit: Option<i64>,
+    order: Option<String>,
+}
+
+/// `GET /v1/responses/{id}/input_items`.
+pub async fn input_items(
+    State(gw): State<Gateway>,
+    Path(id): Path<String>,
+    Query(q): Query<ItemsQuery>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let (parts, _) = req.into_parts();
+    let key = caller(&gw, &parts, EndpointGroup::Responses, Access::Read).await?;
+    let row = owned(&gw, &key, &id).await?;
+    if row.items.is_none() {
+        let answer = forward(
+            &gw,
+            &row,
+            Method::GET,
+            &id,
+            "/input_items",
+            parts.uri.query(),
+        )
+        .await?;
+        return Ok(answer.into_response());
+    }
+    let limit = match q.limit {
+        None => 20,
+        Some(l) if (1..=100).contains(&l) => l as usize,
+        Some(l) => {
+            return Err(ApiError::invalid(
+                Some("limit".into()),
+                format!("Invalid 'limit': {l}. It must be an integer from 1 to 100."),
+            ))
+        }
+    };
+    let newest_first = match q.order.as_deref() {
+        None | Some("desc") => true,
+        Some("asc") => false,
+        Some(other) => {
+            return Err(ApiError::invalid(
+                Some("order".into()),
+                format!("Invalid 'order': '{other}'. It is 'asc' or 'desc'."),
+            ))
+        }
+    };
+    let mut items = kept_list(&row.items, "input");
+    if newest_first {
+        items.reverse();
+    }
+    let start = match &q.after {
+        None => 0,
+        Some(after) => {
+            items
+                .iter()
+                .position(|i| i["id"].as_str() == Some(after))
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        Some("after".into()),
+                        "`after` is not an item of this response; pass the `last_id` of the previous page.",
+                    )
+                })?
+                + 1
+        }
+    };
+    let page: Vec<Value> = items.iter().skip(start).take(limit).cloned().collect();
+    let body = json!({
+        "object": "list",
+        "data": page,
+        "first_id": page.first().map(|i| i["id"].clone()),
+        "last_id": page.last().map(|i| i["id"].clone()),
+        "has_more": items.len() > start + page.len(),
+    });
+    Ok(json_response(StatusCode::OK, body.to_string().into()))
+}
+
+fn json_response(status: StatusCode, body: Bytes) -> Response {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// Sends `method /responses/{id}{tail}?{query}` to the upstream that holds
+/// the response. An upstream 404 means it is gone there: forgotten here.
+async fn forward(
+    gw: &Gateway,
+    row: &OwnedObject,
+    method: Method,
+    id: &str,
+    tail: &str,
+    query: Option<&str>,
+) -> Result<Forwarded, ApiError> {
+    let upstream = gw.catalog.upstream(&row.upstream).ok_or_else(|| {
+        ApiError::unavailable(format!(
+            "The response '{id}' was answered by the provider `{}`, which is no longer configured.",
+            row.upstream
+        ))
+    })?;
+    let path = match query {
+        Some(q) => format!("/responses/{id}{tail}?{q}"),
+        None => format!("/responses/{id}{tail}"),
+    };
+    let answer = upstream::forward(upstream, method, &path, Bytes::new(), None).await?;
+    if answer.status == StatusCode::NOT_FOUND {
+        gw.objects.forget(ObjectKind::Response, id).await?;
+    }
+    Ok(answer)
+}
+
+/// A background response seen finished: its usage goes to the ledger once.
+async fn settle_background(gw: &Gateway, row: &OwnedObject, body: &[u8]) {
+    let Ok(response) = serde_json::from_slice::<Value>(body) else {
+        return;
+    };
+    let Some(usage) = translate::usage_of_response(&response) else {
+        return;
+    };
+    let model = response["model"].as_str().unwrap_or_default();
+    let usage = Usage {
+        prompt_tokens: usage.input_tokens,
+        completion_tokens: usage.output_tokens,
+        cached_tokens: usage.cached_tokens,
+        audio_ms: 0,
+    };
+    crate::deferred::record(gw, row, Endpoint::Responses, model, usage).await;
+}
