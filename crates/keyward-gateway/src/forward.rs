@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 
-use crate::catalog::{Transport, Upstream};
+use crate::catalog::{HttpUpstream, Transport, Upstream};
 use crate::error::ApiError;
 use crate::proxy::{upstream_fault, Fault};
 use crate::upstream;
@@ -24,13 +24,34 @@ impl IntoResponse for Forwarded {
     fn into_response(self) -> Response {
         let mut response = Response::new(Body::from(self.body));
         *response.status_mut() = self.status;
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            self.content_type
-                .unwrap_or_else(|| HeaderValue::from_static("application/json")),
-        );
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, self.content_type.unwrap_or_else(json));
         response
     }
+}
+
+fn json() -> HeaderValue {
+    HeaderValue::from_static("application/json")
+}
+
+/// A request to `http` with its credential; the content type is JSON's
+/// unless another is given.
+pub(crate) fn request(
+    http: &HttpUpstream,
+    method: Method,
+    uri: hyper::Uri,
+    content_type: Option<HeaderValue>,
+    body: Bytes,
+) -> Result<hyper::Request<Full<Bytes>>, ApiError> {
+    let mut call = hyper::Request::builder().method(method).uri(uri);
+    if let Some(ct) = content_type {
+        call = call.header(header::CONTENT_TYPE, ct);
+    }
+    if let Some(auth) = &http.authorization {
+        call = call.header(header::AUTHORIZATION, auth.clone());
+    }
+    call.body(Full::new(body)).map_err(|_| ApiError::internal())
 }
 
 /// Sends `method path` (after the upstream's base URL, query included)

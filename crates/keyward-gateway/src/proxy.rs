@@ -8,7 +8,7 @@ use std::time::Instant;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
@@ -16,7 +16,7 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use futures_util::FutureExt;
 use futures_util::{Stream, StreamExt};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use keyward_core::{time::now_unix, Access, EndpointGroup};
 use keyward_core::{Measure, UsageEvent};
@@ -517,16 +517,15 @@ async fn call_upstream(
 ) -> Result<Answer, ApiError> {
     match &route.upstream.transport {
         Transport::Http(http) => {
-            let mut call = hyper::Request::post(http.path(endpoint)).header(
-                header::CONTENT_TYPE,
-                content_type.unwrap_or_else(|| HeaderValue::from_static("application/json")),
-            );
-            if let Some(auth) = &http.authorization {
-                call = call.header(header::AUTHORIZATION, auth.clone());
-            }
-            let call = call
-                .body(Full::new(body))
-                .map_err(|_| ApiError::internal())?;
+            let content_type =
+                content_type.unwrap_or_else(|| HeaderValue::from_static("application/json"));
+            let call = crate::forward::request(
+                http,
+                Method::POST,
+                http.path(endpoint),
+                Some(content_type),
+                body,
+            )?;
             let deadline = tokio::time::Instant::now() + http.timeout;
             let (r, lease) =
                 match tokio::time::timeout_at(deadline, upstream::send(&http.origin, call)).await {

@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -57,6 +58,20 @@ async fn owned(gw: &Gateway, key: &ActiveKey, id: &str) -> Result<OwnedObject, A
         .owned(ObjectKind::Response, id, project)
         .await?
         .ok_or_else(|| not_found(id))
+}
+
+/// The caller's request, checked for `access` to responses, and the
+/// response `id` if the caller's project owns it.
+async fn caller_and_owned(
+    gw: &Gateway,
+    req: Request,
+    access: Access,
+    id: &str,
+) -> Result<(Parts, OwnedObject), ApiError> {
+    let (parts, _) = req.into_parts();
+    let key = caller(gw, &parts, EndpointGroup::Responses, access).await?;
+    let row = owned(gw, &key, id).await?;
+    Ok((parts, row))
 }
 
 /// How `POST /v1/responses` goes upstream.
@@ -254,9 +269,7 @@ pub async fn retrieve(
     Path(id): Path<String>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let (parts, _) = req.into_parts();
-    let key = caller(&gw, &parts, EndpointGroup::Responses, Access::Read).await?;
-    let row = owned(&gw, &key, &id).await?;
+    let (parts, row) = caller_and_owned(&gw, req, Access::Read, &id).await?;
     if row.items.is_some() {
         return Ok(json_response(
             StatusCode::OK,
@@ -276,9 +289,7 @@ pub async fn delete(
     Path(id): Path<String>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let (parts, _) = req.into_parts();
-    let key = caller(&gw, &parts, EndpointGroup::Responses, Access::Write).await?;
-    let row = owned(&gw, &key, &id).await?;
+    let (_, row) = caller_and_owned(&gw, req, Access::Write, &id).await?;
     if row.items.is_some() {
         gw.objects.forget(ObjectKind::Response, &id).await?;
         let body = json!({"id": id, "object": "response.deleted", "deleted": true});
@@ -297,9 +308,7 @@ pub async fn cancel(
     Path(id): Path<String>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let (parts, _) = req.into_parts();
-    let key = caller(&gw, &parts, EndpointGroup::Responses, Access::Write).await?;
-    let row = owned(&gw, &key, &id).await?;
+    let (_, row) = caller_and_owned(&gw, req, Access::Write, &id).await?;
     if row.items.is_some() {
         return Err(ApiError::invalid(
             None,
@@ -328,9 +337,7 @@ pub async fn input_items(
     Query(q): Query<ItemsQuery>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let (parts, _) = req.into_parts();
-    let key = caller(&gw, &parts, EndpointGroup::Responses, Access::Read).await?;
-    let row = owned(&gw, &key, &id).await?;
+    let (parts, row) = caller_and_owned(&gw, req, Access::Read, &id).await?;
     if row.items.is_none() {
         let answer = forward(
             &gw,

@@ -137,14 +137,7 @@ impl AuditStore for SqlStore {
             params.int(before),
             params.int(i64::from(page.limit) + 1)
         );
-        let rows = params
-            .bind_to(sqlx::query(&sql))
-            .fetch_all(&self.pool)
-            .await?;
-        let items = rows
-            .iter()
-            .map(audit_from_row)
-            .collect::<Result<Vec<_>>>()?;
-        Ok(listed(items, page.limit))
+        self.fetch_listed(&sql, &params, page.limit, audit_from_row)
+            .await
     }
 }

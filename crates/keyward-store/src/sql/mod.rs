@@ -98,6 +98,25 @@ fn listed<T>(mut items: Vec<T>, limit: u32) -> Listed<T> {
 }
 
 impl SqlStore {
+    /// Runs a list's query (which asks for `limit + 1` rows) and reads its
+    /// rows with `from_row` into a page.
+    async fn fetch_listed<T>(
+        &self,
+        sql: &str,
+        params: &Params,
+        limit: u32,
+        from_row: fn(&AnyRow) -> Result<T>,
+    ) -> Result<Listed<T>> {
+        let rows = params
+            .bind_to(sqlx::query(sql))
+            .fetch_all(&self.pool)
+            .await?;
+        let items = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
+        Ok(listed(items, limit))
+    }
+}
+
+impl SqlStore {
     /// Connects to `url` (`sqlite://path?mode=rwc`, `postgres://…`).
     pub async fn connect(url: &str) -> Result<Self> {
         static DRIVERS: Once = Once::new();
