@@ -69,6 +69,24 @@ pub(super) fn key_from_row(row: &AnyRow) -> Result<KeyRecord> {
     })
 }
 
+/// Binds a key's editable settings, in the order both the insert and the
+/// update name their columns: name, permissions, allowed models and IPs,
+/// the three rate limits, the monthly budget.
+fn bind_settings<'q>(
+    query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    key: &'q KeyRecord,
+) -> Result<sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>> {
+    Ok(query
+        .bind(key.name.as_str())
+        .bind(serde_json::to_string(&key.permissions).map_err(corrupt)?)
+        .bind(to_json_list(&key.allowed_models))
+        .bind(to_json_list(&key.allowed_ips))
+        .bind(key.rate_limits.requests_per_minute)
+        .bind(key.rate_limits.tokens_per_minute)
+        .bind(key.rate_limits.max_concurrent_requests)
+        .bind(key.monthly_budget.map(|m| m.0)))
+}
+
 #[async_trait]
 impl KeyStore for SqlStore {
     async fn insert_key(
@@ -99,9 +117,9 @@ impl KeyStore for SqlStore {
                 return Err(StoreError::KeyCapReached(cap));
             }
         }
-        sqlx::query(
-            "INSERT INTO api_keys (id, kind, project_id, owner_id, created_by, name, redacted_value, \
-             permissions, allowed_models, allowed_ips, rpm_limit, tpm_limit, max_concurrent, \
+        let insert = sqlx::query(
+            "INSERT INTO api_keys (id, kind, project_id, owner_id, created_by, redacted_value, \
+             name, permissions, allowed_models, allowed_ips, rpm_limit, tpm_limit, max_concurrent, \
              monthly_budget_micros, created_at, last_used_at, expires_at, parent_key_id) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
         )
@@ -110,22 +128,15 @@ impl KeyStore for SqlStore {
         .bind(key.project_id.as_ref().map(|p| p.as_str()))
         .bind(key.owner_id.as_str())
         .bind(key.created_by.as_str())
-        .bind(key.name.as_str())
-        .bind(key.redacted_value.as_str())
-        .bind(serde_json::to_string(&key.permissions).map_err(corrupt)?)
-        .bind(to_json_list(&key.allowed_models))
-        .bind(to_json_list(&key.allowed_ips))
-        .bind(key.rate_limits.requests_per_minute)
-        .bind(key.rate_limits.tokens_per_minute)
-        .bind(key.rate_limits.max_concurrent_requests)
-        .bind(key.monthly_budget.map(|m| m.0))
-        .bind(key.created_at)
-        .bind(key.last_used_at)
-        .bind(key.expires_at)
-        .bind(key.parent_id.as_ref().map(|p| p.as_str()))
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| StoreError::from_insert(e, "a key with this id"))?;
+        .bind(key.redacted_value.as_str());
+        bind_settings(insert, key)?
+            .bind(key.created_at)
+            .bind(key.last_used_at)
+            .bind(key.expires_at)
+            .bind(key.parent_id.as_ref().map(|p| p.as_str()))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| StoreError::from_insert(e, "a key with this id"))?;
         sqlx::query("INSERT INTO api_key_secrets (hash, key_id, created_at, expires_at) VALUES ($1, $2, $3, NULL)")
             .bind(hash.as_bytes().to_vec())
             .bind(key.id.as_str())
@@ -205,23 +216,16 @@ impl KeyStore for SqlStore {
 
     async fn update_key(&self, key: &KeyRecord, audit: &AuditEntry) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
+        let update = sqlx::query(
             "UPDATE api_keys SET name = $1, permissions = $2, allowed_models = $3, allowed_ips = $4, \
              rpm_limit = $5, tpm_limit = $6, max_concurrent = $7, monthly_budget_micros = $8, \
              expires_at = $9 WHERE id = $10",
-        )
-        .bind(key.name.as_str())
-        .bind(serde_json::to_string(&key.permissions).map_err(corrupt)?)
-        .bind(to_json_list(&key.allowed_models))
-        .bind(to_json_list(&key.allowed_ips))
-        .bind(key.rate_limits.requests_per_minute)
-        .bind(key.rate_limits.tokens_per_minute)
-        .bind(key.rate_limits.max_concurrent_requests)
-        .bind(key.monthly_budget.map(|m| m.0))
-        .bind(key.expires_at)
-        .bind(key.id.as_str())
-        .execute(&mut *tx)
-        .await?;
+        );
+        bind_settings(update, key)?
+            .bind(key.expires_at)
+            .bind(key.id.as_str())
+            .execute(&mut *tx)
+            .await?;
         insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
