@@ -73,6 +73,33 @@ def test_sign_up_create_copy_use_and_revoke_a_key(new_context, base_url, shots):
     expect(row).to_contain_text("All")
     expect(row).to_contain_text("Never")
 
+    # A Restricted key, chosen group by group: the editor offers every
+    # group the gateway serves, and the key gets exactly what was picked.
+    page.get_by_role("button", name="Create new secret key").click()
+    dialog = page.get_by_role("dialog", name="Create new secret key")
+    dialog.get_by_label("Name").fill("Agent runner")
+    dialog.get_by_text("Restricted", exact=True).click()
+    for label in ["Models", "Model capabilities", "Responses API", "Embeddings", "Moderations",
+                  "Images", "Audio", "Files", "Batch", "Usage", "API keys"]:
+        expect(dialog.locator(".perm-row legend span", has_text=re.compile(f"^{label}$"))).to_have_count(1)
+    dialog.locator("label[for=perm_responses-write]").click()
+    dialog.locator("label[for=perm_files-read]").click()
+    dialog.get_by_role("button", name="Create secret key").click()
+    saved = page.get_by_role("dialog", name="Save your key")
+    expect(saved).to_be_visible()
+    restricted_secret = saved.get_by_label("Secret key").input_value()
+    with page.expect_navigation(url=re.compile(r"/api-keys\?project=proj_")):
+        saved.get_by_role("button", name="Done").click()
+    row = page.get_by_role("row").filter(has_text="Agent runner")
+    expect(row).to_contain_text("Restricted")
+    detail = row.locator("span[title]").get_attribute("title")
+    assert "Responses API: write" in detail and "Files: read" in detail, detail
+    assert "Model capabilities: none" in detail and "Batch: none" in detail, detail
+    # The gateway enforces it: no chat completions for this key.
+    status, body = api(base_url, "POST", "/v1/chat/completions", restricted_secret,
+                       {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
+    assert status == 401 and "chat.completions.write" in body["error"]["message"], body
+
     # The copied key works on the gateway.
     status, body = api(base_url, "GET", "/v1/models", copied)
     assert status == 200, body
