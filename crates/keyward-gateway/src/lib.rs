@@ -22,6 +22,7 @@ mod proxy;
 pub mod request;
 pub mod request_id;
 mod sse;
+mod stored;
 mod table;
 pub mod telemetry;
 pub mod translate;
@@ -64,5 +65,6 @@ pub fn routes(gateway: Gateway) -> Router {
         .route("/v1/embeddings", post(proxy::embeddings))
         .route("/v1/models", get(proxy::list_models))
         .route("/v1/models/{model}", get(proxy::retrieve_model))
+        .merge(stored::routes())
         .with_state(gateway)
 }
