@@ -409,7 +409,7 @@ fn files_upload_list_retrieve_content_delete() {
     assert_eq!(ids(&next), [docs[1].clone(), docs[0].clone()]);
     assert_eq!(
         ids(&ok(s.get("/v1/files?purpose=batch", &key))),
-        [input.clone()]
+        [input.as_str()]
     );
     assert_eq!(
         ids(&ok(s.get("/v1/files?order=asc&purpose=user_data", &key))),
@@ -502,7 +502,7 @@ fn projects_neither_see_nor_touch_each_others_files_and_batches() {
     assert_eq!(ids(&ok(s.get("/v1/files", &b))), Vec::<String>::new());
     assert_eq!(ids(&ok(s.get("/v1/batches", &b))), Vec::<String>::new());
     let own = uploaded(s, &b, "b.txt", "B", "user_data");
-    assert_eq!(ids(&ok(s.get("/v1/files", &b))), [own.clone()]);
+    assert_eq!(ids(&ok(s.get("/v1/files", &b))), [own.as_str()]);
     for path in [
         format!("/v1/files?after={doc}"),
         format!("/v1/batches?after={batch_id}"),
@@ -644,7 +644,7 @@ fn restricted_keys_need_the_scopes_of_what_they_do() {
     let (chatty, _) = t.key(&t.project, json!({"name": "chatty", "permissions": {"mode": "restricted", "files": "read", "batch": "write", "chat_completions": "write"}}));
 
     let mark = t.mark();
-    assert_eq!(ids(&ok(s.get("/v1/files", &reader))), [input.clone()]);
+    assert_eq!(ids(&ok(s.get("/v1/files", &reader))), [input.as_str()]);
     let missing_scope = |r: Reply, scope: &str| {
         assert_eq!(r.status, 401, "{}", r.body);
         assert!(
