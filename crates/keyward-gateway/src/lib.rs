@@ -25,6 +25,7 @@ pub mod request;
 pub mod request_id;
 mod responses;
 mod sse;
+mod stored;
 mod table;
 pub mod telemetry;
 pub mod translate;
@@ -107,5 +108,6 @@ pub fn routes(gateway: Gateway) -> Router {
         .route("/v1/audio/translations", post(proxy::audio_translations))
         .route("/v1/models", get(proxy::list_models))
         .route("/v1/models/{model}", get(proxy::retrieve_model))
+        .merge(stored::routes())
         .with_state(gateway)
 }

@@ -35,7 +35,9 @@ impl<S> ModelEndpoints<S> {
 }
 
 /// The endpoint a POST to `path` calls, if it is one: `/v1` and the path
-/// the endpoint has under an upstream's base URL.
+/// the endpoint has under an upstream's base URL. `Endpoint::Batches` is
+/// the ledger's name for a batch's bill, not a model call: a POST to
+/// `/v1/batches` creates a batch (the router's `stored` routes).
 fn endpoint_of(path: &str) -> Option<Endpoint> {
     let path = path.strip_prefix("/v1")?;
     Endpoint::ALL
@@ -97,6 +99,7 @@ mod tests {
             "/v1/chat",
             "/V1/completions",
             "/v1/organization/usage/completions",
+            "/v1/batches",
         ] {
             assert_eq!(endpoint_of(other), None, "{other}");
         }
