@@ -237,8 +237,11 @@ def test_batch_create_complete_and_metered_once(api_gateway, upstream):
 def test_restricted_keys_are_refused_naming_the_scope(api_gateway, upstream):
     responses_only = api_gateway.client(api_gateway.create_key(
         name="responses only", permissions={"mode": "restricted", "responses": "write"})["value"])
+    # In a project of its own, which owns no files yet.
+    empty = api_gateway.create_project("no files yet")
     files_reader = api_gateway.client(api_gateway.create_key(
-        name="files reader", permissions={"mode": "restricted", "files": "read"})["value"])
+        project_id=empty["id"], name="files reader",
+        permissions={"mode": "restricted", "files": "read"})["value"])
     mark = upstream.mark()
     refusals = [
         (lambda: responses_only.moderations.create(model="omni-moderation-latest", input="x"), "moderations.write"),

@@ -1,42 +1,140 @@
 //! Calls that name an object an upstream keeps (a response, a file, a
-//! batch) rather than a model: sent to the upstream that holds it, with the
-//! upstream's own credential, and answered whole.
+//! batch) rather than a model: there is no route; the path is built from
+//! the object's id under the base URL of the upstream that holds it, and
+//! the answer (an OpenAI object, an OpenAI-shaped error, or a file's
+//! bytes) is relayed as it came. Also the one builder of requests to an
+//! upstream, model calls' included.
 
 use axum::body::Body;
 use axum::http::{header, HeaderValue, Method, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 
 use crate::catalog::{HttpUpstream, Transport, Upstream};
 use crate::error::ApiError;
 use crate::proxy::{upstream_fault, Fault};
-use crate::upstream;
+use crate::upstream::{self, BodyUntil, Lease};
+use crate::Gateway;
+use keyward_core::OwnedObject;
 
-/// An upstream's whole answer.
-pub(crate) struct Forwarded {
-    pub status: StatusCode,
+/// What the caller sends on: method, path under the base URL, body.
+pub(crate) struct Call<'a> {
+    pub method: Method,
+    /// E.g. `/files/file-abc/content`.
+    pub path: &'a str,
     pub content_type: Option<HeaderValue>,
     pub body: Bytes,
 }
 
-impl IntoResponse for Forwarded {
-    fn into_response(self) -> Response {
-        let mut response = Response::new(Body::from(self.body));
-        *response.status_mut() = self.status;
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, self.content_type.unwrap_or_else(json));
-        response
+impl<'a> Call<'a> {
+    /// A call without a body (`GET`, `DELETE`, a cancel).
+    pub fn empty(method: Method, path: &'a str) -> Self {
+        Call {
+            method,
+            path,
+            content_type: None,
+            body: Bytes::new(),
+        }
     }
 }
 
-fn json() -> HeaderValue {
-    HeaderValue::from_static("application/json")
+/// The upstream's answer, its body not yet read.
+pub(crate) struct Reply {
+    pub status: StatusCode,
+    content_type: Option<HeaderValue>,
+    body: Incoming,
+    deadline: tokio::time::Instant,
+    lease: Lease,
+    upstream: String,
 }
 
-/// A request to `http` with its credential; the content type is JSON's
-/// unless another is given.
+/// Sends `call` to `upstream`, with the upstream's own credential.
+pub(crate) async fn send(upstream: &Upstream, call: Call<'_>) -> Result<Reply, ApiError> {
+    let Transport::Http(http) = &upstream.transport else {
+        // The catalog lets only HTTP upstreams hold files; a row naming a
+        // local one predates a configuration change.
+        return Err(ApiError::unavailable(format!(
+            "The upstream `{}` that holds this object no longer serves files and batches. Ask the operator to set `files = true` on an HTTP upstream.",
+            upstream.name
+        )));
+    };
+    let uri = http.path_to(call.path).ok_or_else(|| {
+        ApiError::invalid(
+            Some("id".into()),
+            "The id contains characters no object id has.",
+        )
+    })?;
+    let request = request(http, call.method, uri, call.content_type, call.body)?;
+    let deadline = tokio::time::Instant::now() + http.timeout;
+    let fault = |timed_out: bool| failed(&upstream.name, timed_out);
+    let (answer, lease) =
+        match tokio::time::timeout_at(deadline, upstream::send(&http.origin, request)).await {
+            Ok(Ok(answered)) => answered,
+            Ok(Err(e)) => {
+                // The error names the address, never the credential.
+                tracing::warn!(upstream = %upstream.name, error = %e, "files upstream call failed");
+                return Err(fault(false));
+            }
+            Err(_) => return Err(fault(true)),
+        };
+    let (parts, body) = answer.into_parts();
+    Ok(Reply {
+        status: parts.status,
+        content_type: parts.headers.get(header::CONTENT_TYPE).cloned(),
+        body,
+        deadline,
+        lease,
+        upstream: upstream.name.clone(),
+    })
+}
+
+/// Sends a call about an owned object to the upstream that holds it.
+/// An upstream 404 means the object is gone there (expired, deleted out
+/// of band): the row is forgotten, and the 404 relayed.
+pub(crate) async fn send_owned(
+    gw: &Gateway,
+    row: &OwnedObject,
+    call: Call<'_>,
+) -> Result<Reply, ApiError> {
+    let upstream = gw.catalog.upstream(&row.upstream).ok_or_else(|| {
+        ApiError::unavailable(format!(
+            "The upstream `{}` that holds {} is no longer configured. Ask the operator to restore it.",
+            row.upstream, row.id
+        ))
+    })?;
+    let reply = send(upstream, call).await?;
+    if reply.status == axum::http::StatusCode::NOT_FOUND {
+        gw.objects.forget(row.kind, &row.id).await?;
+    }
+    Ok(reply)
+}
+
+/// [`send_owned`], its answer read whole.
+pub(crate) async fn fetch_owned(
+    gw: &Gateway,
+    row: &OwnedObject,
+    method: Method,
+    path: &str,
+) -> Result<Answer, ApiError> {
+    send_owned(gw, row, Call::empty(method, path))
+        .await?
+        .read()
+        .await
+}
+
+/// 504 when the upstream did not answer in time, else 502.
+fn failed(name: &str, timed_out: bool) -> ApiError {
+    let fault = if timed_out {
+        Fault::Timeout
+    } else {
+        Fault::CutOff
+    };
+    upstream_fault(name, fault)
+}
+
+/// A request to `http` with its credential, and `content_type` if given.
 pub(crate) fn request(
     http: &HttpUpstream,
     method: Method,
@@ -54,56 +152,65 @@ pub(crate) fn request(
     call.body(Full::new(body)).map_err(|_| ApiError::internal())
 }
 
-/// Sends `method path` (after the upstream's base URL, query included)
-/// with `body` to `upstream` and reads its answer within its timeout.
-pub(crate) async fn forward(
-    upstream: &Upstream,
-    method: Method,
-    path: &str,
-    body: Bytes,
+impl Reply {
+    /// The whole body, for an answer Keyward reads (objects, errors).
+    pub async fn read(self) -> Result<Answer, ApiError> {
+        match tokio::time::timeout_at(self.deadline, self.body.collect()).await {
+            Ok(Ok(collected)) => {
+                self.lease.release();
+                Ok(Answer {
+                    status: self.status,
+                    content_type: self.content_type,
+                    body: collected.to_bytes(),
+                })
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(upstream = %self.upstream, error = %e, "files upstream answer cut off");
+                Err(failed(&self.upstream, false))
+            }
+            Err(_) => Err(failed(&self.upstream, true)),
+        }
+    }
+
+    /// The answer relayed as it arrives (a file's content can be large).
+    pub fn relay(self) -> Response {
+        let stream = BodyUntil::new(self.body, self.deadline, self.lease);
+        respond(self.status, self.content_type, Body::from_stream(stream))
+    }
+}
+
+/// An upstream answer read whole.
+pub(crate) struct Answer {
+    pub status: StatusCode,
     content_type: Option<HeaderValue>,
-) -> Result<Forwarded, ApiError> {
-    let Transport::Http(http) = &upstream.transport else {
-        return Err(ApiError::not_found(format!(
-            "The provider `{}` keeps no objects.",
-            upstream.name
-        )));
-    };
-    let uri = http
-        .path_to(path)
-        .ok_or_else(|| ApiError::invalid(None, "The id in the URL is not valid."))?;
-    let mut call = hyper::Request::builder().method(method).uri(uri);
-    if !body.is_empty() || content_type.is_some() {
-        call = call.header(
-            header::CONTENT_TYPE,
-            content_type.unwrap_or_else(|| HeaderValue::from_static("application/json")),
-        );
+    pub body: Bytes,
+}
+
+impl Answer {
+    /// The body as a JSON object, when the call succeeded and it is one.
+    pub fn object(&self) -> Option<serde_json::Map<String, serde_json::Value>> {
+        if !self.status.is_success() {
+            return None;
+        }
+        match serde_json::from_slice(&self.body).ok()? {
+            serde_json::Value::Object(o) => Some(o),
+            _ => None,
+        }
     }
-    if let Some(auth) = &http.authorization {
-        call = call.header(header::AUTHORIZATION, auth.clone());
+
+    /// The answer, as the upstream gave it.
+    pub fn relay(self) -> Response {
+        respond(self.status, self.content_type, Body::from(self.body))
     }
-    let call = call
-        .body(Full::new(body))
-        .map_err(|_| ApiError::internal())?;
-    let deadline = tokio::time::Instant::now() + http.timeout;
-    let read = async {
-        let (answer, lease) = upstream::send(&http.origin, call)
-            .await
-            .map_err(|e| upstream_fault(&upstream.name, Fault::Unreachable(&*e)))?;
-        let (parts, body) = answer.into_parts();
-        let body = body
-            .collect()
-            .await
-            .map_err(|e| upstream_fault(&upstream.name, Fault::Unreachable(&e)))?
-            .to_bytes();
-        lease.release();
-        Ok(Forwarded {
-            status: parts.status,
-            content_type: parts.headers.get(header::CONTENT_TYPE).cloned(),
-            body,
-        })
-    };
-    tokio::time::timeout_at(deadline, read)
-        .await
-        .unwrap_or_else(|_| Err(upstream_fault(&upstream.name, Fault::Timeout)))
+}
+
+/// An answer of `status` with `body`, JSON unless `content_type` says otherwise.
+pub(crate) fn respond(status: StatusCode, content_type: Option<HeaderValue>, body: Body) -> Response {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        content_type.unwrap_or_else(|| HeaderValue::from_static("application/json")),
+    );
+    response
 }

@@ -561,6 +561,8 @@ async fn call_upstream(
 pub(crate) enum Fault<'e> {
     Timeout,
     Unreachable(&'e dyn std::error::Error),
+    /// The answer broke off (the cause is logged where it is known).
+    CutOff,
 }
 
 pub(crate) fn upstream_error(route: &Route, fault: Fault<'_>) -> ApiError {
@@ -578,8 +580,11 @@ pub(crate) fn upstream_fault(name: &str, fault: Fault<'_>) -> ApiError {
             )
         }
         Fault::Unreachable(e) => {
-            telemetry::upstream_error(name, "unreachable");
             tracing::warn!(upstream = %name, error = %ErrorChain(e), "upstream call failed");
+            upstream_fault(name, Fault::CutOff)
+        }
+        Fault::CutOff => {
+            telemetry::upstream_error(name, "unreachable");
             ApiError::new(
                 ApiErrorKind::UpstreamUnreachable,
                 format!("The upstream `{name}` could not be reached. Try again; if it persists, tell the operator."),

@@ -22,8 +22,8 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderValue, Method, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{Method, StatusCode};
+use axum::response::Response;
 use bytes::Bytes;
 use keyward_core::time::now_unix;
 use keyward_core::{Access, EndpointGroup, KeyId, ObjectKind, OwnedObject, ProjectId, UserId};
@@ -33,7 +33,7 @@ use serde_json::{json, Value};
 
 use crate::catalog::{ResponsesMode, Route};
 use crate::error::ApiError;
-use crate::forward::{self as upstream, Forwarded};
+use crate::forward::{self, Answer};
 use crate::proxy::{caller, Plan};
 use crate::request::{self, Endpoint, Head};
 use crate::sse::Usage;
@@ -280,7 +280,7 @@ pub async fn retrieve(
     if answer.status.is_success() && !row.settled {
         settle_background(&gw, &row, &answer.body).await;
     }
-    Ok(answer.into_response())
+    Ok(answer.relay())
 }
 
 /// `DELETE /v1/responses/{id}`.
@@ -299,7 +299,7 @@ pub async fn delete(
     if answer.status.is_success() {
         gw.objects.forget(ObjectKind::Response, &id).await?;
     }
-    Ok(answer.into_response())
+    Ok(answer.relay())
 }
 
 /// `POST /v1/responses/{id}/cancel`: background responses only.
@@ -319,7 +319,7 @@ pub async fn cancel(
     if answer.status.is_success() && !row.settled {
         settle_background(&gw, &row, &answer.body).await;
     }
-    Ok(answer.into_response())
+    Ok(answer.relay())
 }
 
 /// The query of `GET …/input_items`.
@@ -348,7 +348,7 @@ pub async fn input_items(
             parts.uri.query(),
         )
         .await?;
-        return Ok(answer.into_response());
+        return Ok(answer.relay());
     }
     let limit = match q.limit {
         None => 20,
@@ -401,17 +401,11 @@ pub async fn input_items(
 }
 
 fn json_response(status: StatusCode, body: Bytes) -> Response {
-    let mut response = Response::new(Body::from(body));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
+    forward::respond(status, None, Body::from(body))
 }
 
 /// Sends `method /responses/{id}{tail}?{query}` to the upstream that holds
-/// the response. An upstream 404 means it is gone there: forgotten here.
+/// the response (an upstream 404 forgets it here too).
 async fn forward(
     gw: &Gateway,
     row: &OwnedObject,
@@ -419,22 +413,12 @@ async fn forward(
     id: &str,
     tail: &str,
     query: Option<&str>,
-) -> Result<Forwarded, ApiError> {
-    let upstream = gw.catalog.upstream(&row.upstream).ok_or_else(|| {
-        ApiError::unavailable(format!(
-            "The response '{id}' was answered by the provider `{}`, which is no longer configured.",
-            row.upstream
-        ))
-    })?;
+) -> Result<Answer, ApiError> {
     let path = match query {
         Some(q) => format!("/responses/{id}{tail}?{q}"),
         None => format!("/responses/{id}{tail}"),
     };
-    let answer = upstream::forward(upstream, method, &path, Bytes::new(), None).await?;
-    if answer.status == StatusCode::NOT_FOUND {
-        gw.objects.forget(ObjectKind::Response, id).await?;
-    }
-    Ok(answer)
+    forward::fetch_owned(gw, row, method, &path).await
 }
 
 /// A background response seen finished: its usage goes to the ledger once.

@@ -24,15 +24,15 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use futures_util::{stream, StreamExt};
-use keyward_core::{
-    time::now_unix, Access, EndpointGroup, Measure, Micros, ObjectKind, OwnedObject, UsageEvent,
-};
+use keyward_core::{time::now_unix, Access, EndpointGroup, ObjectKind, OwnedObject};
 use serde_json::{json, Map, Value};
 
-use super::forward::{Answer, Call};
-use super::{authorize, authorize_owned, fetch_owned, list, owned, read_body, Caller};
+use super::{authorize, authorize_owned, list, owned, read_body};
 use crate::error::ApiError;
+use crate::forward::fetch_owned;
+use crate::forward::{Answer, Call};
 use crate::request::Endpoint;
+use crate::sse::Usage;
 use crate::Gateway;
 
 const BATCH: ObjectKind = ObjectKind::Batch;
@@ -148,9 +148,9 @@ async fn look(
     method: Method,
     action: &str,
 ) -> Result<Response, ApiError> {
-    let (caller, row) = authorize_owned(&gw, req, needed, BATCH, &id).await?;
+    let (_, row) = authorize_owned(&gw, req, needed, BATCH, &id).await?;
     let answer = fetch_owned(&gw, &row, method, &format!("/batches/{id}{action}")).await?;
-    seen(&gw, &caller, &row, &answer).await?;
+    seen(&gw, &row, &answer).await?;
     Ok(answer.relay())
 }
 
@@ -161,9 +161,9 @@ pub(super) async fn list(
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let (caller, rows, has_more) = list::rows(&gw, req, query, BATCH, &BOUNDS).await?;
+    let (_, rows, has_more) = list::rows(&gw, req, query, BATCH, &BOUNDS).await?;
     let rows: Vec<OwnedObject> = stream::iter(rows)
-        .map(|row| fresh(&gw, &caller, row))
+        .map(|row| fresh(&gw, row))
         .buffered(REFRESH_AT_ONCE)
         .collect()
         .await;
@@ -172,7 +172,7 @@ pub(super) async fn list(
 
 /// The row with its latest snapshot, fetched only when the batch may
 /// still change; on any failure, the row as it was.
-async fn fresh(gw: &Gateway, caller: &Caller, mut row: OwnedObject) -> OwnedObject {
+async fn fresh(gw: &Gateway, mut row: OwnedObject) -> OwnedObject {
     let status = row
         .snapshot
         .as_deref()
@@ -186,7 +186,7 @@ async fn fresh(gw: &Gateway, caller: &Caller, mut row: OwnedObject) -> OwnedObje
     }
     let answer = fetch_owned(gw, &row, Method::GET, &format!("/batches/{}", row.id)).await;
     let refreshed = match answer {
-        Ok(answer) => seen(gw, caller, &row, &answer).await.map(|()| answer),
+        Ok(answer) => seen(gw, &row, &answer).await.map(|()| answer),
         Err(e) => Err(e),
     };
     match refreshed {
@@ -206,12 +206,7 @@ async fn fresh(gw: &Gateway, caller: &Caller, mut row: OwnedObject) -> OwnedObje
 /// Applies a batch as the upstream just answered it: its output files
 /// become the project's, its snapshot is replaced, and a completed batch
 /// is billed once. An answer that is not a batch object changes nothing.
-async fn seen(
-    gw: &Gateway,
-    caller: &Caller,
-    row: &OwnedObject,
-    answer: &Answer,
-) -> Result<(), ApiError> {
+async fn seen(gw: &Gateway, row: &OwnedObject, answer: &Answer) -> Result<(), ApiError> {
     let Some(batch) = answer.object() else {
         return Ok(());
     };
@@ -236,7 +231,8 @@ async fn seen(
     gw.objects
         .refresh(BATCH, &row.id, &String::from_utf8_lossy(&answer.body))
         .await?;
-    bill(gw, caller, row, &batch).await
+    bill(gw, row, &batch).await;
+    Ok(())
 }
 
 /// A file the upstream wrote for a batch, owned with the batch. Its
@@ -259,6 +255,7 @@ fn output_file(batch_row: &OwnedObject, file: &str, batch: &Map<String, Value>) 
         id: file.to_owned(),
         project_id: batch_row.project_id.clone(),
         key_id: batch_row.key_id.clone(),
+        owner_id: batch_row.owner_id.clone(),
         upstream: batch_row.upstream.clone(),
         created_at,
         purpose: Some(purpose.to_owned()),
@@ -273,64 +270,18 @@ fn output_file(batch_row: &OwnedObject, file: &str, batch: &Map<String, Value>) 
 }
 
 /// Writes the batch's one ledger row, if it has just been seen completed
-/// with usage.
-async fn bill(
-    gw: &Gateway,
-    caller: &Caller,
-    row: &OwnedObject,
-    batch: &Map<String, Value>,
-) -> Result<(), ApiError> {
+/// with usage (`deferred::record` makes it once).
+async fn bill(gw: &Gateway, row: &OwnedObject, batch: &Map<String, Value>) {
     let completed = batch.get("status").and_then(Value::as_str) == Some("completed");
-    let Some(usage) = batch.get("usage").filter(|u| u.is_object()) else {
-        return Ok(());
-    };
-    if !completed || row.settled {
-        return Ok(());
-    }
-    // A place in the ledger's queue first: a batch marked settled must be
-    // written. Without one, a later look bills it.
-    let Ok(slot) = gw.meter.reserve().await else {
-        tracing::warn!(batch = %row.id, "ledger queue full; the batch will be billed when next seen");
-        return Ok(());
-    };
-    if !gw.objects.settle(BATCH, &row.id).await? {
-        return Ok(());
-    }
-    let count = |v: Option<&Value>| v.and_then(Value::as_i64).unwrap_or(0).max(0);
-    let measure = Measure {
-        prompt_tokens: count(usage.get("input_tokens")),
-        completion_tokens: count(usage.get("output_tokens")),
-        cached_tokens: count(usage.pointer("/input_tokens_details/cached_tokens")),
-        ..Measure::default()
+    let usage = batch
+        .get("usage")
+        .and_then(|u| serde_json::from_value::<Usage>(u.clone()).ok());
+    let (true, Some(usage), false) = (completed, usage, row.settled) else {
+        return;
     };
     let model = batch
         .get("model")
         .and_then(Value::as_str)
         .unwrap_or("unknown");
-    let cost = gw
-        .catalog
-        .route(model, |_| true)
-        .map_or(Micros(0), |route| route.price.charge(&measure));
-    let took = |from: &str, to: &str| {
-        let at = |t: &str| batch.get(t).and_then(Value::as_i64);
-        Some(at(to)?.saturating_sub(at(from)?).saturating_mul(1000))
-    };
-    gw.meter.record(
-        slot,
-        UsageEvent {
-            request_id: row.id.clone(),
-            key_id: row.key_id.clone(),
-            project_id: row.project_id.clone(),
-            user_id: caller.key.key.owner_id.clone(),
-            model: model.into(),
-            endpoint: Endpoint::Batches,
-            prompt_tokens: measure.prompt_tokens,
-            completion_tokens: measure.completion_tokens,
-            cost,
-            status: 200,
-            latency_ms: took("created_at", "completed_at").unwrap_or(0),
-            created_at: now_unix(),
-        },
-    );
-    Ok(())
+    crate::deferred::record(gw, row, Endpoint::Batches, model, usage).await;
 }

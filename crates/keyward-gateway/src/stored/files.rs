@@ -7,9 +7,10 @@ use axum::http::{header, Method};
 use axum::response::{IntoResponse, Response};
 use keyward_core::{Access, EndpointGroup, ObjectKind};
 
-use super::forward::Call;
-use super::{authorize, authorize_owned, create, fetch_owned, list, read_body, send_owned};
+use super::{authorize, authorize_owned, create, list, read_body};
 use crate::error::ApiError;
+use crate::forward::Call;
+use crate::forward::{fetch_owned, send_owned};
 use crate::Gateway;
 
 const FILE: ObjectKind = ObjectKind::File;

@@ -18,14 +18,12 @@
 
 mod batches;
 mod files;
-mod forward;
 mod list;
 
 use std::sync::Arc;
 
 use axum::extract::Request;
 use axum::http::request::Parts;
-use axum::http::Method;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
@@ -149,44 +147,10 @@ fn no_such(kind: ObjectKind, id: &str) -> ApiError {
     ApiError::not_found(format!("No such {noun} object: {id}"))
 }
 
-/// Sends a call about an owned object to the upstream that holds it.
-/// An upstream 404 means the object is gone there (expired, deleted out
-/// of band): the row is forgotten, and the 404 relayed.
-async fn send_owned(
-    gw: &Gateway,
-    row: &OwnedObject,
-    call: forward::Call<'_>,
-) -> Result<forward::Reply, ApiError> {
-    let upstream = gw.catalog.upstream(&row.upstream).ok_or_else(|| {
-        ApiError::unavailable(format!(
-            "The upstream `{}` that holds {} is no longer configured. Ask the operator to restore it.",
-            row.upstream, row.id
-        ))
-    })?;
-    let reply = forward::send(upstream, call).await?;
-    if reply.status == axum::http::StatusCode::NOT_FOUND {
-        gw.objects.forget(row.kind, &row.id).await?;
-    }
-    Ok(reply)
-}
-
-/// [`send_owned`], its answer read whole.
-async fn fetch_owned(
-    gw: &Gateway,
-    row: &OwnedObject,
-    method: Method,
-    path: &str,
-) -> Result<forward::Answer, ApiError> {
-    send_owned(gw, row, forward::Call::empty(method, path))
-        .await?
-        .read()
-        .await
-}
-
 /// The row for an object the upstream just created for `creator`.
 fn new_row(
     kind: ObjectKind,
-    creator: (&ProjectId, &keyward_core::KeyId),
+    creator: &Caller,
     upstream: &str,
     object: &Map<String, Value>,
     snapshot: String,
@@ -195,8 +159,9 @@ fn new_row(
     Some(OwnedObject {
         kind,
         id: text("id")?,
-        project_id: creator.0.clone(),
-        key_id: creator.1.clone(),
+        project_id: creator.project.clone(),
+        key_id: creator.key.key.id.clone(),
+        owner_id: creator.key.key.owner_id.clone(),
         upstream: upstream.to_owned(),
         created_at: object
             .get("created_at")
@@ -227,9 +192,9 @@ async fn create(
     caller: &Caller,
     upstream: &Upstream,
     kind: ObjectKind,
-    call: forward::Call<'_>,
+    call: crate::forward::Call<'_>,
 ) -> Result<Response, ApiError> {
-    let answer = forward::send(upstream, call).await?.read().await?;
+    let answer = crate::forward::send(upstream, call).await?.read().await?;
     if answer.status.is_success() {
         record_created(gw, caller, kind, &upstream.name, &answer).await?;
     }
@@ -243,14 +208,14 @@ async fn record_created(
     caller: &Caller,
     kind: ObjectKind,
     upstream: &str,
-    answer: &forward::Answer,
+    answer: &crate::forward::Answer,
 ) -> Result<(), ApiError> {
     let row = answer
         .object()
         .and_then(|o| {
             new_row(
                 kind,
-                (&caller.project, &caller.key.key.id),
+                caller,
                 upstream,
                 &o,
                 String::from_utf8_lossy(&answer.body).into_owned(),
