@@ -2,10 +2,15 @@
 //! response's, seen finished on a later retrieve, and a batch's, seen
 //! completed. Recorded once per object: the object's row is marked settled
 //! first, and the ledger row's request id is the object's id, which the
-//! ledger never stores twice.
+//! ledger never stores twice. The cost also goes into this process's
+//! budget book for the creator's key and project, so later calls see it
+//! (keys above a delegated creator learn of it when their month is next
+//! read from the ledger).
 
 use keyward_core::time::now_unix;
-use keyward_core::{Measure, OwnedObject, UsageEvent};
+use keyward_core::{Measure, Micros, OwnedObject, UsageEvent};
+
+use crate::limits::Subject;
 
 use crate::request::Endpoint;
 use crate::sse::Usage;
@@ -41,6 +46,7 @@ pub(crate) async fn record(
         cached_tokens: usage.cached_tokens,
         ..Measure::default()
     });
+    charge_budgets(gw, object, cost).await;
     gw.meter.record(
         slot,
         UsageEvent {
@@ -58,4 +64,21 @@ pub(crate) async fn record(
             created_at: now_unix(),
         },
     );
+}
+
+/// Adds `cost` to this month's spend of the object's key and project in
+/// the budget book (no limit applies: the spend has happened).
+async fn charge_budgets(gw: &Gateway, object: &OwnedObject, cost: Micros) {
+    for who in [
+        Subject::Key(object.key_id.clone()),
+        Subject::Project(object.project_id.clone()),
+    ] {
+        match gw.budgets.reserve(&who, Micros(i64::MAX), Micros(0)).await {
+            Ok(Ok(mut reservation)) => reservation.settle(cost),
+            Ok(Err(_)) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, object = %object.id, "a budget could not be charged for usage seen later; it counts once the month is read again");
+            }
+        }
+    }
 }

@@ -205,7 +205,11 @@ impl Answer {
 }
 
 /// An answer of `status` with `body`, JSON unless `content_type` says otherwise.
-pub(crate) fn respond(status: StatusCode, content_type: Option<HeaderValue>, body: Body) -> Response {
+pub(crate) fn respond(
+    status: StatusCode,
+    content_type: Option<HeaderValue>,
+    body: Body,
+) -> Response {
     let mut response = Response::new(body);
     *response.status_mut() = status;
     response.headers_mut().insert(

@@ -718,3 +718,48 @@ fn without_a_files_upstream_files_and_batches_are_not_served() {
         );
     }
 }
+
+/// A batch's cost, seen after the call that made it, counts against the
+/// creator's budget in the running process: calls after it are refused
+/// once it has spent the month's budget.
+#[test]
+fn a_completed_batch_counts_against_the_budget() {
+    let t = setup();
+    let s = &t.s;
+    // The batch costs 5,800 micro-dollars (see above); the budget is 5,000.
+    let (key, _) = t.key(
+        &t.project,
+        json!({"name": "batcher", "monthly_budget_usd": 0.005}),
+    );
+    let chat = || {
+        s.post(
+            "/v1/chat/completions",
+            &key,
+            json!({"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}]}),
+        )
+    };
+    // Before: admitted (the fake upstream has no chat endpoint: its 404).
+    assert_eq!(chat().status.as_u16(), 404);
+    let input = uploaded(s, &key, "in.jsonl", "{}", "batch");
+    let id = ok(batch(s, &key, &input))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for _ in 0..2 {
+        ok(s.get(&format!("/v1/batches/{id}"), &key));
+    }
+    assert_eq!(
+        ok(s.get(&format!("/v1/batches/{id}"), &key))["status"],
+        "completed"
+    );
+    let refused = chat();
+    assert_eq!(
+        (
+            refused.status.as_u16(),
+            refused.body["error"]["code"].as_str()
+        ),
+        (429, Some("insufficient_quota")),
+        "{}",
+        refused.body
+    );
+}
