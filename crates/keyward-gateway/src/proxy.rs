@@ -373,7 +373,7 @@ where
     let translated = plan.translation.is_some();
     let mut response = if is_stream {
         let tap = match plan.translation {
-            Some(t) => Tap::Translate(Box::new(StreamTranslator::new(t))),
+            Some(t) => Tap::Translate(Box::new(StreamTranslator::new(t)), 0),
             None => Tap::Upstream(UsageTap::new(plan.strip_usage)),
         };
         let relay = Relay {
@@ -628,14 +628,20 @@ struct Relay {
 /// events turned into the Responses API's.
 enum Tap {
     Upstream(UsageTap),
-    Translate(Box<StreamTranslator>),
+    /// The translator, and the chat events it was fed (about one output
+    /// token each: the estimate when a stream ends without usage).
+    Translate(Box<StreamTranslator>, i64),
 }
 
 impl Tap {
     fn feed(&mut self, chunk: Bytes) -> Bytes {
         match self {
             Tap::Upstream(tap) => tap.feed(chunk),
-            Tap::Translate(t) => t.feed(&chunk),
+            Tap::Translate(t, events) => {
+                let fed = chunk.windows(5).filter(|w| w == b"data:").count();
+                *events = events.saturating_add(i64::try_from(fed).unwrap_or(i64::MAX));
+                t.feed(&chunk)
+            }
         }
     }
 
@@ -643,7 +649,7 @@ impl Tap {
     fn finish(&mut self) -> Bytes {
         match self {
             Tap::Upstream(tap) => tap.finish(),
-            Tap::Translate(t) => t.finish(),
+            Tap::Translate(t, _) => t.finish(),
         }
     }
 
@@ -653,14 +659,9 @@ impl Tap {
             Tap::Upstream(tap) => tap
                 .usage
                 .unwrap_or(Usage::tokens(prompt_estimate, tap.events)),
-            Tap::Translate(t) => t
+            Tap::Translate(t, events) => t
                 .usage()
-                .map_or(Usage::tokens(prompt_estimate, 0), |u| Usage {
-                    prompt_tokens: u.input_tokens,
-                    completion_tokens: u.output_tokens,
-                    cached_tokens: u.cached_tokens,
-                    audio_ms: 0,
-                }),
+                .map_or(Usage::tokens(prompt_estimate, *events), Usage::from),
         }
     }
 
@@ -668,7 +669,7 @@ impl Tap {
     fn done(&self) -> bool {
         match self {
             Tap::Upstream(tap) => tap.done,
-            Tap::Translate(t) => t.final_response().is_some(),
+            Tap::Translate(t, _) => t.final_response().is_some(),
         }
     }
 
@@ -714,7 +715,7 @@ impl Stream for Relay {
                 Poll::Ready(Some(Err(e))) => {
                     self.finished = true;
                     self.settle(StatusCode::BAD_GATEWAY);
-                    if let Tap::Translate(t) = &mut self.tap {
+                    if let Tap::Translate(t, _) = &mut self.tap {
                         // The client gets Responses' own failure event.
                         let failed = t.fail("The upstream's stream broke off before it ended.");
                         return Poll::Ready(Some(Ok(failed)));
@@ -726,7 +727,7 @@ impl Stream for Relay {
                     self.settle(StatusCode::OK);
                     let keep = self.keep.take();
                     let translated = match (&self.tap, keep) {
-                        (Tap::Translate(t), Some(keep)) => {
+                        (Tap::Translate(t, _), Some(keep)) => {
                             t.final_response().cloned().map(|r| (keep, r))
                         }
                         _ => None,

@@ -177,12 +177,7 @@ fn history_of(row: &OwnedObject) -> Vec<Value> {
 pub(crate) fn answer_translated(chat: &[u8], ctx: &ResponseContext) -> (Bytes, Usage) {
     let chat: Value = serde_json::from_slice(chat).unwrap_or(Value::Null);
     let response = translate::response_from_chat(&chat, ctx);
-    let usage = translate::usage_of_response(&response).map_or_else(Usage::default, |u| Usage {
-        prompt_tokens: u.input_tokens,
-        completion_tokens: u.output_tokens,
-        cached_tokens: u.cached_tokens,
-        audio_ms: 0,
-    });
+    let usage = translate::usage_of_response(&response).map_or_else(Usage::default, Usage::from);
     (Bytes::from(response.to_string()), usage)
 }
 
@@ -430,11 +425,6 @@ async fn settle_background(gw: &Gateway, row: &OwnedObject, body: &[u8]) {
         return;
     };
     let model = response["model"].as_str().unwrap_or_default();
-    let usage = Usage {
-        prompt_tokens: usage.input_tokens,
-        completion_tokens: usage.output_tokens,
-        cached_tokens: usage.cached_tokens,
-        audio_ms: 0,
-    };
+    let usage = Usage::from(usage);
     crate::deferred::record(gw, row, Endpoint::Responses, model, usage).await;
 }

@@ -30,6 +30,17 @@ impl Usage {
     }
 }
 
+impl From<crate::translate::ResponsesUsage> for Usage {
+    fn from(u: crate::translate::ResponsesUsage) -> Usage {
+        Usage {
+            prompt_tokens: u.input_tokens,
+            completion_tokens: u.output_tokens,
+            cached_tokens: u.cached_tokens,
+            audio_ms: 0,
+        }
+    }
+}
+
 /// `usage` as it comes, whichever shape.
 #[derive(serde::Deserialize)]
 struct ReportedUsage {
