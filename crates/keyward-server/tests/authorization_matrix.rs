@@ -1,9 +1,12 @@
 //! The authorization matrix of docs/authorization.md: every route the
-//! server documents in `/openapi.json`, the gateway's model routes and the
-//! public routes, called by every kind of caller on the objects of its own
-//! project and on another account's, each answer's status (and error code)
-//! checked against the spec. One server, built once; every wrong cell is
-//! collected and reported in one table at the end.
+//! server documents in `/openapi.json`, the gateway's model routes (with
+//! responses, files and batches) and the public routes, called by every
+//! kind of caller on the objects of its own project and on another
+//! account's, each answer's status (and error code) checked against the
+//! spec. One server, built once; every wrong cell is collected and
+//! reported in one table at the end. Another account's responses, files
+//! and batches get the 404 of a made-up id, and the fake upstream must
+//! never be sent a request naming either.
 //!
 //! A route in `/openapi.json` without a row in [`ROWS`] fails the test:
 //! add a row (and its rule in [`expect`]) when adding a route.
@@ -13,13 +16,17 @@ mod common;
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::routing::post;
+use axum::body::Bytes;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, Method, Uri};
+use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use base64::Engine;
 use common::browser::Browser;
+use common::upstream::{form as read_form, multipart};
 use common::{keys_path, Server, PASSWORD};
 use keyward_core::time::now_unix;
 use p256::ecdsa::signature::Signer;
@@ -57,6 +64,27 @@ enum Route {
     ChatCompletions,
     Completions,
     Embeddings,
+    ResponsesCreate,
+    ResponseRetrieve,
+    ResponseDelete,
+    ResponseCancel,
+    ResponseInputItems,
+    Moderations,
+    ImagesGenerations,
+    ImagesEdits,
+    ImagesVariations,
+    AudioSpeech,
+    AudioTranscriptions,
+    AudioTranslations,
+    FilesUpload,
+    FilesList,
+    FileRetrieve,
+    FileDelete,
+    FileContent,
+    BatchesCreate,
+    BatchesList,
+    BatchRetrieve,
+    BatchCancel,
     Healthz,
     Readyz,
     OpenApi,
@@ -93,6 +121,8 @@ const fn undocumented(method: &'static str, path: &'static str, route: Route) ->
 }
 
 const PROJECT: &str = "/v1/organization/projects/{project_id}";
+const RESPONSE: &str = "/v1/responses/{response_id}";
+const FILE: &str = "/v1/files/{file_id}";
 const KEY: &str = "/v1/organization/projects/{project_id}/api_keys/{key_id}";
 
 const ROWS: &[Row] = &[
@@ -160,6 +190,39 @@ const ROWS: &[Row] = &[
     undocumented("POST", "/v1/chat/completions", Route::ChatCompletions),
     undocumented("POST", "/v1/completions", Route::Completions),
     undocumented("POST", "/v1/embeddings", Route::Embeddings),
+    undocumented("POST", "/v1/responses", Route::ResponsesCreate),
+    undocumented("GET", RESPONSE, Route::ResponseRetrieve),
+    undocumented("DELETE", RESPONSE, Route::ResponseDelete),
+    undocumented(
+        "POST",
+        "/v1/responses/{response_id}/cancel",
+        Route::ResponseCancel,
+    ),
+    undocumented(
+        "GET",
+        "/v1/responses/{response_id}/input_items",
+        Route::ResponseInputItems,
+    ),
+    undocumented("POST", "/v1/moderations", Route::Moderations),
+    undocumented("POST", "/v1/images/generations", Route::ImagesGenerations),
+    undocumented("POST", "/v1/images/edits", Route::ImagesEdits),
+    undocumented("POST", "/v1/images/variations", Route::ImagesVariations),
+    undocumented("POST", "/v1/audio/speech", Route::AudioSpeech),
+    undocumented(
+        "POST",
+        "/v1/audio/transcriptions",
+        Route::AudioTranscriptions,
+    ),
+    undocumented("POST", "/v1/audio/translations", Route::AudioTranslations),
+    undocumented("POST", "/v1/files", Route::FilesUpload),
+    undocumented("GET", "/v1/files", Route::FilesList),
+    undocumented("GET", FILE, Route::FileRetrieve),
+    undocumented("DELETE", FILE, Route::FileDelete),
+    undocumented("GET", "/v1/files/{file_id}/content", Route::FileContent),
+    undocumented("POST", "/v1/batches", Route::BatchesCreate),
+    undocumented("GET", "/v1/batches", Route::BatchesList),
+    undocumented("GET", "/v1/batches/{batch_id}", Route::BatchRetrieve),
+    undocumented("POST", "/v1/batches/{batch_id}/cancel", Route::BatchCancel),
     row("GET", "/healthz", Route::Healthz),
     row("GET", "/readyz", Route::Readyz),
     undocumented("GET", "/openapi.json", Route::OpenApi),
@@ -180,6 +243,12 @@ enum Shape {
     Key,
     /// An admin key in the path.
     AdminKey,
+    /// A response, file or batch in the path: tried on one of the caller's
+    /// project's, one of another account's and a made-up id.
+    Object,
+    /// A response or file named in the body (`previous_response_id`,
+    /// `input_file_id`): the same three.
+    Refers,
 }
 
 impl Route {
@@ -192,7 +261,24 @@ impl Route {
             KeyRetrieve | KeyModify | KeyDelete | KeyRotate => Shape::Key,
             AdminKeyRetrieve | AdminKeyDelete => Shape::AdminKey,
             AuditLogs | UsageCompletions | Costs => Shape::Filter,
+            ResponseRetrieve | ResponseDelete | ResponseCancel | ResponseInputItems
+            | FileRetrieve | FileDelete | FileContent | BatchRetrieve | BatchCancel => {
+                Shape::Object
+            }
+            ResponsesCreate | BatchesCreate => Shape::Refers,
             _ => Shape::Plain,
+        }
+    }
+
+    /// The kind of object the route names, by id.
+    fn object(self) -> Option<Obj> {
+        use Route::*;
+        match self {
+            ResponsesCreate | ResponseRetrieve | ResponseDelete | ResponseCancel
+            | ResponseInputItems => Some(Obj::Response),
+            FileRetrieve | FileDelete | FileContent | BatchesCreate => Some(Obj::File),
+            BatchRetrieve | BatchCancel => Some(Obj::Batch),
+            _ => None,
         }
     }
 
@@ -202,6 +288,25 @@ impl Route {
             self,
             Healthz | Readyz | OpenApi | KeysReport | GithubScanning
         )
+    }
+}
+
+/// The objects a project owns through the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Obj {
+    Response,
+    File,
+    Batch,
+}
+
+impl Obj {
+    /// An id of the upstream's shape that no one was given.
+    fn made_up(self) -> &'static str {
+        match self {
+            Obj::Response => "resp_madeup",
+            Obj::File => "file-madeup",
+            Obj::Batch => "batch_madeup",
+        }
     }
 }
 
@@ -222,41 +327,56 @@ struct Perms {
     embeddings: Access,
     usage: Access,
     keys: Access,
+    responses: Access,
+    moderations: Access,
+    images: Access,
+    audio: Access,
+    files: Access,
+    batch: Access,
 }
 
-const GROUPS: [&str; 5] = ["models", "chat_completions", "embeddings", "usage", "keys"];
+const GROUPS: [&str; 11] = [
+    "models",
+    "chat_completions",
+    "embeddings",
+    "usage",
+    "keys",
+    "responses",
+    "moderations",
+    "images",
+    "audio",
+    "files",
+    "batch",
+];
 
 impl Perms {
-    /// What a key with these `permissions` may do, per the spec's table.
+    /// What a key with these `permissions` may do, per the spec's table:
+    /// `all` writes every group but reads usage and has no keys, `read_only`
+    /// reads every group but keys, `restricted` has what it names.
     fn of(permissions: &Value) -> Perms {
         use Access::{Read, Write};
-        let level = |g: &str| match permissions[g].as_str() {
-            Some("read") => Read,
-            Some("write") => Write,
-            _ => Access::None,
+        let level = |g: &str| match (permissions["mode"].as_str(), g) {
+            (Some("all" | "read_only"), "keys") => Access::None,
+            (Some("all" | "read_only"), "usage") | (Some("read_only"), _) => Read,
+            (Some("all"), _) => Write,
+            _ => match permissions[g].as_str() {
+                Some("read") => Read,
+                Some("write") => Write,
+                _ => Access::None,
+            },
         };
-        match permissions["mode"].as_str() {
-            Some("all") => Perms {
-                models: Write,
-                chat_completions: Write,
-                embeddings: Write,
-                usage: Read,
-                keys: Access::None,
-            },
-            Some("read_only") => Perms {
-                models: Read,
-                chat_completions: Read,
-                embeddings: Read,
-                usage: Read,
-                keys: Access::None,
-            },
-            _ => Perms {
-                models: level("models"),
-                chat_completions: level("chat_completions"),
-                embeddings: level("embeddings"),
-                usage: level("usage"),
-                keys: level("keys"),
-            },
+        Perms {
+            models: level("models"),
+            chat_completions: level("chat_completions"),
+            embeddings: level("embeddings"),
+            usage: level("usage"),
+            keys: level("keys"),
+            responses: level("responses"),
+            moderations: level("moderations"),
+            images: level("images"),
+            audio: level("audio"),
+            files: level("files"),
+            batch: level("batch"),
         }
     }
 }
@@ -308,9 +428,10 @@ enum Target {
     /// The route without an object (or without a filter).
     None,
     /// The project under test, or one of its keys (not made by the caller),
-    /// or the caller's own admin key.
+    /// or the caller's own admin key; or a response, file or batch of the
+    /// project under test.
     Own,
-    /// Another account's project, key or admin key.
+    /// Another account's project, key, admin key, response, file or batch.
     Other,
     /// The calling project key itself.
     SelfKey,
@@ -318,6 +439,8 @@ enum Target {
     Child,
     /// The key that made the calling (delegated) key.
     Maker,
+    /// An id no one was given (objects).
+    MadeUp,
 }
 
 impl Target {
@@ -329,6 +452,7 @@ impl Target {
             Target::SelfKey => "self",
             Target::Child => "child",
             Target::Maker => "maker",
+            Target::MadeUp => "made-up",
         }
     }
 }
@@ -338,6 +462,7 @@ fn targets(route: Route, who: &Caller) -> Vec<Target> {
         Shape::Plain => vec![Target::None],
         Shape::Filter => vec![Target::None, Target::Own, Target::Other],
         Shape::Project | Shape::AdminKey => vec![Target::Own, Target::Other],
+        Shape::Object | Shape::Refers => vec![Target::Own, Target::Other, Target::MadeUp],
         Shape::Key => {
             let mut t = vec![Target::Own, Target::Other];
             if let Kind::Key {
@@ -458,8 +583,14 @@ fn expect_user(route: Route, role: Option<Role>, target: Target) -> Outcome {
         }
         KeysCreate | KeyModify | KeyDelete | KeyRotate => gated(writes),
         ProjectModify | ProjectArchive => gated(owns),
-        // Admin keys manage Keyward; they do not call models.
-        ModelsList | ModelRetrieve | ChatCompletions | Completions | Embeddings => Insufficient,
+        // Admin keys manage Keyward; they do not call models, nor own
+        // responses, files or batches (those belong to projects).
+        ModelsList | ModelRetrieve | ChatCompletions | Completions | Embeddings
+        | ResponsesCreate | ResponseRetrieve | ResponseDelete | ResponseCancel
+        | ResponseInputItems | Moderations | ImagesGenerations | ImagesEdits | ImagesVariations
+        | AudioSpeech | AudioTranscriptions | AudioTranslations | FilesUpload | FilesList
+        | FileRetrieve | FileDelete | FileContent | BatchesCreate | BatchesList | BatchRetrieve
+        | BatchCancel => Insufficient,
         Healthz | Readyz | OpenApi | KeysReport | GithubScanning => Ok,
     }
 }
@@ -471,6 +602,13 @@ fn expect_key(route: Route, perms: &Perms, target: Target) -> Outcome {
     use Outcome::*;
     use Route::*;
     let grant = |allowed: bool| if allowed { Ok } else { Insufficient };
+    // A response, file or batch: the permission first, then only the
+    // project's own objects; another's is as missing as a made-up id.
+    let object = |allowed: bool| match (allowed, target) {
+        (false, _) => Insufficient,
+        (true, Target::Own) => Ok,
+        (true, _) => NotFound,
+    };
     match route {
         // Account-level routes: no group covers them.
         ProjectsList | ProjectsCreate | ProjectRetrieve | ProjectModify | ProjectArchive
@@ -499,6 +637,24 @@ fn expect_key(route: Route, perms: &Perms, target: Target) -> Outcome {
         ModelsList | ModelRetrieve => grant(perms.models >= Read),
         ChatCompletions | Completions => grant(perms.chat_completions == Write),
         Embeddings => grant(perms.embeddings == Write),
+        ResponsesCreate => object(perms.responses == Write),
+        ResponseRetrieve | ResponseInputItems => object(perms.responses >= Read),
+        ResponseDelete | ResponseCancel => object(perms.responses == Write),
+        Moderations => grant(perms.moderations == Write),
+        ImagesGenerations | ImagesEdits | ImagesVariations => grant(perms.images == Write),
+        AudioSpeech | AudioTranscriptions | AudioTranslations => grant(perms.audio == Write),
+        FilesUpload => grant(perms.files == Write),
+        FilesList => grant(perms.files >= Read),
+        FileRetrieve | FileContent => object(perms.files >= Read),
+        FileDelete => object(perms.files == Write),
+        // A batch of chat completions: write on batches and on what it
+        // runs, and read on files for its input file.
+        BatchesCreate => {
+            object(perms.batch == Write && perms.chat_completions == Write && perms.files >= Read)
+        }
+        BatchesList => grant(perms.batch >= Read),
+        BatchRetrieve => object(perms.batch >= Read),
+        BatchCancel => object(perms.batch == Write),
         Healthz | Readyz | OpenApi | KeysReport | GithubScanning => Ok,
     }
 }
@@ -525,59 +681,164 @@ struct World<'s> {
     archivable: HashMap<String, String>,
     github: SigningKey,
     since: i64,
+    /// A key of `p` that writes everything, which makes the fresh
+    /// responses, files and batches of the "own" cells.
+    objects_key: String,
+    /// Another account's project's response, file and batch.
+    x_objects: Vec<(Obj, String)>,
+    /// What the fake upstream was sent, and how much of it was setup.
+    seen: Seen,
+    seen_from: usize,
+}
+
+impl World<'_> {
+    /// Another account's project's object of kind `obj`.
+    fn other(&self, obj: Obj) -> &str {
+        let (_, id) = self.x_objects.iter().find(|(o, _)| *o == obj).unwrap();
+        id
+    }
+
+    /// Ids no caller of the matrix may see, nor make the upstream hear of.
+    fn hidden_ids(&self) -> impl Iterator<Item = &str> {
+        let made_up = [Obj::Response, Obj::File, Obj::Batch]
+            .into_iter()
+            .map(|obj| -> &str { obj.made_up() });
+        self.x_objects
+            .iter()
+            .map(|(_, id)| id.as_str())
+            .chain(made_up)
+    }
 }
 
 const GITHUB_KEY_ID: &str = "matrix-key";
 const FAKE_LEAK: &str = "sk-kw-thisisnotarealkeybutlookslikeoneXXXXXXXXXXXXXX";
 
-/// An OpenAI-compatible upstream serving all three model endpoints.
-fn fake_upstream() -> SocketAddr {
+/// Every request the fake upstream got: `METHOD /path body`.
+type Seen = Arc<Mutex<Vec<String>>>;
+
+/// An OpenAI-compatible upstream serving every model endpoint, responses,
+/// files and batches, minting ids `resp_1`, `file-2`, `batch_3`, … and
+/// logging every request it gets.
+fn fake_upstream() -> (SocketAddr, Seen) {
+    let seen = Seen::default();
+    let log = seen.clone();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async move {
-            let usage = json!({"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5});
-            let (u1, u2, u3) = (usage.clone(), usage.clone(), usage);
-            let app = Router::new()
-                .route(
-                    "/v1/chat/completions",
-                    post(move |Json(body): Json<Value>| async move {
-                        Json(json!({
-                            "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": body["model"],
-                            "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
-                            "usage": u1
-                        }))
-                    }),
-                )
-                .route(
-                    "/v1/completions",
-                    post(move |Json(body): Json<Value>| async move {
-                        Json(json!({
-                            "id": "cmpl-1", "object": "text_completion", "created": 1, "model": body["model"],
-                            "choices": [{"index": 0, "text": "ok", "finish_reason": "stop"}],
-                            "usage": u2
-                        }))
-                    }),
-                )
-                .route(
-                    "/v1/embeddings",
-                    post(move |Json(body): Json<Value>| async move {
-                        Json(json!({
-                            "object": "list", "model": body["model"],
-                            "data": [{"object": "embedding", "index": 0, "embedding": [0.0, 0.5]}],
-                            "usage": u3
-                        }))
-                    }),
-                );
+            let next = Arc::new(AtomicUsize::new(0));
+            let app = Router::new().fallback(
+                move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                    let (log, next) = (log.clone(), next.clone());
+                    async move { upstream_answer(&log, &next, &method, uri.path(), &headers, &body) }
+                },
+            );
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send(listener.local_addr().unwrap()).unwrap();
             axum::serve(listener, app).await.unwrap();
         });
     });
-    rx.recv().unwrap()
+    (rx.recv().unwrap(), seen)
 }
 
-fn start_server(dir: &std::path::Path, github: &SigningKey) -> Server {
+/// What the fake upstream answers `method path`, minimally but in shape.
+fn upstream_answer(
+    log: &Mutex<Vec<String>>,
+    next: &AtomicUsize,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
+    log.lock()
+        .unwrap()
+        .push(format!("{method} {path} {}", String::from_utf8_lossy(body)));
+    let mint = |prefix: &str| format!("{prefix}{}", next.fetch_add(1, Ordering::Relaxed) + 1);
+    let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let model = &request["model"];
+    let usage = json!({"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5});
+    let response = |id: &str, status: &str| {
+        json!({
+            "id": id, "object": "response", "created_at": 1, "status": status, "model": "m",
+            "output": [{"type": "message", "id": "msg_1", "status": "completed", "role": "assistant",
+                        "content": [{"type": "output_text", "text": "ok", "annotations": []}]}],
+            "usage": {"input_tokens": 3, "output_tokens": 2, "total_tokens": 5}
+        })
+    };
+    let batch = |id: &str, status: &str| {
+        json!({
+            "id": id, "object": "batch", "endpoint": "/v1/chat/completions",
+            "input_file_id": request["input_file_id"], "completion_window": "24h",
+            "status": status, "output_file_id": null, "error_file_id": null,
+            "created_at": 1, "model": "m", "usage": null
+        })
+    };
+    let segments: Vec<&str> = path.trim_start_matches("/v1/").split('/').collect();
+    let answer = match (method.as_str(), segments.as_slice()) {
+        ("POST", ["chat", "completions"]) => json!({
+            "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+            "usage": usage
+        }),
+        ("POST", ["completions"]) => json!({
+            "id": "cmpl-1", "object": "text_completion", "created": 1, "model": model,
+            "choices": [{"index": 0, "text": "ok", "finish_reason": "stop"}],
+            "usage": usage
+        }),
+        ("POST", ["embeddings"]) => json!({
+            "object": "list", "model": model,
+            "data": [{"object": "embedding", "index": 0, "embedding": [0.0, 0.5]}],
+            "usage": usage
+        }),
+        ("POST", ["responses"]) => response(&mint("resp_"), "completed"),
+        ("GET", ["responses", id]) => response(id, "completed"),
+        ("DELETE", ["responses", id]) => {
+            json!({"id": id, "object": "response.deleted", "deleted": true})
+        }
+        ("POST", ["responses", id, "cancel"]) => response(id, "cancelled"),
+        ("GET", ["responses", _, "input_items"]) => json!({
+            "object": "list", "first_id": "msg_0", "last_id": "msg_0", "has_more": false,
+            "data": [{"type": "message", "id": "msg_0", "role": "user",
+                      "content": [{"type": "input_text", "text": "hi"}]}]
+        }),
+        ("POST", ["moderations"]) => json!({
+            "id": "modr-1", "model": model,
+            "results": [{"flagged": false, "categories": {}, "category_scores": {}}]
+        }),
+        ("POST", ["images", _]) => json!({
+            "created": 1, "data": [{"b64_json": "aGk="}],
+            "usage": {"input_tokens": 3, "output_tokens": 2, "total_tokens": 5}
+        }),
+        ("POST", ["audio", "speech"]) => {
+            return ([(CONTENT_TYPE, "audio/mpeg")], b"ID3".to_vec()).into_response()
+        }
+        ("POST", ["audio", _]) => {
+            json!({"text": "ok", "usage": {"type": "duration", "seconds": 1}})
+        }
+        ("POST", ["files"]) => {
+            let parts = read_form(headers, body);
+            let (filename, data) = &parts["file"];
+            json!({
+                "id": mint("file-"), "object": "file", "bytes": data.len(), "created_at": 1,
+                "filename": filename, "purpose": String::from_utf8_lossy(&parts["purpose"].1),
+                "status": "processed"
+            })
+        }
+        ("GET", ["files", id]) => json!({
+            "id": id, "object": "file", "bytes": 2, "created_at": 1,
+            "filename": "in.jsonl", "purpose": "batch", "status": "processed"
+        }),
+        ("DELETE", ["files", id]) => json!({"id": id, "object": "file", "deleted": true}),
+        ("GET", ["files", _, "content"]) => return "{}\n".into_response(),
+        ("POST", ["batches"]) => batch(&mint("batch_"), "validating"),
+        ("GET", ["batches", id]) => batch(id, "in_progress"),
+        ("POST", ["batches", id, "cancel"]) => batch(id, "cancelling"),
+        _ => return StatusCode::NOT_FOUND.into_response(),
+    };
+    Json(answer).into_response()
+}
+
+fn start_server(dir: &std::path::Path, github: &SigningKey) -> (Server, Seen) {
     let keys_file = dir.join("github-keys.json");
     let pem = github
         .verifying_key()
@@ -587,8 +848,8 @@ fn start_server(dir: &std::path::Path, github: &SigningKey) -> Server {
         {"key_identifier": GITHUB_KEY_ID, "key": pem, "is_current": true},
     ]});
     std::fs::write(&keys_file, keys.to_string()).unwrap();
-    let upstream = fake_upstream();
-    Server::start_with_config(
+    let (upstream, seen) = fake_upstream();
+    let server = Server::start_with_config(
         &format!(
             r#"
 [limits]
@@ -602,17 +863,24 @@ github_public_keys_file = {keys_file:?}
 name = "fake"
 base_url = "http://{upstream}/v1"
 timeout = "5s"
+responses = "native"
+files = true
 
 [[models]]
 id = "m"
 upstream = "fake"
 input_price_per_mtok = 1.0
 output_price_per_mtok = 1.0
+price_per_image = 0.04
+price_per_mchar = 15.0
+price_per_minute = 0.006
+price_per_request = 0.001
 "#,
             keys_file = keys_file.display().to_string(),
         ),
         &[],
-    )
+    );
+    (server, seen)
 }
 
 /// POSTs `body` with `auth` and returns the created object, or panics.
@@ -672,7 +940,46 @@ fn restricted(group: &str, level: &str) -> Value {
     p
 }
 
-fn build(s: &Server, github: SigningKey) -> (World<'_>, Vec<Caller>) {
+/// A batch of chat completions reading `file`.
+fn batch_body(file: &str) -> Value {
+    json!({"input_file_id": file, "endpoint": "/v1/chat/completions", "completion_window": "24h"})
+}
+
+/// A file to upload, as a multipart form.
+fn upload_form() -> Body {
+    form(&[("purpose", None, "batch"), ("file", Some("in.jsonl"), "{}")])
+}
+
+fn form(parts: &[(&str, Option<&str>, &str)]) -> Body {
+    let (content_type, body) = multipart(parts);
+    Body::Form(content_type, body)
+}
+
+/// A new response, file or batch of the project of the key `auth`.
+fn make_object(s: &Server, auth: &str, obj: Obj) -> Result<String, String> {
+    let (path, body) = match obj {
+        Obj::Response => (
+            "/v1/responses",
+            Body::Json(json!({"model": "m", "input": "hi"})),
+        ),
+        Obj::File => ("/v1/files", upload_form()),
+        Obj::Batch => (
+            "/v1/batches",
+            Body::Json(batch_body(&make_object(s, auth, Obj::File)?)),
+        ),
+    };
+    let req = Request {
+        method: "POST",
+        path: path.to_owned(),
+        body,
+    };
+    match send_as(s, Some(auth), req) {
+        (StatusCode::OK, v) => Ok(id_of(&v)),
+        (status, v) => Err(format!("setup: creating a {obj:?} got {status}: {v}")),
+    }
+}
+
+fn build(s: &Server, github: SigningKey, seen: Seen) -> (World<'_>, Vec<Caller>) {
     let since = now_unix() - 86_400;
     // The accounts: the project's creator, users it adds through the
     // dashboard, a stranger with a project of its own, and the account
@@ -780,6 +1087,11 @@ fn build(s: &Server, github: SigningKey) -> (World<'_>, Vec<Caller>) {
             specs.push((format!("key {g}={level}"), restricted(g, level)));
         }
     }
+    // What creating a batch of chat completions takes.
+    specs.push((
+        "key batch=write, files=read, chat_completions=write".into(),
+        json!({"mode": "restricted", "batch": "write", "files": "read", "chat_completions": "write"}),
+    ));
     for (label, permissions) in specs {
         let k = created(
             s,
@@ -918,6 +1230,26 @@ fn build(s: &Server, github: SigningKey) -> (World<'_>, Vec<Caller>) {
         json!({"name": "sibling"}),
     ));
 
+    // Responses, files and batches: a key of `p` makes the own ones cell
+    // by cell; the other account's are made once.
+    let objects_key = secret_of(&created(
+        s,
+        &keys_path(&p),
+        &creator,
+        json!({"name": "objects", "permissions": {"mode": "all"}}),
+    ));
+    let x_writer = secret_of(&created(
+        s,
+        &keys_path(&x),
+        &other_admin,
+        json!({"name": "other's objects", "permissions": {"mode": "all"}}),
+    ));
+    let x_objects = [Obj::Response, Obj::File, Obj::Batch]
+        .into_iter()
+        .map(|obj| (obj, make_object(s, &x_writer, obj).unwrap()))
+        .collect();
+    let seen_from = seen.lock().unwrap().len();
+
     // The expiring key must have expired before the cells run.
     while now_unix() <= expires_at {
         std::thread::sleep(Duration::from_millis(100));
@@ -936,6 +1268,10 @@ fn build(s: &Server, github: SigningKey) -> (World<'_>, Vec<Caller>) {
         archivable,
         github,
         since,
+        objects_key,
+        x_objects,
+        seen,
+        seen_from,
     };
     (world, callers)
 }
@@ -960,17 +1296,24 @@ fn phase(route: Route, who: &Caller, target: Target) -> u8 {
         (Route::ProjectArchive, Target::Other) => 4,
         // Project keys live in `p`: they can only try archiving it.
         (Route::ProjectArchive, Target::Own) if !who.is_user() => 5,
+        // The other account's objects are shared by every caller's cells.
+        (
+            Route::ResponseDelete | Route::ResponseCancel | Route::FileDelete | Route::BatchCancel,
+            Target::Other,
+        ) => 6,
         _ => 0,
     }
 }
 
-const PHASES: u8 = 6;
+const PHASES: u8 = 7;
 
 enum Body {
     None,
     Json(Value),
     /// A body signed as GitHub's secret scanning signs it.
     Signed(Vec<u8>, String),
+    /// A `multipart/form-data` body and its content type.
+    Form(String, Vec<u8>),
 }
 
 struct Request {
@@ -1046,6 +1389,14 @@ fn request(w: &World, who: &Caller, row: &Row, target: Target) -> Result<Request
         }
     };
     let key_path = |k: String| format!("/v1/organization/projects/{project}/api_keys/{k}");
+    // The response, file or batch the cell names.
+    let object = |obj: Obj| -> Result<String, String> {
+        match target {
+            Target::Other => Ok(w.other(obj).to_owned()),
+            Target::MadeUp => Ok(obj.made_up().to_owned()),
+            _ => make_object(w.s, &w.objects_key, obj),
+        }
+    };
     let (path, body) = match row.route {
         ProjectsList => ("/v1/organization/projects".to_owned(), Body::None),
         ProjectsCreate => (
@@ -1139,6 +1490,69 @@ fn request(w: &World, who: &Caller, row: &Row, target: Target) -> Result<Request
             "/v1/embeddings".to_owned(),
             Body::Json(json!({"model": "m", "input": "hi"})),
         ),
+        ResponsesCreate => (
+            "/v1/responses".to_owned(),
+            Body::Json(
+                json!({"model": "m", "input": "hi", "previous_response_id": object(Obj::Response)?}),
+            ),
+        ),
+        ResponseRetrieve | ResponseDelete => (
+            format!("/v1/responses/{}", object(Obj::Response)?),
+            Body::None,
+        ),
+        ResponseCancel => (
+            format!("/v1/responses/{}/cancel", object(Obj::Response)?),
+            Body::None,
+        ),
+        ResponseInputItems => (
+            format!("/v1/responses/{}/input_items", object(Obj::Response)?),
+            Body::None,
+        ),
+        Moderations => (
+            "/v1/moderations".to_owned(),
+            Body::Json(json!({"model": "m", "input": "hi"})),
+        ),
+        ImagesGenerations => (
+            "/v1/images/generations".to_owned(),
+            Body::Json(json!({"model": "m", "prompt": "a cat"})),
+        ),
+        ImagesEdits => (
+            "/v1/images/edits".to_owned(),
+            form(&[
+                ("model", None, "m"),
+                ("prompt", None, "a hat"),
+                ("image", Some("cat.png"), "PNG"),
+            ]),
+        ),
+        ImagesVariations => (
+            "/v1/images/variations".to_owned(),
+            form(&[("model", None, "m"), ("image", Some("cat.png"), "PNG")]),
+        ),
+        AudioSpeech => (
+            "/v1/audio/speech".to_owned(),
+            Body::Json(json!({"model": "m", "input": "hi", "voice": "alloy"})),
+        ),
+        AudioTranscriptions | AudioTranslations => (
+            row.path.to_owned(),
+            form(&[("model", None, "m"), ("file", Some("hi.mp3"), "ID3 audio")]),
+        ),
+        FilesUpload => ("/v1/files".to_owned(), upload_form()),
+        FilesList => ("/v1/files".to_owned(), Body::None),
+        FileRetrieve | FileDelete => (format!("/v1/files/{}", object(Obj::File)?), Body::None),
+        FileContent => (
+            format!("/v1/files/{}/content", object(Obj::File)?),
+            Body::None,
+        ),
+        BatchesCreate => (
+            "/v1/batches".to_owned(),
+            Body::Json(batch_body(&object(Obj::File)?)),
+        ),
+        BatchesList => ("/v1/batches".to_owned(), Body::None),
+        BatchRetrieve => (format!("/v1/batches/{}", object(Obj::Batch)?), Body::None),
+        BatchCancel => (
+            format!("/v1/batches/{}/cancel", object(Obj::Batch)?),
+            Body::None,
+        ),
         Healthz => ("/healthz".to_owned(), Body::None),
         Readyz => ("/readyz".to_owned(), Body::None),
         OpenApi => ("/openapi.json".to_owned(), Body::None),
@@ -1164,11 +1578,15 @@ fn request(w: &World, who: &Caller, row: &Row, target: Target) -> Result<Request
 }
 
 fn send(w: &World, who: &Caller, req: Request) -> (StatusCode, Value) {
-    let mut rb = w.s.client.request(
+    send_as(w.s, who.secret.as_deref(), req)
+}
+
+fn send_as(s: &Server, secret: Option<&str>, req: Request) -> (StatusCode, Value) {
+    let mut rb = s.client.request(
         req.method.parse().unwrap(),
-        format!("{}{}", w.s.base, req.path),
+        format!("{}{}", s.base, req.path),
     );
-    if let Some(k) = &who.secret {
+    if let Some(k) = secret {
         rb = rb.bearer_auth(k);
     }
     rb = match req.body {
@@ -1179,6 +1597,7 @@ fn send(w: &World, who: &Caller, req: Request) -> (StatusCode, Value) {
             .header("Github-Public-Key-Identifier", GITHUB_KEY_ID)
             .header("Github-Public-Key-Signature", sig)
             .body(bytes),
+        Body::Form(content_type, bytes) => rb.header("content-type", content_type).body(bytes),
     };
     let resp = rb
         .send()
@@ -1214,7 +1633,7 @@ fn run_cell(w: &World, callers: &[Caller], order: usize, cell: &Cell) -> Option<
     };
     let (status, body) = send(w, who, req);
     if cell.expected.matches(status, &body) {
-        return None;
+        return check_hidden(w, who, cell, &body).map(mismatch);
     }
     let error = &body["error"];
     let got = if error.is_object() {
@@ -1233,6 +1652,37 @@ fn run_cell(w: &World, callers: &[Caller], order: usize, cell: &Cell) -> Option<
         status.as_u16().to_string()
     };
     Some(mismatch(got))
+}
+
+/// What is wrong with an answer that has the expected status: a 200 that
+/// shows another account's object, or a 404 for another account's object
+/// that differs from the one for a made-up id.
+fn check_hidden(w: &World, who: &Caller, cell: &Cell, body: &Value) -> Option<String> {
+    let text = body.to_string();
+    if cell.expected == Outcome::Ok {
+        if let Some(id) = w
+            .hidden_ids()
+            .find(|id| text.contains(&format!("\"{id}\"")))
+        {
+            return Some(format!("200 but shows {id}"));
+        }
+    }
+    let obj = cell.row.route.object()?;
+    if cell.target != Target::Other || cell.expected != Outcome::NotFound {
+        return None;
+    }
+    let req = request(w, who, cell.row, Target::MadeUp).ok()?;
+    let (_, made_up) = send(w, who, req);
+    let alike = |v: &Value, id: &str| v["error"].to_string().replace(id, "{id}");
+    let (theirs, none) = (alike(body, w.other(obj)), alike(&made_up, obj.made_up()));
+    (theirs != none).then(|| format!("404 unlike a made-up id's: {theirs} vs {none}"))
+}
+
+/// The lines of `seen` that name `id` (in a path or as a JSON string).
+fn naming<'a>(seen: &'a [String], id: &str) -> Vec<&'a String> {
+    seen.iter()
+        .filter(|line| line.split(['/', ' ', '"', '?']).any(|t| t == id))
+        .collect()
 }
 
 /// Runs `cells` on `threads` threads; returns the mismatches.
@@ -1389,9 +1839,9 @@ fn every_route_answers_every_caller_as_the_spec_says() {
     let started = Instant::now();
     let dir = tempfile::tempdir().unwrap();
     let github = SigningKey::from_slice(&[7; 32]).unwrap();
-    let s = start_server(dir.path(), &github);
+    let (s, seen) = start_server(dir.path(), &github);
     let mut problems = check_rows_cover_openapi(&s);
-    let (w, callers) = build(&s, github);
+    let (w, callers) = build(&s, github, seen);
     let built = started.elapsed();
 
     let mut cells = Vec::new();
@@ -1429,6 +1879,19 @@ fn every_route_answers_every_caller_as_the_spec_says() {
         built,
         started.elapsed()
     );
+    // Another account's objects and made-up ids are refused before the
+    // upstream is asked about them.
+    let seen = w.seen.lock().unwrap();
+    for id in w.hidden_ids() {
+        let named = naming(&seen[w.seen_from..], id);
+        if !named.is_empty() {
+            problems.push(format!(
+                "the upstream was sent {} request(s) naming {id}, which no caller may reach, e.g. {}",
+                named.len(),
+                named[0]
+            ));
+        }
+    }
     if !mismatches.is_empty() {
         problems.push(format!(
             "{} of {} cells answered other than docs/authorization.md says:\n{}\n\n{}",

@@ -19,6 +19,7 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use common::upstream::{form, multipart};
 use common::{create_key, ids, ok, secret, Reply, Server};
 use serde_json::{json, Value};
 
@@ -47,30 +48,6 @@ fn now() -> i64 {
 fn missing(what: &str, id: &str) -> Response {
     let error = json!({"error": {"message": format!("No such {what}: {id}"), "type": "invalid_request_error", "param": "id", "code": null}});
     (StatusCode::NOT_FOUND, Json(error)).into_response()
-}
-
-/// The parts of a multipart form: name -> (filename, bytes).
-fn form(headers: &HeaderMap, body: &[u8]) -> HashMap<String, (Option<String>, Vec<u8>)> {
-    let ct = headers["content-type"].to_str().unwrap();
-    let boundary = format!("--{}", ct.split("boundary=").nth(1).unwrap());
-    let text = String::from_utf8_lossy(body).into_owned();
-    let mut parts = HashMap::new();
-    for part in text.split(&boundary).skip(1) {
-        let Some((head, data)) = part.split_once("\r\n\r\n") else {
-            continue;
-        };
-        let attr = |a: &str| {
-            head.split(&format!("{a}=\""))
-                .nth(1)
-                .map(|r| r.split('"').next().unwrap().to_owned())
-        };
-        let data = data.strip_suffix("\r\n").unwrap_or(data);
-        parts.insert(
-            attr(" name").unwrap(),
-            (attr("filename"), data.as_bytes().to_vec()),
-        );
-    }
-    parts
 }
 
 /// A batch moves on at each retrieve: validating -> in_progress ->
@@ -243,18 +220,12 @@ output_price_per_mtok = 8.0
 }
 
 fn upload(s: &Server, key: &str, name: &str, data: &str, purpose: &str) -> Reply {
-    let boundary = "kw-test-boundary";
-    let body = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\n{purpose}\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n{data}\r\n--{boundary}--\r\n"
-    );
+    let (content_type, body) = multipart(&[("purpose", None, purpose), ("file", Some(name), data)]);
     let resp = s
         .client
         .post(format!("{}/v1/files", s.base))
         .bearer_auth(key)
-        .header(
-            "content-type",
-            format!("multipart/form-data; boundary={boundary}"),
-        )
+        .header("content-type", content_type)
         .body(body)
         .send()
         .unwrap();

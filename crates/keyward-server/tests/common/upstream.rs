@@ -1,11 +1,13 @@
 //! A small OpenAI-compatible upstream inside the test process, standing in
 //! for a remote model provider.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::http::HeaderMap;
 use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{json, Value};
@@ -77,4 +79,52 @@ upstream = "fake"
         ),
         env,
     )
+}
+
+/// A `multipart/form-data` body as OpenAI's SDKs send it: (content type,
+/// body). Each part is (name, file name for a file part, value).
+pub fn multipart(parts: &[(&str, Option<&str>, &str)]) -> (String, Vec<u8>) {
+    let boundary = "kw-test-boundary";
+    let mut body = String::new();
+    for (name, filename, value) in parts {
+        body.push_str(&format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\""
+        ));
+        if let Some(filename) = filename {
+            body.push_str(&format!(
+                "; filename=\"{filename}\"\r\nContent-Type: application/octet-stream"
+            ));
+        }
+        body.push_str(&format!("\r\n\r\n{value}\r\n"));
+    }
+    body.push_str(&format!("--{boundary}--\r\n"));
+    (
+        format!("multipart/form-data; boundary={boundary}"),
+        body.into_bytes(),
+    )
+}
+
+/// The parts of a multipart form, as an upstream reads them:
+/// name -> (filename, bytes).
+pub fn form(headers: &HeaderMap, body: &[u8]) -> HashMap<String, (Option<String>, Vec<u8>)> {
+    let ct = headers["content-type"].to_str().unwrap();
+    let boundary = format!("--{}", ct.split("boundary=").nth(1).unwrap());
+    let text = String::from_utf8_lossy(body).into_owned();
+    let mut parts = HashMap::new();
+    for part in text.split(&boundary).skip(1) {
+        let Some((head, data)) = part.split_once("\r\n\r\n") else {
+            continue;
+        };
+        let attr = |a: &str| {
+            head.split(&format!("{a}=\""))
+                .nth(1)
+                .map(|r| r.split('"').next().unwrap().to_owned())
+        };
+        let data = data.strip_suffix("\r\n").unwrap_or(data);
+        parts.insert(
+            attr(" name").unwrap(),
+            (attr("filename"), data.as_bytes().to_vec()),
+        );
+    }
+    parts
 }
