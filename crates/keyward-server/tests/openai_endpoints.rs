@@ -1336,21 +1336,43 @@ fn a_translated_stream_whose_upstream_dies_ends_failed_and_is_billed() {
 fn a_native_streams_response_is_retrievable_by_its_owner_right_after_it_ends() {
     let t = setup();
     let (key, _) = t.key(&t.project, json!({"name": "k"}));
-    for i in 0..15 {
-        let (status, text, _) = stream_text(
-            &t.s,
-            &key,
-            json!({"model": "n", "input": "hi", "stream": true}),
-        );
-        assert_eq!(status, 200, "{text}");
-        let id = streamed_id(&text);
-        let r = t.s.get(&format!("/v1/responses/{id}"), &key);
-        assert_eq!(
-            r.status, 200,
-            "round {i}: {id} right after its stream ended: {}",
-            r.body
-        );
-    }
+    // A few clients at once, each reading a stream to its end and then
+    // fetching its response at once (the owner is written off the stream).
+    let threads: Vec<_> = (0..8)
+        .map(|c| {
+            let (s, key) = (t.s.clone(), key.clone());
+            std::thread::spawn(move || {
+                let mut missed = Vec::new();
+                for i in 0..10 {
+                    let (status, text, _) = stream_text(
+                        &s,
+                        &key,
+                        json!({"model": "n", "input": "hi", "stream": true}),
+                    );
+                    assert_eq!(status, 200, "{text}");
+                    let id = streamed_id(&text);
+                    let r = s.get(&format!("/v1/responses/{id}"), &key);
+                    if r.status != 200 {
+                        missed.push(format!(
+                            "client {c} round {i}: {id}: {} {}",
+                            r.status, r.body
+                        ));
+                    }
+                }
+                missed
+            })
+        })
+        .collect();
+    let missed: Vec<String> = threads
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    assert!(
+        missed.is_empty(),
+        "{} of 80 streamed responses were not retrievable by their owner right after their stream ended:\n{}",
+        missed.len(),
+        missed.join("\n")
+    );
 }
 
 // ----------------------------------------------------------------- secrets
