@@ -264,30 +264,9 @@ fn assert_not_found(r: Reply) {
 type Row = (String, String, String, String, String, i64, i64, i64);
 
 fn ledger(s: &Server) -> Vec<Row> {
-    let url = match s.db.url() {
-        Some(u) => u.to_owned(),
-        None => format!(
-            "sqlite://{}",
-            s.data_dir.path().join("keyward.db").display()
-        ),
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        use sqlx::Connection;
-        sqlx::any::install_default_drivers();
-        let mut c = sqlx::AnyConnection::connect(&url).await.unwrap();
-        let rows = sqlx::query_as(
-            "SELECT request_id, endpoint, model, key_id, project_id, prompt_tokens, completion_tokens, cost_micros FROM usage_ledger",
-        )
-        .fetch_all(&mut c)
-        .await
-        .unwrap();
-        c.close().await.unwrap();
-        rows
-    })
+    s.query(
+        "SELECT request_id, endpoint, model, key_id, project_id, prompt_tokens, completion_tokens, cost_micros FROM usage_ledger",
+    )
 }
 
 /// The ledger once `done` holds of it (it is written off the request path).
@@ -324,8 +303,7 @@ fn setup() -> Setup {
 
 impl Setup {
     fn key(&self, project: &str, body: Value) -> (String, String) {
-        let k = create_key(&self.s, &self.admin, project, body);
-        (secret(&k), common::id(&k))
+        common::new_key(&self.s, &self.admin, project, body)
     }
 
     fn mark(&self) -> usize {

@@ -130,6 +130,35 @@ pub fn spawn(cmd: &mut Command) -> Spawned {
     }
 }
 
+/// One row of `usage_ledger`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerRow {
+    pub request_id: String,
+    pub endpoint: String,
+    pub model: String,
+    pub key_id: String,
+    pub status: i64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub cost_micros: i64,
+}
+
+impl<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> for LedgerRow {
+    fn from_row(row: &'r sqlx::any::AnyRow) -> Result<Self, sqlx::Error> {
+        use sqlx::Row;
+        Ok(LedgerRow {
+            request_id: row.try_get("request_id")?,
+            endpoint: row.try_get("endpoint")?,
+            model: row.try_get("model")?,
+            key_id: row.try_get("key_id")?,
+            status: row.try_get("status")?,
+            prompt_tokens: row.try_get("prompt_tokens")?,
+            completion_tokens: row.try_get("completion_tokens")?,
+            cost_micros: row.try_get("cost_micros")?,
+        })
+    }
+}
+
 /// A running `keyward serve` and the state it uses.
 pub struct Server {
     child: Child,
@@ -306,6 +335,86 @@ impl Server {
         }
     }
 
+    /// A request with any body and content type (forms, broken forms).
+    pub fn send_bytes(&self, path: &str, key: &str, content_type: &str, body: Vec<u8>) -> Reply {
+        let resp = self
+            .client
+            .post(format!("{}{}", self.base, path))
+            .bearer_auth(key)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .expect("request");
+        Self::reply(resp)
+    }
+
+    /// Sends `request` (a whole HTTP/1.1 request, as written) on a fresh
+    /// connection, so that its path reaches the server exactly as given;
+    /// returns the status and the rest of the answer.
+    pub fn raw_http(&self, request: &str) -> (u16, String) {
+        use std::io::Read;
+        let addr = self.base.trim_start_matches("http://");
+        let mut conn = std::net::TcpStream::connect(addr).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        conn.write_all(request.as_bytes()).unwrap();
+        let mut answer = Vec::new();
+        let _ = conn.read_to_end(&mut answer);
+        let answer = String::from_utf8_lossy(&answer).into_owned();
+        let status = answer
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        (status, answer)
+    }
+
+    /// The rows `sql` selects from the server's database (either store).
+    pub fn query<R>(&self, sql: &str) -> Vec<R>
+    where
+        R: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
+    {
+        let url = match self.db.url() {
+            Some(u) => u.to_owned(),
+            None => format!(
+                "sqlite://{}",
+                self.data_dir.path().join("keyward.db").display()
+            ),
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            use sqlx::Connection;
+            sqlx::any::install_default_drivers();
+            let mut c = sqlx::AnyConnection::connect(&url).await.unwrap();
+            let rows = sqlx::query_as(sql).fetch_all(&mut c).await.expect(sql);
+            c.close().await.unwrap();
+            rows
+        })
+    }
+
+    /// Every row of the usage ledger, oldest first.
+    pub fn ledger(&self) -> Vec<LedgerRow> {
+        self.query(
+            "SELECT request_id, endpoint, model, key_id, status, prompt_tokens, completion_tokens, cost_micros FROM usage_ledger ORDER BY created_at, request_id",
+        )
+    }
+
+    /// The ledger once `done` holds of it (it is written off the request
+    /// path), or as it is after five seconds.
+    pub fn ledger_when(&self, done: impl Fn(&[LedgerRow]) -> bool) -> Vec<LedgerRow> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let rows = self.ledger();
+            if done(&rows) || Instant::now() > deadline {
+                return rows;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Stops the server gracefully (SIGTERM) and waits for it.
     pub fn stop(&mut self) {
         #[cfg(unix)]
@@ -411,6 +520,12 @@ pub fn ok(r: Reply) -> Value {
 
 pub fn create_key(s: &Server, auth: &str, project: &str, body: Value) -> Value {
     ok(s.post(&keys_path(project), auth, body))
+}
+
+/// A new key in `project`, made by `auth`: its secret and its id.
+pub fn new_key(s: &Server, auth: &str, project: &str, body: Value) -> (String, String) {
+    let k = create_key(s, auth, project, body);
+    (secret(&k), id(&k))
 }
 
 pub fn secret(k: &Value) -> String {
