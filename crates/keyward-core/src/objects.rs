@@ -47,6 +47,9 @@ pub struct OwnedObject {
     pub owner_id: UserId,
     /// The upstream that holds it: calls naming only the id go there.
     pub upstream: String,
+    /// The model id it was created for (responses), which usage seen
+    /// later is priced by; `None` when the call named no model (batches).
+    pub model: Option<String>,
     pub created_at: i64,
     /// Files: their purpose, for `GET /v1/files?purpose=`.
     pub purpose: Option<String>,

@@ -6,6 +6,7 @@
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use keyward_core::gcra::{Decision, Quota};
+use keyward_core::Measure;
 use keyward_core::Micros;
 use keyward_core::RateLimits;
 use keyward_service::ActiveKey;
@@ -137,10 +138,12 @@ impl<'a> Ask<'a> {
             route,
             project,
             tokens: prompt.saturating_add(asked_output),
-            worst_cost: route.price.cost(
-                to_i64(prompt),
-                to_i64(head.output_allowance(route.max_output_tokens)),
-            ),
+            // Tokens, and the images, characters, audio or requests asked for.
+            worst_cost: route.price.charge(&Measure {
+                prompt_tokens: to_i64(prompt),
+                completion_tokens: to_i64(head.output_allowance(route.max_output_tokens)),
+                ..head.units
+            }),
         }
     }
 

@@ -325,6 +325,14 @@ impl Catalog {
         self.by_id.get(model).filter(|_| allowed(model))
     }
 
+    /// The route `upstream` knows as `name` (its `upstream_model`), for
+    /// answers that name the model as the upstream does.
+    pub fn route_by_upstream_name(&self, upstream: &str, name: &str) -> Option<&Arc<Route>> {
+        self.routes
+            .iter()
+            .find(|r| r.upstream.name == upstream && r.upstream_model() == name)
+    }
+
     /// The upstream named `name` (where an object recorded as created there lives).
     pub fn upstream(&self, name: &str) -> Option<&Arc<Upstream>> {
         self.upstreams.get(name)

@@ -16,8 +16,9 @@ use crate::request::Endpoint;
 use crate::sse::Usage;
 use crate::Gateway;
 
-/// Records `usage` of `object` under `endpoint`, priced as `model` (the
-/// catalog's price for it; nothing when the model is not configured),
+/// Records `usage` of `object` under `endpoint`, priced as the model the
+/// object was created for, else as `model`, the one its upstream names
+/// (nothing when no configured model matches),
 /// billed to the object's creator. Does nothing if it was recorded before.
 pub(crate) async fn record(
     gw: &Gateway,
@@ -38,7 +39,15 @@ pub(crate) async fn record(
             return;
         }
     }
-    let route = gw.catalog.route(model, |_| true);
+    // The model the creator asked for, when it was recorded; else the one
+    // the upstream names, by Keyward's id or by the upstream's own name.
+    let route = match &object.model {
+        Some(id) => gw.catalog.route(id, |_| true),
+        None => gw
+            .catalog
+            .route(model, |_| true)
+            .or_else(|| gw.catalog.route_by_upstream_name(&object.upstream, model)),
+    };
     let price = route.map(|r| r.price).unwrap_or_default();
     let cost = price.charge(&Measure {
         prompt_tokens: usage.prompt_tokens,

@@ -380,8 +380,10 @@ where
             inner: body.into_stream(),
             tap,
             pending: Some(pending),
+            gw: gw.clone(),
             keep: plan.keep,
             recording: None,
+            held: None,
             finished: false,
         };
         Response::new(Body::from_stream(relay))
@@ -616,11 +618,13 @@ struct Relay {
     inner: BoxStream<'static, Result<Bytes, std::io::Error>>,
     tap: Tap,
     pending: Option<Pending>,
+    gw: Gateway,
     /// Who owns the response this stream creates, if it is kept.
     keep: Option<responses::Keep>,
-    /// The owner being recorded, and the last bytes held back until it is:
-    /// a client that reads the end of a stream can fetch the response.
-    recording: Option<(BoxFuture<'static, ()>, Bytes)>,
+    /// The owner's record being written.
+    recording: Option<BoxFuture<'static, ()>>,
+    /// The stream's last bytes, held until the owner is recorded.
+    held: Option<Bytes>,
     finished: bool,
 }
 
@@ -686,19 +690,23 @@ impl Stream for Relay {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         loop {
-            if let Some((recording, _)) = &mut self.recording {
-                if recording.as_mut().poll(cx).is_pending() {
+            // The owner's record, while it is being written.
+            if let Some(recording) = &mut self.recording {
+                if recording.as_mut().poll(cx).is_ready() {
+                    self.recording = None;
+                }
+            }
+            // Bytes that end the stream wait for the owner's record: a
+            // client that read the end can fetch the response at once.
+            if self.held.is_some() {
+                if self.recording.is_some() {
                     return Poll::Pending;
                 }
-                let rest = self
-                    .recording
-                    .take()
-                    .map(|(_, rest)| rest)
-                    .unwrap_or_default();
-                self.finished = true;
-                if !rest.is_empty() {
-                    return Poll::Ready(Some(Ok(rest)));
+                let out = self.held.take().unwrap_or_default();
+                if !out.is_empty() {
+                    return Poll::Ready(Some(Ok(out)));
                 }
+                continue;
             }
             if self.finished {
                 return Poll::Ready(None);
@@ -708,6 +716,10 @@ impl Stream for Relay {
                 Poll::Ready(Some(Ok(chunk))) => {
                     let out = self.tap.feed(chunk);
                     self.keep_native_response();
+                    if self.tap.done() && self.recording.is_some() {
+                        self.held = Some(out);
+                        continue;
+                    }
                     if !out.is_empty() {
                         return Poll::Ready(Some(Ok(out)));
                     }
@@ -725,25 +737,17 @@ impl Stream for Relay {
                 Poll::Ready(None) => {
                     let rest = self.tap.finish();
                     self.settle(StatusCode::OK);
-                    let keep = self.keep.take();
-                    let translated = match (&self.tap, keep) {
-                        (Tap::Translate(t, _), Some(keep)) => {
-                            t.final_response().cloned().map(|r| (keep, r))
-                        }
-                        _ => None,
-                    };
-                    if let (Some((keep, response)), Some(p)) =
-                        (translated, self.pending.as_ref().map(|p| p.gw.clone()))
-                    {
-                        let recording = async move { keep.record_response(&p, &response).await };
-                        self.recording = Some((recording.boxed(), rest));
-                        continue;
-                    }
                     self.finished = true;
-                    if !rest.is_empty() {
-                        return Poll::Ready(Some(Ok(rest)));
+                    let keep = self.keep.take();
+                    if let (Tap::Translate(t, _), Some(keep)) = (&self.tap, keep) {
+                        if let Some(response) = t.final_response().cloned() {
+                            let gw = self.gw.clone();
+                            self.recording = Some(
+                                async move { keep.record_response(&gw, &response).await }.boxed(),
+                            );
+                        }
                     }
-                    return Poll::Ready(None);
+                    self.held = Some(rest);
                 }
             }
         }
@@ -752,17 +756,18 @@ impl Stream for Relay {
 
 impl Relay {
     /// A native Responses stream names its response in its first event:
-    /// the owner is recorded then, long before the stream ends.
+    /// the owner's record starts then, and the stream's end waits for it.
     fn keep_native_response(&mut self) {
         let Tap::Upstream(tap) = &self.tap else {
             return;
         };
-        let (Some(id), Some(gw)) = (&tap.response_id, self.pending.as_ref().map(|p| &p.gw)) else {
+        let Some(id) = tap.response_id.clone() else {
             return;
         };
         if let Some(keep) = self.keep.take() {
-            let (gw, id) = (gw.clone(), id.clone());
-            tokio::spawn(async move { keep.record_id(&gw, &id, now_unix()).await });
+            let gw = self.gw.clone();
+            self.recording =
+                Some(async move { keep.record_id(&gw, &id, now_unix()).await }.boxed());
         }
     }
 

@@ -116,6 +116,8 @@ pub struct Head {
 
 /// The most completions one request may ask for (`n`), as OpenAI allows.
 pub const MAX_N: i64 = 128;
+/// The most images one request may ask for, as OpenAI allows.
+pub const MAX_IMAGES: i64 = 10;
 /// The most candidates `best_of` may ask for, as OpenAI allows.
 pub const MAX_BEST_OF: i64 = 20;
 
@@ -227,7 +229,12 @@ pub fn parse(endpoint: Endpoint, body: &[u8], count_prompt: bool) -> Result<Head
         i64::MAX,
     )?;
     let max_output_tokens = positive("max_output_tokens", fields.max_output_tokens, i64::MAX)?;
-    let n = positive("n", fields.n, MAX_N)?.unwrap_or(1);
+    let most_n = if endpoint == Endpoint::ImagesGenerations {
+        MAX_IMAGES
+    } else {
+        MAX_N
+    };
+    let n = positive("n", fields.n, most_n)?.unwrap_or(1);
     let best_of = positive("best_of", fields.best_of, MAX_BEST_OF)?.unwrap_or(1);
     if fields.best_of.is_some() && best_of < n {
         return Err(ApiError::invalid(

@@ -28,7 +28,6 @@ use bytes::Bytes;
 use keyward_core::time::now_unix;
 use keyward_core::{Access, EndpointGroup, KeyId, ObjectKind, OwnedObject, ProjectId, UserId};
 use keyward_service::ActiveKey;
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::catalog::{ResponsesMode, Route};
@@ -37,6 +36,7 @@ use crate::forward::{self, Answer};
 use crate::proxy::{caller, Plan};
 use crate::request::{self, Endpoint, Head};
 use crate::sse::Usage;
+use crate::stored::list::{self, Bounds};
 use crate::translate::{self, ResponseContext};
 use crate::Gateway;
 
@@ -107,12 +107,14 @@ pub(crate) async fn plan(
             key_id: key.key.id.clone(),
             owner_id: key.key.owner_id.clone(),
             upstream: route.upstream.name.clone(),
+            model: route.id.to_string(),
             background: head.background,
             kept,
         })
     };
     match route.upstream.responses {
         ResponsesMode::Native => {
+            check_ids_in_body(gw, key, raw).await?;
             let (body, _) = request::upstream_body(raw, head, route.rename.as_deref())?;
             Ok(Plan {
                 endpoint: Endpoint::Responses,
@@ -164,6 +166,89 @@ fn kept_list(json: &Option<String>, field: &str) -> Vec<Value> {
     }
 }
 
+/// Ids of upstream objects inside a body sent as it came: every `file_id`
+/// in `input` must be one of the caller's project's files (404 otherwise,
+/// before any upstream call); ids of kinds Keyward does not track per
+/// project (conversations, vector stores, containers) are refused, since
+/// the upstream would hand any project's to anyone.
+async fn check_ids_in_body(gw: &Gateway, key: &ActiveKey, raw: &[u8]) -> Result<(), ApiError> {
+    let mentions = |needle: &[u8]| raw.windows(needle.len()).any(|w| w == needle);
+    if ![
+        &b"file_id"[..],
+        b"conversation",
+        b"vector_store_ids",
+        b"container",
+    ]
+    .iter()
+    .any(|n| mentions(n))
+    {
+        return Ok(());
+    }
+    let body: Value = serde_json::from_slice(raw)
+        .map_err(|_| ApiError::invalid(None, "The request body is not a JSON object."))?;
+    let untracked = |param: String, what: &str| {
+        ApiError::invalid(
+            Some(param),
+            format!("{what} are not owned per project by this gateway yet, so they cannot be used through it; send the content itself instead."),
+        )
+    };
+    if !body["conversation"].is_null() {
+        return Err(untracked("conversation".into(), "Conversations"));
+    }
+    for (i, tool) in body["tools"].as_array().into_iter().flatten().enumerate() {
+        if tool["vector_store_ids"]
+            .as_array()
+            .is_some_and(|v| !v.is_empty())
+        {
+            return Err(untracked(
+                format!("tools[{i}].vector_store_ids"),
+                "Vector stores",
+            ));
+        }
+        if tool["container"].is_string() {
+            return Err(untracked(format!("tools[{i}].container"), "Containers"));
+        }
+    }
+    let mut files = Vec::new();
+    file_ids(&body["input"], &mut files);
+    file_ids(&body["tools"], &mut files);
+    for id in files {
+        let project = key.key.project_id.as_ref();
+        let owned = match project {
+            Some(p) => gw.objects.owned(ObjectKind::File, id, p).await?,
+            None => None,
+        };
+        if owned.is_none() {
+            return Err(ApiError::not_found(format!(
+                "No such File object: {}",
+                id.chars().take(128).collect::<String>()
+            ))
+            .with_param("input"));
+        }
+    }
+    Ok(())
+}
+
+/// Every `file_id` string, and every string of a `file_ids` list (a code
+/// interpreter's container), anywhere in `v`.
+fn file_ids<'v>(v: &'v Value, out: &mut Vec<&'v str>) {
+    match v {
+        Value::Array(items) => items.iter().for_each(|i| file_ids(i, out)),
+        Value::Object(map) => {
+            for (k, v) in map {
+                match (k.as_str(), v) {
+                    ("file_id", Value::String(id)) => out.push(id),
+                    ("file_ids", Value::Array(ids)) => {
+                        out.extend(ids.iter().filter_map(Value::as_str));
+                    }
+                    _ => file_ids(v, out),
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 /// A kept translated response's conversation so far: what came before
 /// it, its input, then what it answered.
 fn history_of(row: &OwnedObject) -> Vec<Value> {
@@ -187,6 +272,7 @@ pub(crate) struct Keep {
     key_id: KeyId,
     owner_id: UserId,
     upstream: String,
+    model: String,
     background: bool,
     kept: Kept,
 }
@@ -207,6 +293,7 @@ impl Keep {
             key_id: self.key_id.clone(),
             owner_id: self.owner_id.clone(),
             upstream: self.upstream.clone(),
+            model: Some(self.model.clone()),
             created_at,
             purpose: None,
             parent_id: None,
@@ -317,22 +404,20 @@ pub async fn cancel(
     Ok(answer.relay())
 }
 
-/// The query of `GET …/input_items`.
-#[derive(Debug, Deserialize)]
-pub struct ItemsQuery {
-    after: Option<String>,
-    limit: Option<i64>,
-    order: Option<String>,
-}
-
-/// `GET /v1/responses/{id}/input_items`.
+/// `GET /v1/responses/{id}/input_items`: `after`, `limit` (1–100, default
+/// 20) and `order` (default `desc`), read after the caller is known.
 pub async fn input_items(
     State(gw): State<Gateway>,
     Path(id): Path<String>,
-    Query(q): Query<ItemsQuery>,
     req: Request,
 ) -> Result<Response, ApiError> {
     let (parts, row) = caller_and_owned(&gw, req, Access::Read, &id).await?;
+    let bounds = Bounds {
+        default_limit: 20,
+        max_limit: 100,
+        purpose: false,
+    };
+    let page = list::parse(Query::try_from_uri(&parts.uri), &bounds)?;
     if row.items.is_none() {
         let answer = forward(
             &gw,
@@ -345,31 +430,12 @@ pub async fn input_items(
         .await?;
         return Ok(answer.relay());
     }
-    let limit = match q.limit {
-        None => 20,
-        Some(l) if (1..=100).contains(&l) => l as usize,
-        Some(l) => {
-            return Err(ApiError::invalid(
-                Some("limit".into()),
-                format!("Invalid 'limit': {l}. It must be an integer from 1 to 100."),
-            ))
-        }
-    };
-    let newest_first = match q.order.as_deref() {
-        None | Some("desc") => true,
-        Some("asc") => false,
-        Some(other) => {
-            return Err(ApiError::invalid(
-                Some("order".into()),
-                format!("Invalid 'order': '{other}'. It is 'asc' or 'desc'."),
-            ))
-        }
-    };
+    let (limit, newest_first) = (page.limit as usize, page.newest_first);
     let mut items = kept_list(&row.items, "input");
     if newest_first {
         items.reverse();
     }
-    let start = match &q.after {
+    let start = match &page.after {
         None => 0,
         Some(after) => {
             items

@@ -88,6 +88,12 @@ pub trait ObjectRegistry: Send + Sync + 'static {
     async fn list(&self, query: &ObjectQuery<'_>) -> Result<Listed<OwnedObject>>;
 }
 
+/// Whether `id` can be an object id at all: text without NUL, which
+/// PostgreSQL refuses in a query parameter (a 500, not a 404).
+fn storable_id(id: &str) -> bool {
+    !id.contains('\0')
+}
+
 /// The owners of upstream objects, in the store.
 #[derive(Clone)]
 pub struct Objects {
@@ -107,6 +113,10 @@ impl ObjectRegistry for Objects {
         id: &str,
         project: &ProjectId,
     ) -> Result<Option<OwnedObject>> {
+        if !storable_id(id) {
+            // No upstream issues such an id, and PostgreSQL cannot hold it.
+            return Ok(None);
+        }
         Ok(self
             .store
             .object(kind, id)
@@ -131,6 +141,9 @@ impl ObjectRegistry for Objects {
     }
 
     async fn list(&self, query: &ObjectQuery<'_>) -> Result<Listed<OwnedObject>> {
+        if let Some(after) = query.after.filter(|a| !storable_id(a)) {
+            return Err(crate::audit::cursor_error(after));
+        }
         self.store.list_objects(query).await.map_err(|e| match e {
             StoreError::UnknownCursor => {
                 crate::audit::cursor_error(query.after.unwrap_or_default())

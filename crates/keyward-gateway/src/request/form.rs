@@ -99,11 +99,14 @@ pub fn parse(endpoint: Endpoint, content_type: Option<&str>, raw: &[u8]) -> Resu
     let n = match text("n")? {
         None => 1,
         Some((v, _)) => match v.parse::<i64>() {
-            Ok(n) if (1..=10).contains(&n) => n,
+            Ok(n) if (1..=super::MAX_IMAGES).contains(&n) => n,
             _ => {
                 return Err(ApiError::invalid(
                     Some("n".into()),
-                    format!("Invalid 'n': {v}. It must be an integer from 1 to 10."),
+                    format!(
+                        "Invalid 'n': {v}. It must be an integer from 1 to {}.",
+                        super::MAX_IMAGES
+                    ),
                 ))
             }
         },

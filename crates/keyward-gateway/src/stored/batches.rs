@@ -257,6 +257,7 @@ fn output_file(batch_row: &OwnedObject, file: &str, batch: &Map<String, Value>) 
         key_id: batch_row.key_id.clone(),
         owner_id: batch_row.owner_id.clone(),
         upstream: batch_row.upstream.clone(),
+        model: None,
         created_at,
         purpose: Some(purpose.to_owned()),
         parent_id: Some(batch_row.id.clone()),

@@ -14,7 +14,7 @@ use crate::error::ApiError;
 use crate::Gateway;
 
 /// What one list accepts.
-pub(super) struct Bounds {
+pub(crate) struct Bounds {
     pub default_limit: u32,
     pub max_limit: u32,
     /// Whether `?purpose=` filters it (files only).
@@ -22,17 +22,17 @@ pub(super) struct Bounds {
 }
 
 /// A list request's query, checked.
-struct Page {
-    limit: u32,
-    after: Option<String>,
-    newest_first: bool,
-    purpose: Option<String>,
+pub(crate) struct Page {
+    pub limit: u32,
+    pub after: Option<String>,
+    pub newest_first: bool,
+    pub purpose: Option<String>,
 }
 
 /// Reads `after`, `limit`, `order` (`asc` | `desc`, default `desc`) and,
 /// where `bounds` allows, `purpose`. Other parameters are ignored, as
 /// SDKs send some Keyward has no use for.
-fn parse(
+pub(crate) fn parse(
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
     bounds: &Bounds,
 ) -> Result<Page, ApiError> {

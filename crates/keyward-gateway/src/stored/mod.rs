@@ -18,7 +18,7 @@
 
 mod batches;
 mod files;
-mod list;
+pub(crate) mod list;
 
 use std::sync::Arc;
 
@@ -163,6 +163,7 @@ fn new_row(
         key_id: creator.key.key.id.clone(),
         owner_id: creator.key.key.owner_id.clone(),
         upstream: upstream.to_owned(),
+        model: None,
         created_at: object
             .get("created_at")
             .and_then(Value::as_i64)

@@ -2,7 +2,8 @@
 -- project shares the operator's upstream credential, so Keyward answers an
 -- id only to the project that created it, and answers lists from here.
 -- snapshot is the object's last JSON seen (for lists; for a translated
--- response, the Response itself), items a translated response's input items.
+-- response, the Response itself), items a translated response's input items,
+-- model the model id the creator asked for (what usage seen later is priced by).
 CREATE TABLE owned_objects (
     kind        TEXT    NOT NULL,
     object_id   TEXT    NOT NULL,
@@ -10,6 +11,7 @@ CREATE TABLE owned_objects (
     key_id      TEXT    NOT NULL,
     owner_id    TEXT    NOT NULL,
     upstream    TEXT    NOT NULL,
+    model       TEXT,
     created_at  BIGINT NOT NULL,
     purpose     TEXT,
     parent_id   TEXT,

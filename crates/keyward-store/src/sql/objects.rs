@@ -13,6 +13,7 @@ fn object_from_row(r: &AnyRow) -> Result<OwnedObject> {
         key_id: parse_id(r, "key_id", KeyId::parse)?,
         owner_id: parse_id(r, "owner_id", UserId::parse)?,
         upstream: r.try_get("upstream")?,
+        model: r.try_get("model")?,
         created_at: r.try_get("created_at")?,
         purpose: r.try_get("purpose")?,
         parent_id: r.try_get("parent_id")?,
@@ -27,8 +28,8 @@ impl ObjectStore for SqlStore {
     async fn insert_object(&self, o: &OwnedObject) -> Result<bool> {
         Ok(sqlx::query(
             "INSERT INTO owned_objects (kind, object_id, project_id, key_id, owner_id, upstream, \
-             created_at, purpose, parent_id, snapshot, items, settled) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+             model, created_at, purpose, parent_id, snapshot, items, settled) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
              ON CONFLICT (kind, object_id) DO NOTHING",
         )
         .bind(o.kind.as_str())
@@ -37,6 +38,7 @@ impl ObjectStore for SqlStore {
         .bind(o.key_id.as_str())
         .bind(o.owner_id.as_str())
         .bind(o.upstream.as_str())
+        .bind(o.model.as_deref())
         .bind(o.created_at)
         .bind(o.purpose.as_deref())
         .bind(o.parent_id.as_deref())
