@@ -358,11 +358,7 @@ pub async fn retrieve(
             row.snapshot.unwrap_or_default().into(),
         ));
     }
-    let answer = forward(&gw, &row, Method::GET, &id, "", parts.uri.query()).await?;
-    if answer.status.is_success() && !row.settled {
-        settle_background(&gw, &row, &answer.body).await;
-    }
-    Ok(answer.relay())
+    forward_and_settle(&gw, &row, Method::GET, "", parts.uri.query()).await
 }
 
 /// `DELETE /v1/responses/{id}`.
@@ -397,9 +393,21 @@ pub async fn cancel(
             "Only responses created with background: true can be cancelled; this one has finished.",
         ));
     }
-    let answer = forward(&gw, &row, Method::POST, &id, "/cancel", None).await?;
+    forward_and_settle(&gw, &row, Method::POST, "/cancel", None).await
+}
+
+/// Forwards a call about a native response and, when it answers a
+/// background response seen finished, records its usage.
+async fn forward_and_settle(
+    gw: &Gateway,
+    row: &OwnedObject,
+    method: Method,
+    tail: &str,
+    query: Option<&str>,
+) -> Result<Response, ApiError> {
+    let answer = forward(gw, row, method, &row.id, tail, query).await?;
     if answer.status.is_success() && !row.settled {
-        settle_background(&gw, &row, &answer.body).await;
+        settle_background(gw, row, &answer.body).await;
     }
     Ok(answer.relay())
 }

@@ -947,10 +947,13 @@ fn batch_body(file: &str) -> Value {
 
 /// A file to upload, as a multipart form.
 fn upload_form() -> Body {
-    form(&[("purpose", None, "batch"), ("file", Some("in.jsonl"), "{}")])
+    form(&[
+        ("purpose", None, b"batch"),
+        ("file", Some("in.jsonl"), b"{}"),
+    ])
 }
 
-fn form(parts: &[(&str, Option<&str>, &str)]) -> Body {
+fn form(parts: &[(&str, Option<&str>, &[u8])]) -> Body {
     let (content_type, body) = multipart(parts);
     Body::Form(content_type, body)
 }
@@ -1519,14 +1522,14 @@ fn request(w: &World, who: &Caller, row: &Row, target: Target) -> Result<Request
         ImagesEdits => (
             "/v1/images/edits".to_owned(),
             form(&[
-                ("model", None, "m"),
-                ("prompt", None, "a hat"),
-                ("image", Some("cat.png"), "PNG"),
+                ("model", None, b"m"),
+                ("prompt", None, b"a hat"),
+                ("image", Some("cat.png"), b"PNG"),
             ]),
         ),
         ImagesVariations => (
             "/v1/images/variations".to_owned(),
-            form(&[("model", None, "m"), ("image", Some("cat.png"), "PNG")]),
+            form(&[("model", None, b"m"), ("image", Some("cat.png"), b"PNG")]),
         ),
         AudioSpeech => (
             "/v1/audio/speech".to_owned(),
@@ -1534,7 +1537,10 @@ fn request(w: &World, who: &Caller, row: &Row, target: Target) -> Result<Request
         ),
         AudioTranscriptions | AudioTranslations => (
             row.path.to_owned(),
-            form(&[("model", None, "m"), ("file", Some("hi.mp3"), "ID3 audio")]),
+            form(&[
+                ("model", None, b"m"),
+                ("file", Some("hi.mp3"), b"ID3 audio"),
+            ]),
         ),
         FilesUpload => ("/v1/files".to_owned(), upload_form()),
         FilesList => ("/v1/files".to_owned(), Body::None),

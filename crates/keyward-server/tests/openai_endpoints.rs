@@ -608,24 +608,7 @@ fn hostile_numbers_are_400_naming_the_param() {
 // ------------------------------------------------------- malformed forms
 
 /// A multipart form with boundary `XyZ`: (content type, body).
-fn form(fields: &[(&str, Option<&str>, &[u8])]) -> (String, Vec<u8>) {
-    let mut body = Vec::new();
-    for (name, filename, value) in fields {
-        body.extend_from_slice(b"--XyZ\r\nContent-Disposition: form-data; name=\"");
-        body.extend_from_slice(name.as_bytes());
-        body.push(b'"');
-        if let Some(f) = filename {
-            body.extend_from_slice(
-                format!("; filename=\"{f}\"\r\nContent-Type: application/octet-stream").as_bytes(),
-            );
-        }
-        body.extend_from_slice(b"\r\n\r\n");
-        body.extend_from_slice(value);
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(b"--XyZ--\r\n");
-    ("multipart/form-data; boundary=XyZ".to_owned(), body)
-}
+use common::upstream::multipart as form;
 
 #[test]
 fn malformed_forms_are_400_and_large_uploads_413() {

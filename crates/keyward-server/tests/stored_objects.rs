@@ -220,7 +220,10 @@ output_price_per_mtok = 8.0
 }
 
 fn upload(s: &Server, key: &str, name: &str, data: &str, purpose: &str) -> Reply {
-    let (content_type, body) = multipart(&[("purpose", None, purpose), ("file", Some(name), data)]);
+    let (content_type, body) = multipart(&[
+        ("purpose", None, purpose.as_bytes()),
+        ("file", Some(name), data.as_bytes()),
+    ]);
     let resp = s
         .client
         .post(format!("{}/v1/files", s.base))

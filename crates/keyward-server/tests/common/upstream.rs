@@ -81,27 +81,26 @@ upstream = "fake"
     )
 }
 
-/// A `multipart/form-data` body as OpenAI's SDKs send it: (content type,
-/// body). Each part is (name, file name for a file part, value).
-pub fn multipart(parts: &[(&str, Option<&str>, &str)]) -> (String, Vec<u8>) {
-    let boundary = "kw-test-boundary";
-    let mut body = String::new();
+/// A `multipart/form-data` body as OpenAI's SDKs send it, with boundary
+/// `XyZ`: (content type, body). Each part is (name, file name for a file
+/// part, value).
+pub fn multipart(parts: &[(&str, Option<&str>, &[u8])]) -> (String, Vec<u8>) {
+    let mut body = Vec::new();
     for (name, filename, value) in parts {
-        body.push_str(&format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\""
-        ));
-        if let Some(filename) = filename {
-            body.push_str(&format!(
-                "; filename=\"{filename}\"\r\nContent-Type: application/octet-stream"
-            ));
+        body.extend_from_slice(b"--XyZ\r\nContent-Disposition: form-data; name=\"");
+        body.extend_from_slice(name.as_bytes());
+        body.push(b'"');
+        if let Some(f) = filename {
+            body.extend_from_slice(
+                format!("; filename=\"{f}\"\r\nContent-Type: application/octet-stream").as_bytes(),
+            );
         }
-        body.push_str(&format!("\r\n\r\n{value}\r\n"));
+        body.extend_from_slice(b"\r\n\r\n");
+        body.extend_from_slice(value);
+        body.extend_from_slice(b"\r\n");
     }
-    body.push_str(&format!("--{boundary}--\r\n"));
-    (
-        format!("multipart/form-data; boundary={boundary}"),
-        body.into_bytes(),
-    )
+    body.extend_from_slice(b"--XyZ--\r\n");
+    ("multipart/form-data; boundary=XyZ".to_owned(), body)
 }
 
 /// The parts of a multipart form, as an upstream reads them:
