@@ -2,8 +2,9 @@
 //! batch) rather than a model: there is no route; the path is built from
 //! the object's id under the base URL of the upstream that holds it, and
 //! the answer (an OpenAI object, an OpenAI-shaped error, or a file's
-//! bytes) is relayed as it came. Also the one builder of requests to an
-//! upstream, model calls' included.
+//! bytes) is relayed as it came. Also what every HTTP call to an upstream,
+//! model calls' included, is built, sent and read with: [`request`],
+//! [`dispatch`] and [`read_until`].
 
 use axum::body::Body;
 use axum::http::{header, HeaderValue, Method, StatusCode};
@@ -18,6 +19,7 @@ use crate::proxy::{upstream_fault, Fault};
 use crate::upstream::{self, BodyUntil, Lease};
 use crate::Gateway;
 use keyward_core::OwnedObject;
+use tokio::time::Instant;
 
 /// What the caller sends on: method, path under the base URL, body.
 pub(crate) struct Call<'a> {
@@ -45,7 +47,7 @@ pub(crate) struct Reply {
     pub status: StatusCode,
     content_type: Option<HeaderValue>,
     body: Incoming,
-    deadline: tokio::time::Instant,
+    deadline: Instant,
     lease: Lease,
     upstream: String,
 }
@@ -67,18 +69,7 @@ pub(crate) async fn send(upstream: &Upstream, call: Call<'_>) -> Result<Reply, A
         )
     })?;
     let request = request(http, call.method, uri, call.content_type, call.body)?;
-    let deadline = tokio::time::Instant::now() + http.timeout;
-    let fault = |timed_out: bool| failed(&upstream.name, timed_out);
-    let (answer, lease) =
-        match tokio::time::timeout_at(deadline, upstream::send(&http.origin, request)).await {
-            Ok(Ok(answered)) => answered,
-            Ok(Err(e)) => {
-                // The error names the address, never the credential.
-                tracing::warn!(upstream = %upstream.name, error = %e, "files upstream call failed");
-                return Err(fault(false));
-            }
-            Err(_) => return Err(fault(true)),
-        };
+    let (answer, lease, deadline) = dispatch(&upstream.name, http, request).await?;
     let (parts, body) = answer.into_parts();
     Ok(Reply {
         status: parts.status,
@@ -124,14 +115,39 @@ pub(crate) async fn fetch_owned(
         .await
 }
 
-/// 504 when the upstream did not answer in time, else 502.
-fn failed(name: &str, timed_out: bool) -> ApiError {
-    let fault = if timed_out {
-        Fault::Timeout
-    } else {
-        Fault::CutOff
-    };
-    upstream_fault(name, fault)
+/// Sends `request` to `http` (called `name` in errors) within its
+/// timeout: the answer's head, the connection it came on, and the
+/// deadline its body must arrive by. 504 when it did not answer in time,
+/// 502 when it could not be reached.
+pub(crate) async fn dispatch(
+    name: &str,
+    http: &HttpUpstream,
+    request: hyper::Request<Full<Bytes>>,
+) -> Result<(hyper::Response<Incoming>, Lease, Instant), ApiError> {
+    let deadline = Instant::now() + http.timeout;
+    match tokio::time::timeout_at(deadline, upstream::send(&http.origin, request)).await {
+        Ok(Ok((answer, lease))) => Ok((answer, lease, deadline)),
+        Ok(Err(e)) => Err(upstream_fault(name, Fault::Unreachable(&*e))),
+        Err(_) => Err(upstream_fault(name, Fault::Timeout)),
+    }
+}
+
+/// Reads an answer's `body` whole by `deadline`; its connection then goes
+/// back to the pool. 504 or 502 (upstream `name`) otherwise.
+pub(crate) async fn read_until(
+    name: &str,
+    body: Incoming,
+    deadline: Instant,
+    lease: Lease,
+) -> Result<Bytes, ApiError> {
+    match tokio::time::timeout_at(deadline, body.collect()).await {
+        Ok(Ok(collected)) => {
+            lease.release();
+            Ok(collected.to_bytes())
+        }
+        Ok(Err(e)) => Err(upstream_fault(name, Fault::Unreachable(&e))),
+        Err(_) => Err(upstream_fault(name, Fault::Timeout)),
+    }
 }
 
 /// A request to `http` with its credential, and `content_type` if given.
@@ -155,21 +171,12 @@ pub(crate) fn request(
 impl Reply {
     /// The whole body, for an answer Keyward reads (objects, errors).
     pub async fn read(self) -> Result<Answer, ApiError> {
-        match tokio::time::timeout_at(self.deadline, self.body.collect()).await {
-            Ok(Ok(collected)) => {
-                self.lease.release();
-                Ok(Answer {
-                    status: self.status,
-                    content_type: self.content_type,
-                    body: collected.to_bytes(),
-                })
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(upstream = %self.upstream, error = %e, "files upstream answer cut off");
-                Err(failed(&self.upstream, false))
-            }
-            Err(_) => Err(failed(&self.upstream, true)),
-        }
+        let body = read_until(&self.upstream, self.body, self.deadline, self.lease).await?;
+        Ok(Answer {
+            status: self.status,
+            content_type: self.content_type,
+            body,
+        })
     }
 
     /// The answer relayed as it arrives (a file's content can be large).

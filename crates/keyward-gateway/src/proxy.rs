@@ -26,6 +26,7 @@ use serde_json::json;
 use crate::admission::{admit, needs_prompt_tokens, put_rate_headers, Admission};
 use crate::catalog::{Route, Transport};
 use crate::error::{ApiError, ApiErrorKind};
+use crate::forward;
 use crate::header_text::HeaderText;
 use crate::meter::LedgerSlot;
 use crate::request::{self, Endpoint};
@@ -34,7 +35,7 @@ use crate::responses;
 use crate::sse::{self, usage_of, Usage, UsageTap};
 use crate::telemetry;
 use crate::translate::StreamTranslator;
-use crate::upstream::{self, BodyUntil, Lease};
+use crate::upstream::{BodyUntil, Lease};
 use crate::Gateway;
 
 pub async fn chat_completions(State(gw): State<Gateway>, req: Request) -> Response {
@@ -497,14 +498,7 @@ impl AnswerBody {
                 body,
                 deadline,
                 lease,
-            } => match tokio::time::timeout_at(deadline, body.collect()).await {
-                Ok(Ok(collected)) => {
-                    lease.release();
-                    Ok(collected.to_bytes())
-                }
-                Ok(Err(e)) => Err(upstream_error(route, Fault::Unreachable(&e))),
-                Err(_) => Err(upstream_error(route, Fault::Timeout)),
-            },
+            } => forward::read_until(&route.upstream.name, body, deadline, lease).await,
             AnswerBody::InProcess(s) => Ok(s.collect::<Vec<Bytes>>().await.concat().into()),
         }
     }
@@ -521,20 +515,14 @@ async fn call_upstream(
         Transport::Http(http) => {
             let content_type =
                 content_type.unwrap_or_else(|| HeaderValue::from_static("application/json"));
-            let call = crate::forward::request(
+            let call = forward::request(
                 http,
                 Method::POST,
                 http.path(endpoint),
                 Some(content_type),
                 body,
             )?;
-            let deadline = tokio::time::Instant::now() + http.timeout;
-            let (r, lease) =
-                match tokio::time::timeout_at(deadline, upstream::send(&http.origin, call)).await {
-                    Ok(Ok(answered)) => answered,
-                    Ok(Err(e)) => return Err(upstream_error(route, Fault::Unreachable(&*e))),
-                    Err(_) => return Err(upstream_error(route, Fault::Timeout)),
-                };
+            let (r, lease, deadline) = forward::dispatch(&route.upstream.name, http, call).await?;
             let (parts, body) = r.into_parts();
             Ok(Answer {
                 status: parts.status,
@@ -563,12 +551,6 @@ async fn call_upstream(
 pub(crate) enum Fault<'e> {
     Timeout,
     Unreachable(&'e dyn std::error::Error),
-    /// The answer broke off (the cause is logged where it is known).
-    CutOff,
-}
-
-pub(crate) fn upstream_error(route: &Route, fault: Fault<'_>) -> ApiError {
-    upstream_fault(&route.upstream.name, fault)
 }
 
 /// The upstream `name` failed: counted, logged, and answered in words.
@@ -582,11 +564,8 @@ pub(crate) fn upstream_fault(name: &str, fault: Fault<'_>) -> ApiError {
             )
         }
         Fault::Unreachable(e) => {
-            tracing::warn!(upstream = %name, error = %ErrorChain(e), "upstream call failed");
-            upstream_fault(name, Fault::CutOff)
-        }
-        Fault::CutOff => {
             telemetry::upstream_error(name, "unreachable");
+            tracing::warn!(upstream = %name, error = %ErrorChain(e), "upstream call failed");
             ApiError::new(
                 ApiErrorKind::UpstreamUnreachable,
                 format!("The upstream `{name}` could not be reached. Try again; if it persists, tell the operator."),
