@@ -16,7 +16,6 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use futures_util::FutureExt;
 use futures_util::{Stream, StreamExt};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use keyward_core::{time::now_unix, Access, EndpointGroup};
 use keyward_core::{Measure, UsageEvent};
@@ -144,12 +143,7 @@ pub(crate) async fn caller(
 ) -> Result<std::sync::Arc<ActiveKey>, ApiError> {
     let token = bearer(&parts.headers).ok_or_else(ApiError::missing_key)?;
     let active = gw.keys.authenticate(token).await?;
-    if !active.allows(group, needed) {
-        return Err(ApiError::missing_scope(
-            &group.scope(needed),
-            "Check that your restricted API key has the necessary permissions.",
-        ));
-    }
+    require(&active, group, needed)?;
     let ip = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
@@ -158,6 +152,21 @@ pub(crate) async fn caller(
         return Err(ApiError::ip_not_allowed());
     }
     Ok(active)
+}
+
+/// 401 naming the scope when `key` lacks `needed` access to `group`.
+pub(crate) fn require(
+    key: &ActiveKey,
+    group: EndpointGroup,
+    needed: Access,
+) -> Result<(), ApiError> {
+    if key.allows(group, needed) {
+        return Ok(());
+    }
+    Err(ApiError::missing_scope(
+        &group.scope(needed),
+        "Check that your restricted API key has the necessary permissions.",
+    ))
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -283,20 +292,17 @@ where
     } else {
         gw.max_body_bytes
     };
-    let raw = Limited::new(body, limit)
-        .collect()
-        .await
-        .map(|collected| collected.to_bytes())
-        .map_err(|e| ApiError::unreadable_body(&*e, limit))?;
-    let client_type = parts.headers.get(header::CONTENT_TYPE).cloned();
+    let raw = request::read_body(body, limit).await?;
+    // A form goes upstream with its own content type (its boundary).
     let form = if endpoint.multipart() {
-        let ct = client_type.as_ref().and_then(|v| v.to_str().ok());
-        Some(request::form::parse(endpoint, ct, &raw)?)
+        let ct = parts.headers.get(header::CONTENT_TYPE);
+        let parsed = request::form::parse(endpoint, ct.and_then(|v| v.to_str().ok()), &raw)?;
+        Some((parsed, ct.cloned()))
     } else {
         None
     };
     let head = match &form {
-        Some(f) => f.head.clone(),
+        Some((f, _)) => f.head.clone(),
         None => request::parse(endpoint, &raw, needs_prompt_tokens(&key))?,
     };
     let route = gw
@@ -308,14 +314,18 @@ where
     let plan = match endpoint {
         Endpoint::Responses => responses::plan(&gw, &key, &route, &head, &raw).await?,
         _ => {
-            let (body, strip_usage) = match &form {
-                Some(f) => (f.upstream_body(&raw, route.rename.as_deref()), false),
-                None => request::upstream_body(&raw, &head, route.rename.as_deref())?,
+            let (body, strip_usage, content_type) = match form {
+                Some((f, ct)) => (f.upstream_body(&raw, route.rename.as_deref()), false, ct),
+                None => {
+                    let (body, strip) =
+                        request::upstream_body(&raw, &head, route.rename.as_deref())?;
+                    (body, strip, None)
+                }
             };
             Plan {
                 endpoint,
                 body,
-                content_type: form.is_some().then_some(client_type).flatten(),
+                content_type,
                 strip_usage,
                 translation: None,
                 keep: None,
@@ -398,7 +408,10 @@ where
         };
         let (bytes, usage) = match (&plan.translation, status.is_success()) {
             (Some(ctx), true) => responses::answer_translated(&bytes, ctx),
-            _ => (bytes.clone(), usage_of(&bytes).unwrap_or_default()),
+            _ => {
+                let usage = usage_of(&bytes).unwrap_or_default();
+                (bytes, usage)
+            }
         };
         let counted = status
             .is_success()
@@ -737,17 +750,18 @@ impl Relay {
     /// A native Responses stream names its response in its first event:
     /// the owner's record starts then, and the stream's end waits for it.
     fn keep_native_response(&mut self) {
-        let Tap::Upstream(tap) = &self.tap else {
+        // Only until the owner's record has started: no id copied per chunk after.
+        let (Tap::Upstream(tap), Some(_)) = (&self.tap, &self.keep) else {
             return;
         };
         let Some(id) = tap.response_id.clone() else {
             return;
         };
-        if let Some(keep) = self.keep.take() {
-            let gw = self.gw.clone();
-            self.recording =
-                Some(async move { keep.record_id(&gw, &id, now_unix()).await }.boxed());
-        }
+        let Some(keep) = self.keep.take() else {
+            return;
+        };
+        let gw = self.gw.clone();
+        self.recording = Some(async move { keep.record_id(&gw, &id, now_unix()).await }.boxed());
     }
 
     fn settle(&mut self, status: StatusCode) {

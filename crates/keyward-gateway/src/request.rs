@@ -15,6 +15,21 @@ pub mod tokens;
 
 pub use keyward_core::Endpoint;
 
+/// Reads a request body whole, up to `limit` bytes: 413 beyond, 408 when
+/// it comes too slowly, 400 when it breaks off.
+pub async fn read_body<B>(body: B, limit: usize) -> Result<Bytes, ApiError>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    use http_body_util::{BodyExt, Limited};
+    Limited::new(body, limit)
+        .collect()
+        .await
+        .map(|collected| collected.to_bytes())
+        .map_err(|e| ApiError::unreadable_body(&*e, limit))
+}
+
 /// The field holding an endpoint's input, which must be present.
 fn input_field(endpoint: Endpoint) -> &'static str {
     match endpoint {
@@ -190,11 +205,9 @@ pub fn parse(endpoint: Endpoint, body: &[u8], count_prompt: bool) -> Result<Head
             ));
         }
     };
-    let model = match fields.model {
-        Some(m) if !m.is_empty() => m,
-        None if default_model(endpoint).is_some() => {
-            default_model(endpoint).unwrap_or_default().to_owned()
-        }
+    let model = match (fields.model, default_model(endpoint)) {
+        (Some(m), _) if !m.is_empty() => m,
+        (None, Some(default)) => default.to_owned(),
         _ => {
             return Err(ApiError::invalid(
                 Some("model".into()),

@@ -219,11 +219,7 @@ async fn check_ids_in_body(gw: &Gateway, key: &ActiveKey, raw: &[u8]) -> Result<
             None => None,
         };
         if owned.is_none() {
-            return Err(ApiError::not_found(format!(
-                "No such File object: {}",
-                id.chars().take(128).collect::<String>()
-            ))
-            .with_param("input"));
+            return Err(crate::stored::no_such(ObjectKind::File, id).with_param("input"));
         }
     }
     Ok(())

@@ -27,10 +27,11 @@ use futures_util::{stream, StreamExt};
 use keyward_core::{time::now_unix, Access, EndpointGroup, ObjectKind, OwnedObject};
 use serde_json::{json, Map, Value};
 
-use super::{authorize, authorize_owned, list, owned, read_body};
+use super::{authorize, authorize_owned, list, owned};
 use crate::error::ApiError;
 use crate::forward::fetch_owned;
 use crate::forward::{Answer, Call};
+use crate::request::read_body;
 use crate::request::Endpoint;
 use crate::sse::Usage;
 use crate::Gateway;

@@ -7,10 +7,11 @@ use axum::http::{header, Method};
 use axum::response::{IntoResponse, Response};
 use keyward_core::{Access, EndpointGroup, ObjectKind};
 
-use super::{authorize, authorize_owned, create, list, read_body};
+use super::{authorize, authorize_owned, create, list};
 use crate::error::ApiError;
 use crate::forward::Call;
 use crate::forward::{fetch_owned, send_owned};
+use crate::request::read_body;
 use crate::Gateway;
 
 const FILE: ObjectKind = ObjectKind::File;

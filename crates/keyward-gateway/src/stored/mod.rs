@@ -27,8 +27,6 @@ use axum::http::request::Parts;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
 use keyward_core::{time::now_unix, Access, EndpointGroup, ObjectKind, OwnedObject, ProjectId};
 use keyward_service::ActiveKey;
 use serde_json::{Map, Value};
@@ -60,13 +58,7 @@ struct Caller {
 impl Caller {
     /// Refuses (401, as `proxy::caller` does) a key without `needed` on `group`.
     fn require(&self, group: EndpointGroup, needed: Access) -> Result<(), ApiError> {
-        if self.key.allows(group, needed) {
-            return Ok(());
-        }
-        Err(ApiError::missing_scope(
-            &group.scope(needed),
-            "Check that your restricted API key has the necessary permissions.",
-        ))
+        crate::proxy::require(&self.key, group, needed)
     }
 }
 
@@ -137,7 +129,8 @@ async fn owned(
         .ok_or_else(|| no_such(kind, id).with_param(param))
 }
 
-fn no_such(kind: ObjectKind, id: &str) -> ApiError {
+/// The 404 OpenAI gives for a missing file, batch or response object.
+pub(crate) fn no_such(kind: ObjectKind, id: &str) -> ApiError {
     let noun = match kind {
         ObjectKind::File => "File",
         ObjectKind::Batch => "Batch",
@@ -174,15 +167,6 @@ fn new_row(
         items: None,
         settled: false,
     })
-}
-
-/// Reads a request body whole, up to `limit` bytes (413 beyond).
-async fn read_body(body: axum::body::Body, limit: usize) -> Result<Bytes, ApiError> {
-    Limited::new(body, limit)
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .map_err(|e| ApiError::unreadable_body(&*e, limit))
 }
 
 /// Sends a create (`POST /files`, `POST /batches`) to the files upstream
