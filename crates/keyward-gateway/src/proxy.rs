@@ -391,7 +391,6 @@ where
             inner: body.into_stream(),
             tap,
             pending: Some(pending),
-            gw: gw.clone(),
             keep: plan.keep,
             recording: None,
             held: None,
@@ -419,7 +418,7 @@ where
             .flatten();
         if status.is_success() {
             if let Some(keep) = &plan.keep {
-                keep.record_answer(&gw, &bytes).await;
+                keep.record_answer(&bytes).await;
             }
         }
         let usage = Usage {
@@ -610,7 +609,6 @@ struct Relay {
     inner: BoxStream<'static, Result<Bytes, std::io::Error>>,
     tap: Tap,
     pending: Option<Pending>,
-    gw: Gateway,
     /// Who owns the response this stream creates, if it is kept.
     keep: Option<responses::Keep>,
     /// The owner's record being written.
@@ -733,10 +731,8 @@ impl Stream for Relay {
                     let keep = self.keep.take();
                     if let (Tap::Translate(t, _), Some(keep)) = (&self.tap, keep) {
                         if let Some(response) = t.final_response().cloned() {
-                            let gw = self.gw.clone();
-                            self.recording = Some(
-                                async move { keep.record_response(&gw, &response).await }.boxed(),
-                            );
+                            self.recording =
+                                Some(async move { keep.record_response(&response).await }.boxed());
                         }
                     }
                     self.held = Some(rest);
@@ -760,8 +756,7 @@ impl Relay {
         let Some(keep) = self.keep.take() else {
             return;
         };
-        let gw = self.gw.clone();
-        self.recording = Some(async move { keep.record_id(&gw, &id, now_unix()).await }.boxed());
+        self.recording = Some(async move { keep.record_id(&id, now_unix()).await }.boxed());
     }
 
     fn settle(&mut self, status: StatusCode) {

@@ -27,7 +27,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use keyward_core::time::now_unix;
 use keyward_core::{Access, EndpointGroup, KeyId, ObjectKind, OwnedObject, ProjectId, UserId};
-use keyward_service::ActiveKey;
+use keyward_service::{ActiveKey, ObjectRegistry};
 use serde_json::{json, Value};
 
 use crate::catalog::{ResponsesMode, Route};
@@ -103,6 +103,7 @@ pub(crate) async fn plan(
     let keeper = |kept: Kept| {
         let project_id = key.key.project_id.clone()?;
         head.store.then(|| Keep {
+            objects: gw.objects.clone(),
             project_id,
             key_id: key.key.id.clone(),
             owner_id: key.key.owner_id.clone(),
@@ -264,6 +265,7 @@ pub(crate) fn answer_translated(chat: &[u8], ctx: &ResponseContext) -> (Bytes, U
 
 /// Who will own the response a call creates.
 pub(crate) struct Keep {
+    objects: Arc<dyn ObjectRegistry>,
     project_id: ProjectId,
     key_id: KeyId,
     owner_id: UserId,
@@ -303,40 +305,32 @@ impl Keep {
         }
     }
 
-    async fn save(&self, gw: &Gateway, object: OwnedObject) {
-        if let Err(e) = gw.objects.record(&object).await {
+    async fn save(&self, object: OwnedObject) {
+        if let Err(e) = self.objects.record(&object).await {
             tracing::error!(error = %e, response = %object.id, "the response's owner could not be recorded; its owner will get 404 for it");
         }
     }
 
     /// A native stream named its response.
-    pub(crate) async fn record_id(&self, gw: &Gateway, id: &str, created_at: i64) {
-        self.save(gw, self.object(id, created_at, None)).await;
+    pub(crate) async fn record_id(&self, id: &str, created_at: i64) {
+        self.save(self.object(id, created_at, None)).await;
     }
 
-    /// A translated response ended: Keyward keeps it.
-    pub(crate) async fn record_response(&self, gw: &Gateway, response: &Value) {
+    /// A Response came back (whole, or as a translated stream's last
+    /// event): its owner is recorded, and Keyward keeps a translated one.
+    pub(crate) async fn record_response(&self, response: &Value) {
         let Some(id) = response["id"].as_str() else {
             return;
         };
         let created_at = response["created_at"].as_i64().unwrap_or_else(now_unix);
-        self.save(gw, self.object(id, created_at, Some(response.to_string())))
-            .await;
+        let kept = matches!(self.kept, Kept::Translated { .. }).then(|| response.to_string());
+        self.save(self.object(id, created_at, kept)).await;
     }
 
     /// A whole answer (a Response object) came back.
-    pub(crate) async fn record_answer(&self, gw: &Gateway, body: &[u8]) {
-        let Ok(response) = serde_json::from_slice::<Value>(body) else {
-            return;
-        };
-        match self.kept {
-            Kept::Translated { .. } => self.record_response(gw, &response).await,
-            Kept::Native => {
-                if let Some(id) = response["id"].as_str() {
-                    let created_at = response["created_at"].as_i64().unwrap_or_else(now_unix);
-                    self.record_id(gw, id, created_at).await;
-                }
-            }
+    pub(crate) async fn record_answer(&self, body: &[u8]) {
+        if let Ok(response) = serde_json::from_slice::<Value>(body) {
+            self.record_response(&response).await;
         }
     }
 }
